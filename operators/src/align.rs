@@ -1,0 +1,303 @@
+//! Align: every source onto one time axis, `t = (t_wall_ns - t0) / 1e9`, and raw
+//! values into points (SPEC section 4).
+//!
+//! `t0` is the first label row's wall time. `t_mono_ns` is never read: its time
+//! base differs per source, and using it once silently dropped every netflow
+//! channel in the earlier tooling.
+
+use crate::fingerprint::Operator;
+use crate::model::{
+    AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns,
+};
+use crate::registry::{channels_of, Kind, Phase, Source, CHANNELS};
+use serde::Serialize;
+
+/// The align operator. It has no configuration: the rules are the contract.
+#[derive(Clone, Debug, Default)]
+pub struct Align;
+
+impl Operator for Align {
+    const NAME: &'static str = "align";
+    const VERSION: u32 = 1;
+    type Config = NoConfig;
+    type Input = DecodedEpisode;
+    type Output = AlignedEpisode;
+
+    fn config(&self) -> &NoConfig {
+        &NoConfig
+    }
+
+    fn apply(&self, input: DecodedEpisode) -> AlignedEpisode {
+        align(input)
+    }
+}
+
+/// The configuration of an operator that reads none.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct NoConfig;
+
+/// Seconds between two wall times, subtracting as integers first.
+pub fn seconds_since(t_wall_ns: i64, t0_wall_ns: i64) -> f64 {
+    (t_wall_ns as i128 - t0_wall_ns as i128) as f64 / 1e9
+}
+
+fn align(decoded: DecodedEpisode) -> AlignedEpisode {
+    let DecodedEpisode { facts, sources } = decoded;
+    let labels: &[crate::model::Label] = match &facts.labels {
+        MemberState::Present(l) => l,
+        _ => &[],
+    };
+    let t0 = labels.first().map(|l| l.t_wall_ns);
+    let phases: Vec<(f64, Phase)> = match t0 {
+        Some(t0) => labels
+            .iter()
+            .filter_map(|l| Phase::parse(&l.phase).map(|p| (seconds_since(l.t_wall_ns, t0), p)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let row_counts = Source::ALL.map(|s| {
+        let c = &sources[s.index()];
+        RowCounts { present: c.present, lines: c.lines, bad_lines: c.bad_lines, good_rows: c.rows() as u64 }
+    });
+    let aligned: [Sorted; 4] = match t0 {
+        Some(t0) => sources.map(|s| sort_and_dedup(s, t0)),
+        None => sources.map(|s| Sorted { columns: vec![Vec::new(); s.columns.len()], ..Default::default() }),
+    };
+    let duration = facts.meta().and_then(|m| m.duration_observed_s).filter(|d| d.is_finite() && *d > 0.0);
+    let last_t = aligned.iter().filter_map(|s| s.t.last().copied()).reduce(f64::max);
+    let t_end = duration.or(last_t);
+    let mut channels = vec![Series::default(); CHANNELS.len()];
+    for source in Source::ALL {
+        let s = &aligned[source.index()];
+        for (col, ch) in channels_of(source).enumerate() {
+            channels[ch] = points(CHANNELS[ch].kind, &s.t, &s.columns[col], s.bucket_s());
+        }
+    }
+    AlignedEpisode {
+        facts,
+        row_counts,
+        t0_wall_ns: t0,
+        t_end,
+        phases,
+        sources: aligned.map(|s| AlignedSource { t: s.t, columns: s.columns }),
+        channels,
+    }
+}
+
+/// A source sorted by wall time, with the bucket column kept for the bucket rule.
+#[derive(Default)]
+struct Sorted {
+    t: Vec<f64>,
+    columns: Vec<Vec<f64>>,
+    bucket_ms: Vec<f64>,
+}
+
+impl Sorted {
+    fn bucket_s(&self) -> &[f64] {
+        &self.bucket_ms
+    }
+}
+
+/// Stable sort by `t_wall_ns`; of rows sharing a timestamp the later line wins.
+fn sort_and_dedup(src: SourceColumns, t0: i64) -> Sorted {
+    let mut order: Vec<usize> = (0..src.rows()).collect();
+    order.sort_by_key(|&i| src.t_wall_ns[i]);
+    let mut keep: Vec<usize> = Vec::with_capacity(order.len());
+    for i in order {
+        match keep.last_mut() {
+            Some(last) if src.t_wall_ns[*last] == src.t_wall_ns[i] => *last = i,
+            _ => keep.push(i),
+        }
+    }
+    let pick = |col: &Vec<f64>| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
+    Sorted {
+        t: keep.iter().map(|&i| seconds_since(src.t_wall_ns[i], t0)).collect(),
+        columns: src.columns.iter().map(pick).collect(),
+        bucket_ms: if src.bucket_ms.is_empty() { Vec::new() } else { pick(&src.bucket_ms) },
+    }
+}
+
+/// Turns one channel's raw values (NaN = missing) into points.
+///
+/// - gauge: the value at `t`;
+/// - counter: `(v_k - v_prev) / (t_k - t_prev)` between consecutive rows that
+///   carry the channel; no point at the first, at `t_k <= t_prev`, or at a reset;
+/// - bucket: `v / bucket_s` with `bucket_s` from `bucket_ms` when positive, else
+///   the gap to the source's previous row (none at the first row).
+pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
+    let mut out = Series::default();
+    let mut push = |t: f64, v: f64| {
+        out.t.push(t);
+        out.v.push(v);
+    };
+    match kind {
+        Kind::Gauge => {
+            for (&tk, &vk) in t.iter().zip(v) {
+                if !vk.is_nan() {
+                    push(tk, vk);
+                }
+            }
+        }
+        Kind::Counter => {
+            let mut prev: Option<(f64, f64)> = None;
+            for (&tk, &vk) in t.iter().zip(v) {
+                if vk.is_nan() {
+                    continue;
+                }
+                if let Some((tp, vp)) = prev {
+                    if tk > tp && vk >= vp {
+                        push(tk, (vk - vp) / (tk - tp));
+                    }
+                }
+                prev = Some((tk, vk));
+            }
+        }
+        Kind::Bucket => {
+            for k in 0..t.len() {
+                if v[k].is_nan() {
+                    continue;
+                }
+                let ms = bucket_ms.get(k).copied().unwrap_or(f64::NAN);
+                let bucket_s = if ms > 0.0 {
+                    Some(ms / 1000.0)
+                } else if k > 0 && t[k] > t[k - 1] {
+                    Some(t[k] - t[k - 1])
+                } else {
+                    None
+                };
+                if let Some(b) = bucket_s {
+                    push(t[k], v[k] / b);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EpisodeFacts, EpisodeKey, Label, Layout, Meta};
+    use crate::registry::channel_index;
+
+    const T0: i64 = 1_777_583_279_000_000_000;
+
+    fn episode(labels: &[(f64, &str)], duration: Option<f64>) -> DecodedEpisode {
+        DecodedEpisode {
+            facts: EpisodeFacts {
+                key: EpisodeKey { host_id: "h".into(), episode_id: "e".into() },
+                archive_bytes: 0,
+                sha256: String::new(),
+                expected_sha256: None,
+                layout: Layout::default(),
+                meta: MemberState::Present(Meta { duration_observed_s: duration, ..Default::default() }),
+                labels: MemberState::Present(
+                    labels
+                        .iter()
+                        .map(|(t, p)| Label { phase: p.to_string(), t_wall_ns: T0 + (*t * 1e9) as i64 })
+                        .collect(),
+                ),
+                events: None,
+                problems: vec![],
+                problem_count: 0,
+            },
+            sources: Source::ALL.map(SourceColumns::new),
+        }
+    }
+
+    /// Sets rows of one source: (seconds after T0, [(channel name, value)]).
+    fn set_rows(ep: &mut DecodedEpisode, source: Source, rows: &[(f64, &[(&str, f64)])], bucket_ms: Option<f64>) {
+        let ids: Vec<usize> = channels_of(source).collect();
+        let cols = &mut ep.sources[source.index()];
+        cols.present = true;
+        for (t, values) in rows {
+            cols.t_wall_ns.push(T0 + (*t * 1e9).round() as i64);
+            for (col, ch) in ids.iter().enumerate() {
+                let v = values.iter().find(|(n, _)| *n == CHANNELS[*ch].name).map(|x| x.1);
+                cols.columns[col].push(v.unwrap_or(f64::NAN));
+            }
+            if source == Source::Netflow {
+                cols.bucket_ms.push(bucket_ms.unwrap_or(f64::NAN));
+            }
+        }
+    }
+
+    fn series<'a>(a: &'a AlignedEpisode, name: &str) -> &'a Series {
+        a.channel(channel_index(name).unwrap())
+    }
+
+    #[test]
+    fn counter_rates_skip_first_row_and_resets() {
+        let mut ep = episode(&[(0.0, "clean")], None);
+        let c = "proc.cpu_user_jiffies";
+        let rows: Vec<(f64, Vec<(&str, f64)>)> =
+            vec![(0.0, vec![(c, 0.0)]), (1.0, vec![(c, 100.0)]), (2.0, vec![(c, 50.0)]), (2.5, vec![(c, 100.0)])];
+        let rows: Vec<(f64, &[(&str, f64)])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        set_rows(&mut ep, Source::Proc, &rows, None);
+        let a = Align.apply(ep);
+        let s = series(&a, c);
+        assert_eq!(s.t, vec![1.0, 2.5]);
+        assert_eq!(s.v, vec![100.0, 100.0]);
+        assert_eq!(a.t_end, Some(2.5), "largest telemetry t without a duration");
+    }
+
+    #[test]
+    fn out_of_order_rows_are_sorted_and_later_duplicate_wins() {
+        let mut ep = episode(&[(0.0, "clean")], Some(30.0));
+        let g = "proc.rss_bytes";
+        set_rows(
+            &mut ep,
+            Source::Proc,
+            &[(2.0, &[(g, 2.0)]), (1.0, &[(g, 1.0)]), (2.0, &[(g, 22.0)]), (3.0, &[(g, 3.0)])],
+            None,
+        );
+        let a = Align.apply(ep);
+        let s = series(&a, g);
+        assert_eq!(s.t, vec![1.0, 2.0, 3.0]);
+        assert_eq!(s.v, vec![1.0, 22.0, 3.0]);
+        assert_eq!(a.t_end, Some(30.0), "duration_observed_s wins when positive");
+    }
+
+    #[test]
+    fn bucket_uses_bucket_ms_or_the_gap_to_the_previous_row() {
+        let b = "netflow.pkts_in";
+        let mut ep = episode(&[(0.0, "clean")], None);
+        set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.1, &[(b, 20.0)])], Some(100.0));
+        let s = series(&Align.apply(ep), b).clone();
+        assert_eq!(s.v, vec![100.0, 200.0]);
+        let mut ep = episode(&[(0.0, "clean")], None);
+        set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.5, &[(b, 20.0)])], None);
+        let s = series(&Align.apply(ep), b).clone();
+        assert_eq!(s.t, vec![0.5], "no point at the first row without bucket_ms");
+        assert_eq!(s.v, vec![40.0]);
+    }
+
+    #[test]
+    fn time_is_relative_to_the_first_label_and_phase_at_uses_last_label_before() {
+        let mut ep = episode(&[(2.0, "clean"), (5.0, "exploiting"), (9.0, "dormant")], None);
+        set_rows(&mut ep, Source::Guest, &[(1.0, &[("guest.load_1m", 0.5)])], None);
+        let a = Align.apply(ep);
+        assert_eq!(a.t0_wall_ns, Some(T0 + 2_000_000_000));
+        assert_eq!(series(&a, "guest.load_1m").t, vec![-1.0]);
+        assert_eq!(a.phase_at(-0.5), None);
+        assert_eq!(a.phase_at(0.0), Some(Phase::Clean));
+        assert_eq!(a.phase_at(3.0), Some(Phase::Exploiting));
+        assert_eq!(a.phase_at(7.0), Some(Phase::Dormant));
+    }
+
+    #[test]
+    fn no_labels_means_no_time_axis() {
+        let mut ep = episode(&[], None);
+        set_rows(&mut ep, Source::Proc, &[(0.0, &[("proc.rss_bytes", 1.0)])], None);
+        let a = Align.apply(ep);
+        assert_eq!(a.t0_wall_ns, None);
+        assert!(a.channels.iter().all(|s| s.t.is_empty()));
+        assert_eq!(a.row_counts[0].good_rows, 1);
+    }
+
+    #[test]
+    fn wall_time_subtraction_is_exact_for_large_values() {
+        assert_eq!(seconds_since(T0 + 1, T0), 1e-9);
+        assert_eq!(seconds_since(i64::MIN, i64::MAX), -(u64::MAX as f64) / 1e9);
+    }
+}

@@ -1,0 +1,639 @@
+//! Decode: archive bytes → episode facts and per-source column vectors.
+//!
+//! The archive is read into memory compressed (archives are small; this also
+//! gives the sha256 for free) and then streamed: zstd → tar → one member at a
+//! time → one line at a time. Nothing is extracted to disk and a member's path is
+//! only ever compared as a string, never used as a file system path. Byte limits
+//! on the decompressed stream, each member and each line guard against
+//! decompression bombs.
+
+use crate::archive::sha256_hex;
+use crate::fingerprint::Operator;
+use crate::model::{
+    DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout,
+    MemberState, Meta, Problem, SourceColumns,
+};
+use crate::registry::{channels_of, Source, CHANNELS};
+use crate::rows::{EventRow, LabelRow, TelemetryRow};
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+/// Limits that bound the work and memory of one archive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// Largest decompressed archive (the tar stream), in bytes.
+    pub max_archive_bytes: u64,
+    /// Largest single member, in bytes.
+    pub max_member_bytes: u64,
+    /// Longer lines are counted as bad rows without being held in memory.
+    pub max_line_bytes: u64,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            max_archive_bytes: 2 << 30,
+            max_member_bytes: 1 << 30,
+            max_line_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Where to find one episode, and what the index says its bytes hash to.
+#[derive(Clone, Debug)]
+pub struct DecodeInput {
+    pub key: EpisodeKey,
+    pub path: PathBuf,
+    pub expected_sha256: Option<String>,
+}
+
+/// The decode operator.
+#[derive(Clone, Debug, Default)]
+pub struct Decode {
+    pub config: DecodeConfig,
+}
+
+/// At most this many problems are kept per episode (all are counted).
+const KEPT_PROBLEMS: usize = 20;
+
+impl Operator for Decode {
+    const NAME: &'static str = "decode";
+    const VERSION: u32 = 1;
+    type Config = DecodeConfig;
+    type Input = DecodeInput;
+    type Output = Result<DecodedEpisode, Failure>;
+
+    fn config(&self) -> &DecodeConfig {
+        &self.config
+    }
+
+    fn apply(&self, input: DecodeInput) -> Self::Output {
+        let file = input.path.display().to_string();
+        let fail = |code, message: String| Failure {
+            code,
+            problem: Problem::at(&file, None, message),
+            bytes: None,
+            sha256: None,
+        };
+        let len = match std::fs::metadata(&input.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(fail(FailureCode::MissingArchive, "archive file not found".into()))
+            }
+            Err(e) => return Err(fail(FailureCode::IoError, format!("cannot stat archive: {e}"))),
+        };
+        if len > self.config.max_archive_bytes {
+            return Err(Failure {
+                bytes: Some(len),
+                ..fail(
+                    FailureCode::TooLarge,
+                    format!("archive is {len} bytes, over the {} byte limit", self.config.max_archive_bytes),
+                )
+            });
+        }
+        let bytes = std::fs::read(&input.path)
+            .map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))?;
+        self.decode_bytes(&bytes, input.key, input.expected_sha256, &file)
+    }
+}
+
+impl Decode {
+    /// Decodes archive bytes already in memory. `file` names the archive in
+    /// problems.
+    pub fn decode_bytes(
+        &self,
+        bytes: &[u8],
+        key: EpisodeKey,
+        expected_sha256: Option<String>,
+        file: &str,
+    ) -> Result<DecodedEpisode, Failure> {
+        let sha256 = sha256_hex(bytes);
+        let failure = |code: FailureCode, member: Option<&str>, message: String| Failure {
+            code,
+            problem: Problem {
+                member: Some(match member {
+                    Some(m) => format!("{file}!{m}"),
+                    None => file.to_string(),
+                }),
+                line: None,
+                message,
+            },
+            bytes: Some(bytes.len() as u64),
+            sha256: Some(sha256.clone()),
+        };
+        if bytes.is_empty() {
+            return Err(failure(FailureCode::CorruptArchive, None, "empty file, not a zstd frame".into()));
+        }
+        let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
+            .map_err(|e| failure(FailureCode::CorruptArchive, None, format!("zstd: {e}")))?;
+        let over_limit = Cell::new(false);
+        let limited = LimitedReader { inner: decoder, left: self.config.max_archive_bytes, over: &over_limit };
+        let mut archive = tar::Archive::new(limited);
+        let mut state = DecodeState::new(key, &self.config);
+        let stream_error = |member: Option<&str>, e: io::Error, over: bool| {
+            if over {
+                failure(
+                    FailureCode::TooLarge,
+                    member,
+                    format!("decompressed archive exceeds {} bytes", self.config.max_archive_bytes),
+                )
+            } else {
+                failure(FailureCode::CorruptArchive, member, format!("damaged archive: {e}"))
+            }
+        };
+        let entries = archive.entries().map_err(|e| stream_error(None, e, over_limit.get()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| stream_error(None, e, over_limit.get()))?;
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let size = entry.header().size().unwrap_or(0);
+            if size > self.config.max_member_bytes {
+                return Err(failure(
+                    FailureCode::TooLarge,
+                    Some(&path),
+                    format!("member is {size} bytes, over the {} byte limit", self.config.max_member_bytes),
+                ));
+            }
+            state
+                .member(entry, &path)
+                .map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
+        }
+        Ok(state.finish(bytes.len() as u64, sha256.clone(), expected_sha256))
+    }
+}
+
+/// Counts decompressed bytes and fails once over the limit.
+struct LimitedReader<'a, R> {
+    inner: R,
+    left: u64,
+    over: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for LimitedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.over.set(true);
+            return Err(io::Error::other("decompressed size limit exceeded"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// What a member path means for reading.
+enum MemberPath<'a> {
+    /// Absolute or containing `..`: never read.
+    Unsafe,
+    /// Safe; `file` is the last component, `prefixed` whether it sits directly
+    /// under a folder named after the episode.
+    Safe { file: &'a str, prefixed: bool },
+    /// A directory entry or an empty path.
+    Folder,
+}
+
+fn classify_path<'a>(path: &'a str, episode_id: &str) -> MemberPath<'a> {
+    if path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return MemberPath::Unsafe;
+    }
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    match parts.as_slice() {
+        [] => MemberPath::Folder,
+        [file] => MemberPath::Safe { file, prefixed: false },
+        [first, .., file] => MemberPath::Safe { file, prefixed: *first == episode_id && parts.len() == 2 },
+    }
+}
+
+/// Accumulates one archive's members.
+struct DecodeState<'c> {
+    key: EpisodeKey,
+    config: &'c DecodeConfig,
+    layout: Layout,
+    meta: MemberState<Meta>,
+    labels: MemberState<Vec<Label>>,
+    events: Option<Vec<Event>>,
+    sources: [SourceColumns; 4],
+    channel_ids: [Vec<usize>; 4],
+    problems: Vec<Problem>,
+    problem_count: u64,
+    line_buf: Vec<u8>,
+}
+
+impl<'c> DecodeState<'c> {
+    fn new(key: EpisodeKey, config: &'c DecodeConfig) -> Self {
+        DecodeState {
+            key,
+            config,
+            layout: Layout::default(),
+            meta: MemberState::Missing,
+            labels: MemberState::Missing,
+            events: None,
+            sources: Source::ALL.map(SourceColumns::new),
+            channel_ids: Source::ALL.map(|s| channels_of(s).collect()),
+            problems: Vec::new(),
+            problem_count: 0,
+            line_buf: Vec::new(),
+        }
+    }
+
+    fn problem(&mut self, p: Problem) {
+        self.problem_count += 1;
+        if self.problems.len() < KEPT_PROBLEMS {
+            self.problems.push(p);
+        }
+    }
+
+    fn member<R: Read>(&mut self, entry: tar::Entry<R>, path: &str) -> io::Result<()> {
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            return Ok(());
+        }
+        let (file, prefixed) = match classify_path(path, &self.key.episode_id) {
+            MemberPath::Folder => return Ok(()),
+            MemberPath::Unsafe => {
+                self.layout.unsafe_members += 1;
+                self.layout.prefix_mismatch = true;
+                self.problem(Problem::at(path, None, "unsafe member path (absolute or '..'); not read"));
+                return Ok(());
+            }
+            MemberPath::Safe { file, prefixed } => (file, prefixed),
+        };
+        if !prefixed {
+            self.layout.prefix_mismatch = true;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            self.layout.other_members += 1;
+            return Ok(());
+        }
+        let limit = self.config.max_member_bytes;
+        let mut reader = BufReader::with_capacity(64 << 10, entry.take(limit));
+        match file {
+            "meta.json" => {
+                let mut text = Vec::new();
+                reader.read_to_end(&mut text)?;
+                self.meta = parse_meta(&text, file);
+            }
+            "labels.jsonl" => self.read_labels(&mut reader, file)?,
+            "events.jsonl" => self.read_events(&mut reader, file)?,
+            "DONE" => self.layout.done_marker = true,
+            other => match Source::from_member(other) {
+                Some(source) => self.read_telemetry(&mut reader, source)?,
+                None => self.layout.other_members += 1,
+            },
+        }
+        Ok(())
+    }
+
+    fn read_labels<R: BufRead>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+        let mut labels = Vec::new();
+        let mut first_bad = None;
+        let mut bad = Vec::new();
+        let mut buf = std::mem::take(&mut self.line_buf);
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
+                serde_json::from_slice::<LabelRow>(l).map_err(|e| format!("bad label row: {e}"))
+            });
+            match parsed {
+                Ok(row) => labels.push(Label { phase: row.phase.unwrap_or_default(), t_wall_ns: row.t_wall_ns }),
+                Err(message) => {
+                    let p = Problem::at(file, Some(line_no), message);
+                    first_bad.get_or_insert_with(|| p.clone());
+                    bad.push(p);
+                }
+            }
+        })?;
+        self.line_buf = buf;
+        for p in bad {
+            self.problem(p);
+        }
+        self.labels = match first_bad {
+            Some(p) => MemberState::Invalid(p),
+            None => MemberState::Present(labels),
+        };
+        Ok(())
+    }
+
+    fn read_events<R: BufRead>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+        let mut events = Vec::new();
+        let mut bad = Vec::new();
+        let mut buf = std::mem::take(&mut self.line_buf);
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
+                serde_json::from_slice::<EventRow>(l).map_err(|e| format!("bad event row: {e}"))
+            });
+            match parsed {
+                Ok(EventRow { event: Some(event), pre_kill_probe, .. }) => events.push(Event {
+                    event,
+                    probe_yes: pre_kill_probe.and_then(|p| p.yes.0),
+                }),
+                Ok(_) => bad.push(Problem::at(file, Some(line_no), "event row without an \"event\" name")),
+                Err(message) => bad.push(Problem::at(file, Some(line_no), message)),
+            }
+        })?;
+        self.line_buf = buf;
+        for p in bad {
+            self.problem(p);
+        }
+        self.events = Some(events);
+        Ok(())
+    }
+
+    fn read_telemetry<R: BufRead>(&mut self, reader: &mut R, source: Source) -> io::Result<()> {
+        let file = source.member();
+        let si = source.index();
+        let mut cols = SourceColumns::new(source);
+        cols.present = true;
+        let ids = std::mem::take(&mut self.channel_ids[si]);
+        let mut bad = Vec::new();
+        let mut buf = std::mem::take(&mut self.line_buf);
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            cols.lines += 1;
+            match line.map_err(|e| e.to_string()).and_then(parse_telemetry) {
+                Ok((t, row)) => {
+                    cols.t_wall_ns.push(t);
+                    for (column, &ch) in cols.columns.iter_mut().zip(&ids) {
+                        column.push((CHANNELS[ch].read)(&row).unwrap_or(f64::NAN));
+                    }
+                    if source == Source::Netflow {
+                        cols.bucket_ms.push(row.bucket_ms.0.unwrap_or(f64::NAN));
+                    }
+                }
+                Err(message) => {
+                    cols.bad_lines += 1;
+                    if bad.len() < KEPT_PROBLEMS {
+                        bad.push(Problem::at(file, Some(line_no), message));
+                    }
+                }
+            }
+        })?;
+        self.line_buf = buf;
+        self.channel_ids[si] = ids;
+        let extra = cols.bad_lines.saturating_sub(bad.len() as u64);
+        for p in bad {
+            self.problem(p);
+        }
+        self.problem_count += extra;
+        self.sources[si] = cols;
+        Ok(())
+    }
+
+    fn finish(self, archive_bytes: u64, sha256: String, expected_sha256: Option<String>) -> DecodedEpisode {
+        DecodedEpisode {
+            facts: EpisodeFacts {
+                key: self.key,
+                archive_bytes,
+                sha256,
+                expected_sha256,
+                layout: self.layout,
+                meta: self.meta,
+                labels: self.labels,
+                events: self.events,
+                problems: self.problems,
+                problem_count: self.problem_count,
+            },
+            sources: self.sources,
+        }
+    }
+}
+
+/// Parses one telemetry line: it must be a JSON object with an integer
+/// `t_wall_ns`.
+fn parse_telemetry(line: &[u8]) -> Result<(i64, TelemetryRow), String> {
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("not a JSON object".into());
+    }
+    let row: TelemetryRow = serde_json::from_slice(line).map_err(|e| format!("unparseable row: {e}"))?;
+    match row.t_wall_ns {
+        Some(t) => Ok((t, row)),
+        None => Err("row has no t_wall_ns".into()),
+    }
+}
+
+/// A line that was too long to hold.
+#[derive(Debug)]
+pub struct LineTooLong(pub u64);
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line longer than {} bytes; skipped", self.0)
+    }
+}
+
+/// Calls `f` with each non-blank line (1-based number, bytes without the
+/// newline). Lines over `max` bytes are skipped without being buffered and given
+/// as `Err`.
+pub fn for_each_line<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: u64,
+    mut f: impl FnMut(u64, Result<&[u8], LineTooLong>),
+) -> io::Result<()> {
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.by_ref().take(max + 1).read_until(b'\n', buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        let ended = buf.last() == Some(&b'\n');
+        if !ended && buf.len() as u64 > max {
+            skip_past_newline(reader)?;
+            f(line_no, Err(LineTooLong(max)));
+            continue;
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        f(line_no, Ok(line));
+    }
+}
+
+fn skip_past_newline<R: BufRead>(reader: &mut R) -> io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// Parses `meta.json`: a JSON object with `schema_version: 1`; every other field
+/// is optional and read leniently.
+fn parse_meta(text: &[u8], file: &str) -> MemberState<Meta> {
+    let value: serde_json::Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(e) => return MemberState::Invalid(Problem::at(file, None, format!("not JSON: {e}"))),
+    };
+    let Some(obj) = value.as_object() else {
+        return MemberState::Invalid(Problem::at(file, None, "not a JSON object"));
+    };
+    match obj.get("schema_version") {
+        None => return MemberState::Invalid(Problem::at(file, None, "no schema_version")),
+        Some(v) if v.as_i64() == Some(1) => {}
+        Some(v) => return MemberState::Invalid(Problem::at(file, None, format!("unknown schema_version {v}"))),
+    }
+    let text_at = |path: &[&str]| -> Option<String> {
+        let mut v = &value;
+        for p in path {
+            v = v.get(p)?;
+        }
+        v.as_str().map(str::to_string)
+    };
+    let result = obj.get("result");
+    let number = |name: &str| result.and_then(|r| r.get(name)).and_then(|v| v.as_f64());
+    MemberState::Present(Meta {
+        sample_name: text_at(&["sample", "name"]),
+        profile: text_at(&["sample", "profile"]),
+        module_name: text_at(&["exploit", "module_name"]),
+        duration_observed_s: number("duration_observed_s"),
+        rows: Source::ALL.map(|s| {
+            result.and_then(|r| r.get(format!("rows_{}", s.name()))).and_then(|v| v.as_u64())
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> EpisodeKey {
+        EpisodeKey { host_id: "h".into(), episode_id: "ep".into() }
+    }
+
+    fn tar_zst(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            // set_path refuses `..`; write the raw name like a hostile archive would.
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<DecodedEpisode, Failure> {
+        Decode::default().decode_bytes(bytes, key(), None, "ep.tar.zst")
+    }
+
+    const META: &[u8] = br#"{"schema_version":1,"sample":{"name":"xmrig","profile":"cpu-saturate"},"exploit":{"module_name":"m"},"result":{"duration_observed_s":30,"rows_proc":3}}"#;
+
+    #[test]
+    fn members_become_columns_with_line_numbered_problems() {
+        let proc = b"{\"t_wall_ns\": 10, \"cpu_user_jiffies\": 5}\n\nnot json\n{\"rss_bytes\": 1}\n{\"t_wall_ns\": 20, \"rss_bytes\": 7}\n";
+        let bytes = tar_zst(&[
+            ("ep/meta.json", META),
+            ("ep/labels.jsonl", b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n"),
+            ("ep/telemetry-proc.jsonl", proc),
+            ("ep/capture.pcap", b"\x00\x01"),
+            ("ep/DONE", b""),
+        ]);
+        let d = decode(&bytes).unwrap();
+        let p = &d.sources[0];
+        assert_eq!((p.lines, p.bad_lines), (4, 2));
+        assert_eq!(p.t_wall_ns, vec![10, 20]);
+        assert_eq!(p.columns[0][0], 5.0);
+        assert!(p.columns[0][1].is_nan());
+        assert_eq!(p.columns[2][1], 7.0);
+        let msgs: Vec<String> = d.facts.problems.iter().map(|p| p.to_string()).collect();
+        assert!(msgs[0].starts_with("telemetry-proc.jsonl:3: "), "{msgs:?}");
+        assert!(msgs[1].starts_with("telemetry-proc.jsonl:4: row has no t_wall_ns"), "{msgs:?}");
+        assert!(d.facts.layout.done_marker);
+        assert!(!d.facts.layout.prefix_mismatch);
+        assert_eq!(d.facts.layout.other_members, 1);
+        let meta = d.facts.meta().unwrap();
+        assert_eq!(meta.sample_name.as_deref(), Some("xmrig"));
+        assert_eq!(meta.rows[0], Some(3));
+        assert_eq!(meta.duration_observed_s, Some(30.0));
+    }
+
+    #[test]
+    fn unsafe_paths_are_never_read_and_flag_the_layout() {
+        let bytes = tar_zst(&[
+            ("../meta.json", META),
+            ("/abs/labels.jsonl", b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n"),
+        ]);
+        let d = decode(&bytes).unwrap();
+        assert_eq!(d.facts.meta, MemberState::Missing);
+        assert_eq!(d.facts.labels, MemberState::Missing);
+        assert_eq!(d.facts.layout.unsafe_members, 2);
+        assert!(d.facts.layout.prefix_mismatch);
+    }
+
+    #[test]
+    fn other_folder_name_is_read_but_flagged() {
+        let d = decode(&tar_zst(&[("other/meta.json", META)])).unwrap();
+        assert!(d.facts.meta().is_some());
+        assert!(d.facts.layout.prefix_mismatch);
+    }
+
+    #[test]
+    fn damaged_inputs_are_failures_not_panics() {
+        let good = tar_zst(&[("ep/meta.json", META)]);
+        assert_eq!(decode(&good[..good.len() / 2]).unwrap_err().code, FailureCode::CorruptArchive);
+        assert_eq!(decode(b"").unwrap_err().code, FailureCode::CorruptArchive);
+        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert_eq!(decode(&random).unwrap_err().code, FailureCode::CorruptArchive);
+        let mut garbage_tar = vec![0u8; 512];
+        garbage_tar[..8].copy_from_slice(b"ep/meta.");
+        garbage_tar.extend(std::iter::repeat_n(0xAB, 2048));
+        let e = decode(&zstd::encode_all(&garbage_tar[..], 1).unwrap()).unwrap_err();
+        assert_eq!(e.code, FailureCode::CorruptArchive, "{e:?}");
+        assert!(e.problem.to_string().contains("ep.tar.zst"));
+    }
+
+    #[test]
+    fn limits_stop_decompression_bombs() {
+        let big = vec![b'x'; 1 << 20];
+        let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &big)]);
+        let small = Decode { config: DecodeConfig { max_archive_bytes: 64 << 10, ..Default::default() } };
+        let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
+        assert_eq!(e.code, FailureCode::TooLarge);
+        let small = Decode { config: DecodeConfig { max_member_bytes: 1000, ..Default::default() } };
+        let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
+        assert_eq!(e.code, FailureCode::TooLarge);
+        assert!(e.problem.to_string().contains("telemetry-proc.jsonl"));
+    }
+
+    #[test]
+    fn overlong_and_non_utf8_lines_are_bad_rows() {
+        let mut proc = vec![b'x'; 5000];
+        proc.extend_from_slice(b"\n{\"t_wall_ns\": 1, \"rss_bytes\": \"\xff\xfe\"}\n{\"t_wall_ns\": 2}\n");
+        let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &proc)]);
+        let d = Decode { config: DecodeConfig { max_line_bytes: 1000, ..Default::default() } }
+            .decode_bytes(&bytes, key(), None, "f")
+            .unwrap();
+        assert_eq!((d.sources[0].lines, d.sources[0].bad_lines), (3, 2));
+        assert!(d.facts.problems[0].message.contains("longer than 1000 bytes"));
+    }
+
+    #[test]
+    fn meta_schema_is_checked() {
+        assert!(matches!(parse_meta(b"{}", "m"), MemberState::Invalid(_)));
+        assert!(matches!(parse_meta(br#"{"schema_version":2}"#, "m"), MemberState::Invalid(_)));
+        assert!(matches!(parse_meta(b"[", "m"), MemberState::Invalid(_)));
+        let MemberState::Present(m) = parse_meta(br#"{"schema_version":1,"sample":"odd"}"#, "m") else {
+            panic!()
+        };
+        assert_eq!(m.sample_name, None);
+    }
+}
