@@ -1,1 +1,15 @@
-fn main() {}
+use clap::Parser;
+use epiflow::cli::Cli;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    epiflow::cli::init_logging(&cli.global);
+    match epiflow::commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

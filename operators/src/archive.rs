@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// Path of an episode archive in a receiver store's episodes folder.
 pub fn archive_path(episodes_root: &Path, host_id: &str, episode_id: &str) -> PathBuf {
-    episodes_root.join(host_id).join(format!("{episode_id}.tar.zst"))
+    episodes_root
+        .join(host_id)
+        .join(format!("{episode_id}.tar.zst"))
 }
 
 /// Lower-case hex of bytes.

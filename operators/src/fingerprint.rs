@@ -69,11 +69,7 @@ pub trait Operator {
     /// using [`Fingerprint::chain`].
     fn fingerprint(&self) -> Fingerprint {
         let config = serde_json::to_vec(self.config()).unwrap_or_default();
-        Fingerprint::of_parts(&[
-            Self::NAME.as_bytes(),
-            &Self::VERSION.to_le_bytes(),
-            &config,
-        ])
+        Fingerprint::of_parts(&[Self::NAME.as_bytes(), &Self::VERSION.to_le_bytes(), &config])
     }
 }
 

@@ -50,10 +50,16 @@ pub fn parse_index_line(text: &str, line: u64) -> Result<Option<IndexEntry>, Str
         }
         Ok(s.to_string())
     };
-    let key = EpisodeKey { host_id: string("host_id")?, episode_id: string("episode_id")? };
+    let key = EpisodeKey {
+        host_id: string("host_id")?,
+        episode_id: string("episode_id")?,
+    };
     Ok(Some(IndexEntry {
         key,
-        sha256: obj.get("sha256").and_then(|v| v.as_str()).map(|s| s.to_ascii_lowercase()),
+        sha256: obj
+            .get("sha256")
+            .and_then(|v| v.as_str())
+            .map(|s| s.to_ascii_lowercase()),
         bytes: obj.get("bytes").and_then(|v| v.as_u64()),
         received_at_ns: obj.get("received_at_ns").and_then(|v| v.as_i64()),
         line,
@@ -114,7 +120,9 @@ not json
         assert_eq!(a.line, 4);
         let lines: Vec<_> = scan.problems.iter().map(|p| p.line.unwrap()).collect();
         assert_eq!(lines, vec![3, 5, 6, 7]);
-        assert!(scan.problems[0].to_string().starts_with("index.jsonl:3: not JSON"));
+        assert!(scan.problems[0]
+            .to_string()
+            .starts_with("index.jsonl:3: not JSON"));
         assert!(scan.problems[2].message.contains("not a safe file name"));
     }
 }

@@ -13,6 +13,24 @@ pub struct EpisodeKey {
     pub episode_id: String,
 }
 
+impl EpisodeKey {
+    /// A hash that is the same in every process and on every machine (FNV-1a),
+    /// used to spread episodes over workers.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self
+            .host_id
+            .bytes()
+            .chain([b'/'])
+            .chain(self.episode_id.bytes())
+        {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+}
+
 impl fmt::Display for EpisodeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.host_id, self.episode_id)
@@ -34,12 +52,20 @@ pub struct Problem {
 impl Problem {
     /// A problem with no particular location.
     pub fn new(message: impl Into<String>) -> Problem {
-        Problem { member: None, line: None, message: message.into() }
+        Problem {
+            member: None,
+            line: None,
+            message: message.into(),
+        }
     }
 
     /// A problem in a member, optionally at a line.
     pub fn at(member: &str, line: Option<u64>, message: impl Into<String>) -> Problem {
-        Problem { member: Some(member.to_string()), line, message: message.into() }
+        Problem {
+            member: Some(member.to_string()),
+            line,
+            message: message.into(),
+        }
     }
 }
 
@@ -270,7 +296,11 @@ impl AlignedEpisode {
 
 /// The phase at time `t` given labels in file order (SPEC section 4).
 pub fn phase_at(phases: &[(f64, Phase)], t: f64) -> Option<Phase> {
-    phases.iter().rev().find(|(lt, _)| *lt <= t).map(|(_, p)| *p)
+    phases
+        .iter()
+        .rev()
+        .find(|(lt, _)| *lt <= t)
+        .map(|(_, p)| *p)
 }
 
 /// Number of channels in the registry, for fixed-size layouts.

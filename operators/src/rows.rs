@@ -336,13 +336,11 @@ mod tests {
 
     #[test]
     fn maps_are_summed_and_lists_counted() {
-        let r = row(
-            r#"{"t_wall_ns": 1,
+        let r = row(r#"{"t_wall_ns": 1,
                 "net": {"eth0": {"rx_bytes": 10, "tx_bytes": 1}, "lo": {"rx_bytes": 5}},
                 "blockstats": {"vda": {"wr_bytes": 7}, "vdb": {"wr_bytes": 8, "rd_ops": 2}},
                 "listen_ports": [22, 80], "top_procs": [{"pid": 1}],
-                "load_1m_5m_15m": [1.5, 2, 3]}"#,
-        );
+                "load_1m_5m_15m": [1.5, 2, 3]}"#);
         assert_eq!(r.net.0.rx_bytes, Num(Some(15.0)));
         assert_eq!(r.net.0.tx_bytes, Num(Some(1.0)));
         assert_eq!(r.net.0.rx_pkts, Num(None));

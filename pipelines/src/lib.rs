@@ -1,1 +1,16 @@
+//! epiflow's dataflows: the operators of `epiflow-operators` wired into timely /
+//! differential-dataflow graphs, and the sinks that publish their results.
+//!
+//! Per-episode work moves through timely operators as one message per episode
+//! (a columnar batch), spread over workers by a stable hash of the episode key.
+//! Corpus-level state (the index, counts per outcome and reason) lives in
+//! differential collections, so arrivals and removals flow as diffs.
 
+pub mod cluster;
+pub mod output;
+pub mod sinks;
+pub mod stage;
+pub mod validate;
+pub mod work;
+
+pub use cluster::Cluster;

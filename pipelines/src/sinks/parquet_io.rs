@@ -1,0 +1,29 @@
+//! Shared Parquet writing: one record batch, zstd pages, written atomically.
+
+use crate::output::write_atomically;
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::io;
+use std::path::Path;
+
+/// Writer settings shared by every epiflow Parquet file.
+pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_size(row_group_rows.max(1))
+        .set_created_by(format!("epiflow {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Writes `batch` to `path` atomically.
+pub fn write_batch(path: &Path, batch: &RecordBatch, props: WriterProperties) -> io::Result<()> {
+    write_atomically(path, |w| {
+        let mut writer =
+            ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(io::Error::other)?;
+        writer.write(batch).map_err(io::Error::other)?;
+        writer.close().map_err(io::Error::other)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,73 @@
+//! One module per command; `run` dispatches.
+
+mod demo;
+mod synth;
+mod validate;
+
+use crate::cli::{Cli, ClusterArgs, Command, Global};
+use crate::error::{Error, Result};
+use epiflow_pipelines::Cluster;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Runs a parsed command line; returns the exit status for a normal end.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Synth {
+            episodes,
+            hosts,
+            seed,
+            duration_s,
+        } => synth::run(g, episodes, hosts, seed, duration_s),
+        Command::Validate { cluster } => validate::run(g, &cluster),
+        Command::Demo { keep, episodes } => demo::run(g, keep, episodes),
+    }
+}
+
+/// The store a command works on (`--store` is required).
+fn store(g: &Global) -> Result<PathBuf> {
+    g.store
+        .clone()
+        .ok_or_else(|| Error::Usage("--store DIR is required".into()))
+}
+
+/// Where outputs go: `--out`, else `STORE/derived`.
+fn out_dir(g: &Global, store: &Path) -> PathBuf {
+    g.out.clone().unwrap_or_else(|| store.join("derived"))
+}
+
+/// Worker threads: `--workers`, else every core.
+fn workers(g: &Global) -> usize {
+    g.workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
+    if args.processes == 0 || args.process >= args.processes {
+        return Err(Error::Usage(format!(
+            "--process {} must be below --processes {}",
+            args.process, args.processes
+        )));
+    }
+    Ok(Cluster {
+        workers: workers(g),
+        processes: args.processes,
+        process: args.process,
+        hostfile: args.hostfile.clone(),
+    })
+}
+
+/// Prints `value` as one line of JSON on stdout.
+fn print_json(value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| Error::Io(format!("cannot encode summary: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `epiflow validate`: the validation dataflow over the whole index.
+
+use super::{cluster, out_dir, print_json, store};
+use crate::cli::{ClusterArgs, Global};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::stats::RunStats;
+use epiflow_operators::decode::Decode;
+use epiflow_operators::index::read_index;
+use epiflow_operators::validate::{Outcome, Validate};
+use epiflow_pipelines::output::write_atomically;
+use epiflow_pipelines::sinks::validation;
+use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob};
+use epiflow_pipelines::Cluster;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn run(g: &Global, args: &ClusterArgs) -> Result<ExitCode> {
+    let store = store(g)?;
+    let out = out_dir(g, &store);
+    let cluster = cluster(g, args)?;
+    let config = Config::load(g.config.as_deref())?;
+    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json)? {
+        report(g, &stats, &out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs validation and writes `validation.parquet` and `run.json` under `out`.
+/// Returns the statistics on the process that hosts worker 0.
+pub fn validate_store(
+    store: &Path,
+    out: &Path,
+    config: &Config,
+    cluster: &Cluster,
+    quiet: bool,
+) -> Result<Option<RunStats>> {
+    let start = Instant::now();
+    let index_path = store.join("index.jsonl");
+    let (entries, index_problems) = if cluster.is_leader() {
+        let scan =
+            read_index(&index_path).map_err(|e| Error::io("cannot read index", &index_path, e))?;
+        for p in &scan.problems {
+            tracing::warn!("skipping malformed index line: {p}");
+        }
+        (scan.entries, scan.problems.len())
+    } else {
+        (Vec::new(), 0)
+    };
+    let bar = progress::bar(entries.len() as u64, "validate", quiet);
+    let observer_bar = bar.clone();
+    let job = ValidateJob {
+        episodes_root: store.join("episodes"),
+        entries,
+        decode: Decode {
+            config: config.decode.clone(),
+        },
+        validate: Validate {
+            config: config.validate.clone(),
+        },
+    };
+    let output = run_dataflow(
+        job,
+        cluster,
+        Arc::new(move |record| {
+            observer_bar.inc(1);
+            if record.outcome != Outcome::Accepted {
+                let detail = record.detail.as_deref().unwrap_or("");
+                let reasons = record.reasons.join(", ");
+                match record.outcome {
+                    Outcome::Degraded => tracing::info!(
+                        "{}/{}: degraded [{reasons}] {detail}",
+                        record.host_id,
+                        record.episode_id
+                    ),
+                    _ => tracing::warn!(
+                        "{}/{}: {} [{reasons}] {detail}",
+                        record.host_id,
+                        record.episode_id,
+                        record.outcome.name()
+                    ),
+                }
+            }
+        }),
+    )
+    .map_err(Error::Dataflow)?;
+    bar.finish_and_clear();
+    let Some(output) = output else {
+        return Ok(None);
+    };
+    let parquet = out.join("validation.parquet");
+    validation::write(&parquet, &output.records)
+        .map_err(|e| Error::io("cannot write", &parquet, e))?;
+    let mut stats = RunStats {
+        command: "validate".into(),
+        episodes: output.records.len() as u64,
+        operators: output
+            .operators
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect(),
+        wall_s: start.elapsed().as_secs_f64(),
+        workers: cluster.workers,
+        processes: cluster.processes,
+        index_problems,
+        ..Default::default()
+    };
+    stats.set_counts(&output.counts);
+    write_run_json(out, &stats)?;
+    Ok(Some(stats))
+}
+
+/// Writes `run.json` atomically.
+pub fn write_run_json(out: &Path, stats: &RunStats) -> Result<()> {
+    let path = out.join("run.json");
+    write_atomically(&path, |w| {
+        serde_json::to_writer_pretty(&mut *w, stats)?;
+        std::io::Write::write_all(w, b"\n")
+    })
+    .map_err(|e| Error::io("cannot write", &path, e))
+}
+
+fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
+    if g.json {
+        return print_json(&serde_json::json!({
+            "episodes": stats.episodes,
+            "outcomes": stats.outcomes,
+            "reasons": stats.reasons,
+            "hosts": stats.hosts,
+            "profiles": stats.profiles,
+            "index_problems": stats.index_problems,
+            "wall_s": stats.wall_s,
+            "output": out.join("validation.parquet"),
+        }));
+    }
+    print!("{}", outcome_table(stats));
+    println!("wrote {}", out.join("validation.parquet").display());
+    Ok(())
+}
+
+/// The outcome table a person reads: outcomes with shares, then reasons.
+pub fn outcome_table(stats: &RunStats) -> String {
+    let n = stats.episodes.max(1) as f64;
+    let rate = stats.episodes as f64 / stats.wall_s.max(1e-9);
+    let mut s = format!(
+        "validated {} episodes in {:.1} s ({rate:.0} episodes/s)\n\n",
+        stats.episodes, stats.wall_s
+    );
+    s += &format!("{:<10} {:>9} {:>7}\n", "outcome", "episodes", "share");
+    for o in Outcome::ALL {
+        let c = stats.outcomes.get(o.name()).copied().unwrap_or(0);
+        s += &format!("{:<10} {:>9} {:>6.1}%\n", o.name(), c, 100.0 * c as f64 / n);
+    }
+    if !stats.reasons.is_empty() {
+        s += &format!("\n{:<28} {:>9}\n", "reason", "episodes");
+        for (r, c) in &stats.reasons {
+            s += &format!("{r:<28} {c:>9}\n");
+        }
+    }
+    if stats.index_problems > 0 {
+        s += &format!(
+            "\n{} malformed index lines skipped (see warnings)\n",
+            stats.index_problems
+        );
+    }
+    s
+}

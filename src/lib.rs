@@ -1,0 +1,10 @@
+//! The `epiflow` command line: configuration, run statistics and the commands
+//! that drive the dataflows of `epiflow-pipelines`.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod progress;
+pub mod stats;
+pub mod synth;

@@ -1,0 +1,64 @@
+//! Run statistics: `run.json` (SPEC section 11) and the summary printed with
+//! `--json`.
+
+use epiflow_pipelines::validate::OperatorTotals;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One operator's counts over a run. `wall_s` is time spent inside the operator,
+/// summed over workers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OperatorStats {
+    pub computed: u64,
+    pub cached: u64,
+    pub failed: u64,
+    pub wall_s: f64,
+}
+
+impl From<OperatorTotals> for OperatorStats {
+    fn from(t: OperatorTotals) -> Self {
+        OperatorStats {
+            computed: t.computed,
+            cached: 0,
+            failed: t.failed,
+            wall_s: t.nanos as f64 / 1e9,
+        }
+    }
+}
+
+/// The statistics of one run, as written to `run.json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStats {
+    pub command: String,
+    pub episodes: u64,
+    pub operators: BTreeMap<String, OperatorStats>,
+    /// Wall-clock time of the whole run.
+    pub wall_s: f64,
+    pub workers: usize,
+    pub processes: usize,
+    /// Episodes per outcome.
+    pub outcomes: BTreeMap<String, i64>,
+    /// Episodes per reason code.
+    pub reasons: BTreeMap<String, i64>,
+    pub hosts: BTreeMap<String, i64>,
+    pub profiles: BTreeMap<String, i64>,
+    /// Malformed index lines skipped.
+    pub index_problems: usize,
+}
+
+impl RunStats {
+    /// Fills the per-dimension maps from the dataflow's `(dimension, value)`
+    /// counts.
+    pub fn set_counts(&mut self, counts: &BTreeMap<(String, String), i64>) {
+        for ((dim, value), n) in counts {
+            let map = match dim.as_str() {
+                "outcome" => &mut self.outcomes,
+                "reason" => &mut self.reasons,
+                "host" => &mut self.hosts,
+                "profile" => &mut self.profiles,
+                _ => continue,
+            };
+            map.insert(value.clone(), *n);
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! One synthetic episode: its plan (host, profile, phases, defects) and its
+//! rendering into archive members, row by row, as the lab's tools write them.
+
+use super::defects::Defect;
+use super::profile::{load, samples, Load, MODULES};
+use super::rng::Rng;
+use epiflow_operators::registry::{Phase, Source};
+use std::io::Write;
+
+/// A lab host of the synthetic fleet.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub id: String,
+    /// Parallel fleet slots.
+    pub slots: u32,
+    /// A laptop-class host: 14 slots contend for few cores, so host /proc CPU of
+    /// one VM is flat whatever its workload does.
+    pub laptop: bool,
+}
+
+/// Everything decided about an episode before rendering it.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub host: Host,
+    pub episode_id: String,
+    pub profile: &'static str,
+    pub sample: (&'static str, &'static str, &'static str),
+    pub module: &'static str,
+    /// Episode length in seconds.
+    pub duration_s: f64,
+    pub t0_wall_ns: i64,
+    /// Label times, seconds since t0, with their phases.
+    pub phases: Vec<(f64, Phase)>,
+    pub validation_defect: Option<Defect>,
+    pub quality_defect: Option<Defect>,
+    /// The guest's probe reports no workload although it ran (busybox guests).
+    pub busybox_probe: bool,
+    /// Whether `result` carries `duration_observed_s` and `rows_*`.
+    pub meta_has_duration: bool,
+    pub meta_has_rows: bool,
+    pub with_pcap: bool,
+    /// Seed of the rendering stream.
+    pub seed: u64,
+}
+
+/// Fractions of the episode spent in each phase, in schedule order.
+const SCHEDULE: [(Phase, f64); 5] = [
+    (Phase::Clean, 0.12),
+    (Phase::Exploiting, 0.08),
+    (Phase::InfectedIdle, 0.12),
+    (Phase::InfectedRunning, 0.48),
+    (Phase::Dormant, 0.20),
+];
+
+/// Seconds of telemetry before the first label (VM boot).
+const PRE_ROLL_S: f64 = 2.0;
+
+impl Plan {
+    /// Draws the phase schedule, with jittered boundaries.
+    pub fn schedule(duration_s: f64, rng: &mut Rng) -> Vec<(f64, Phase)> {
+        let mut t = 0.0;
+        SCHEDULE
+            .iter()
+            .map(|(phase, frac)| {
+                let start = t;
+                t += duration_s * frac * rng.range(0.9, 1.1);
+                (start, *phase)
+            })
+            .collect()
+    }
+
+    /// Whether the sample's workload actually ran.
+    fn workload_ran(&self) -> bool {
+        !self.quality_defect.is_some_and(Defect::is_flat)
+    }
+
+    fn phase_at(&self, t: f64) -> Phase {
+        epiflow_operators::model::phase_at(&self.phases, t).unwrap_or(Phase::Clean)
+    }
+
+    fn load_at(&self, t: f64) -> Load {
+        let phase = self.phase_at(t);
+        let effective = if self.workload_ran() || phase == Phase::Clean {
+            phase
+        } else {
+            Phase::Clean
+        };
+        load(self.profile, effective).at(t)
+    }
+}
+
+/// An archive member: name inside the top folder, bytes.
+pub type Member = (String, Vec<u8>);
+
+/// Renders the plan into members, in the order the lab's shipper writes them.
+pub fn render(plan: &Plan) -> Vec<Member> {
+    let mut rng = Rng::new(plan.seed, 0xE915);
+    let defect = plan.validation_defect;
+    let mut members: Vec<Member> = Vec::new();
+    let mut telemetry: Vec<(Source, Vec<u8>, u64)> = Source::ALL
+        .iter()
+        .map(|s| {
+            let (bytes, lines) = telemetry(plan, *s, &mut rng);
+            (*s, bytes, lines)
+        })
+        .collect();
+    match defect {
+        Some(Defect::NoTelemetry) => telemetry.clear(),
+        Some(Defect::NoNetflowCapture) => telemetry.retain(|(s, _, _)| *s != Source::Netflow),
+        _ => {}
+    }
+    let rows: Vec<(Source, u64)> = telemetry.iter().map(|(s, _, n)| (*s, *n)).collect();
+    match defect {
+        Some(Defect::MissingMeta) => {}
+        Some(Defect::BadMeta) => members.push(("meta.json".into(), bad_meta(&mut rng))),
+        _ => members.push(("meta.json".into(), meta(plan, &rows))),
+    }
+    match defect {
+        Some(Defect::MissingLabels) => {}
+        Some(Defect::EmptyLabels) => members.push(("labels.jsonl".into(), Vec::new())),
+        _ => members.push(("labels.jsonl".into(), labels(plan, &mut rng))),
+    }
+    members.push(("events.jsonl".into(), events(plan, &mut rng)));
+    for (source, bytes, _) in telemetry {
+        members.push((source.member().to_string(), bytes));
+    }
+    if plan.with_pcap {
+        let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        pcap.extend((0..2048).map(|_| rng.next_u64() as u8));
+        members.push(("capture.pcap".into(), pcap));
+    }
+    if defect != Some(Defect::NoDoneMarker) {
+        members.push(("DONE".into(), Vec::new()));
+    }
+    members
+}
+
+fn meta(plan: &Plan, rows: &[(Source, u64)]) -> Vec<u8> {
+    let (name, family, category) = plan.sample;
+    let sample = if plan.quality_defect == Some(Defect::NoSample) {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!({
+            "name": name, "kind": "real", "family": family, "category": category,
+            "profile": plan.profile, "sha256": epiflow_operators::archive::sha256_hex(name.as_bytes()),
+        })
+    };
+    let mut result = serde_json::Map::new();
+    if plan.meta_has_duration {
+        result.insert(
+            "duration_observed_s".into(),
+            serde_json::json!((plan.duration_s * 1000.0).round() / 1000.0),
+        );
+    }
+    result.insert(
+        "phases_observed".into(),
+        serde_json::json!(plan
+            .phases
+            .iter()
+            .map(|(_, p)| p.name())
+            .collect::<Vec<_>>()),
+    );
+    if plan.meta_has_rows {
+        for (source, n) in rows {
+            let claimed = if plan.validation_defect == Some(Defect::RowCountMismatch)
+                && *source == Source::Proc
+            {
+                n + 37
+            } else {
+                *n
+            };
+            result.insert(
+                format!("rows_{}", source.name()),
+                serde_json::json!(claimed),
+            );
+        }
+    }
+    let meta = serde_json::json!({
+        "episode_id": plan.episode_id,
+        "schema_version": 1,
+        "host_id": plan.host.id,
+        "sample": sample,
+        "exploit": {"module_name": plan.module, "module": format!("exploit/unix/{}", plan.module)},
+        "result": result,
+    });
+    serde_json::to_vec_pretty(&meta).unwrap_or_default()
+}
+
+fn bad_meta(rng: &mut Rng) -> Vec<u8> {
+    if rng.chance(0.5) {
+        br#"{"episode_id": "?", "schema_version": 1, "sample": {"name": "tr"#.to_vec()
+    } else {
+        br#"{"schema_version": 2, "sample": null}"#.to_vec()
+    }
+}
+
+fn labels(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
+    let mut rows: Vec<(f64, &str)> = plan.phases.iter().map(|(t, p)| (*t, p.name())).collect();
+    match plan.validation_defect {
+        Some(Defect::UnknownPhase) => rows[2].1 = "infected",
+        Some(Defect::NonMonotonicLabels) => {
+            let (a, b) = (rows[2].0, rows[3].0);
+            rows[2].0 = b;
+            rows[3].0 = a;
+        }
+        _ => {}
+    }
+    let mono_base = rng.range(1e3, 5e4);
+    let mut out = Vec::new();
+    let mut prev: Option<&str> = None;
+    for (t, phase) in rows {
+        let reason = match phase {
+            "clean" => "snapshot_loaded",
+            "exploiting" => "exploit_launched",
+            "infected_idle" => "session_opened",
+            "infected_running" => "workload_started",
+            _ => "workload_killed",
+        };
+        let prev_json = prev
+            .map(|p| format!("\"{p}\""))
+            .unwrap_or_else(|| "null".into());
+        let _ = writeln!(
+            out,
+            r#"{{"phase": "{phase}", "prev": {prev_json}, "reason": "{reason}", "t_mono_ns": {}, "t_wall_ns": {}}}"#,
+            ((mono_base + t) * 1e9) as i64,
+            plan.t0_wall_ns + (t * 1e9).round() as i64
+        );
+        prev = Some(phase);
+    }
+    out
+}
+
+fn events(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
+    let at = |t: f64| plan.t0_wall_ns + (t * 1e9).round() as i64;
+    let start = |p: Phase| {
+        plan.phases
+            .iter()
+            .find(|(_, q)| *q == p)
+            .map(|(t, _)| *t)
+            .unwrap_or(0.0)
+    };
+    let mut rows: Vec<String> = vec![
+        format!(
+            r#"{{"event": "snapshot_load", "t_wall_ns": {}}}"#,
+            at(-PRE_ROLL_S)
+        ),
+        format!(
+            r#"{{"event": "exploit_launch", "module": "{}", "t_wall_ns": {}}}"#,
+            plan.module,
+            at(start(Phase::Exploiting))
+        ),
+    ];
+    let running = start(Phase::InfectedRunning);
+    let dormant = start(Phase::Dormant);
+    match plan.quality_defect {
+        Some(Defect::NoWorkloadEvents) => rows.push(format!(
+            r#"{{"event": "phase_transition", "to": "infected_running", "t_wall_ns": {}}}"#,
+            at(running)
+        )),
+        Some(Defect::WorkloadFailed) => {
+            rows.push(format!(
+                r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#,
+                at(running - 1.0)
+            ));
+            rows.push(format!(
+                r#"{{"event": "workload_failed", "phase": "infected_running", "error": "EOF on serial", "t_wall_ns": {}}}"#,
+                at(running)
+            ));
+        }
+        _ => {
+            let silent = plan.quality_defect == Some(Defect::WorkloadSilent) || plan.busybox_probe;
+            let yes = if silent { 0 } else { 1 + rng.below(3) };
+            let probe = if rng.chance(0.5) {
+                format!(
+                    r#"{{"yes": "{yes}", "loadavg": "{:.2}"}}"#,
+                    rng.range(0.1, 2.0)
+                )
+            } else {
+                format!(r#"{{"yes": {yes}, "loadavg": {:.2}}}"#, rng.range(0.1, 2.0))
+            };
+            rows.push(format!(
+                r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#,
+                at(running - 1.0)
+            ));
+            rows.push(format!(
+                r#"{{"event": "workload_started", "phase": "infected_running", "t_wall_ns": {}}}"#,
+                at(running)
+            ));
+            rows.push(format!(
+                r#"{{"event": "workload_killed", "phase": "dormant", "pre_kill_probe": {probe}, "t_wall_ns": {}}}"#,
+                at(dormant)
+            ));
+        }
+    }
+    rows.push(format!(
+        r#"{{"event": "episode_end", "t_wall_ns": {}}}"#,
+        at(plan.duration_s)
+    ));
+    let mut out = rows.join("\n").into_bytes();
+    out.push(b'\n');
+    out
+}
+
+/// Integer from a real, rounding up with probability equal to the fraction, so
+/// low rates still show up on average.
+fn stochastic(x: f64, rng: &mut Rng) -> u64 {
+    let x = x.max(0.0);
+    (x + rng.unit()).floor() as u64
+}
+
+/// Running totals of one source's cumulative counters.
+#[derive(Default)]
+struct Counters([f64; 12]);
+
+impl Counters {
+    fn add(&mut self, i: usize, rate: f64, dt: f64) -> u64 {
+        self.0[i] += rate.max(0.0) * dt;
+        self.0[i] as u64
+    }
+}
+
+/// Renders one source's rows; returns the member bytes and its line count.
+fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
+    let hz = source.nominal_hz();
+    let end = plan.duration_s;
+    let mut stop = end;
+    if source == Source::Guest && plan.validation_defect == Some(Defect::DeadGuestAgent) {
+        stop = -PRE_ROLL_S + end * rng.range(0.05, 0.3);
+    }
+    let mono_offset_s = match source {
+        Source::Proc => rng.range(10.0, 5000.0),
+        Source::Guest => 25.0 + rng.range(0.0, 3.0),
+        Source::Qmp => rng.range(1e5, 1e6),
+        Source::Netflow => 27.0 + rng.range(0.0, 3.0),
+    };
+    let bad_fraction = match plan.validation_defect {
+        Some(Defect::TooManyBadRows)
+            if matches!(source, Source::Proc | Source::Guest | Source::Netflow) =>
+        {
+            0.3
+        }
+        _ => 0.0,
+    };
+    let mut few_bad =
+        if plan.validation_defect == Some(Defect::FewBadRows) && source == Source::Guest {
+            1 + rng.below(5)
+        } else {
+            0
+        };
+    let mut out = Vec::with_capacity(((end + PRE_ROLL_S) * hz) as usize * 420);
+    let mut lines = 0u64;
+    let mut counters = Counters::default();
+    let mut load_avg = 0.05;
+    let reset_at = if source == Source::Guest && rng.chance(0.02) {
+        Some(rng.range(0.2, 0.8) * end)
+    } else {
+        None
+    };
+    let mut reset_done = false;
+    let mut row = Vec::with_capacity(512);
+    let n = ((end + PRE_ROLL_S) * hz).floor() as i64;
+    let mut held_back: Option<Vec<u8>> = None;
+    for k in 0..=n {
+        let t = -PRE_ROLL_S + k as f64 / hz;
+        if t > stop {
+            break;
+        }
+        let dt = 1.0 / hz;
+        let l = plan.load_at(t);
+        let noise = |rng: &mut Rng| 1.0 + 0.08 * rng.normal();
+        if let (Some(r), false) = (reset_at, reset_done) {
+            if t >= r {
+                counters = Counters::default();
+                reset_done = true;
+            }
+        }
+        let t_wall = plan.t0_wall_ns + (t * 1e9).round() as i64 + (rng.normal() * 3e6) as i64;
+        let t_mono = ((t + mono_offset_s) * 1e9) as i64;
+        row.clear();
+        let _ = write!(row, r#"{{"t_mono_ns": {t_mono}, "t_wall_ns": {t_wall}, "#);
+        match source {
+            Source::Proc => {
+                let cpu = if plan.host.laptop {
+                    2.5
+                } else {
+                    l.vm_cpu * noise(rng)
+                };
+                let user = counters.add(0, cpu * 0.85, dt);
+                let sys = counters.add(1, cpu * 0.15, dt);
+                let rss = 1.05e9 + l.mem * 0.9 + rng.normal() * 2e5;
+                let _ = write!(
+                    row,
+                    r#""source": "host_proc", "available_in_deployment": false, "cpu_user_jiffies": {user}, "cpu_sys_jiffies": {sys}, "rss_bytes": {}, "vsize_bytes": {}, "io_read_bytes": {}, "io_write_bytes": {}, "voluntary_ctxsw": {}, "involuntary_ctxsw": {}, "minor_faults": {}, "major_faults": {}}}"#,
+                    rss as u64,
+                    (3.4e9 + l.mem) as u64,
+                    counters.add(2, l.disk_rd * noise(rng), dt),
+                    counters.add(3, l.disk_wr * noise(rng), dt),
+                    counters.add(4, (200.0 + 40.0 * cpu) * noise(rng), dt),
+                    counters.add(5, 5.0 + cpu, dt),
+                    counters.add(6, 50.0 + l.mem / 4096.0 * 0.02 + l.swap / 4096.0 * 0.05, dt),
+                    counters.add(7, l.swap / 4096.0 * 0.01, dt),
+                );
+            }
+            Source::Guest => {
+                let user = counters.add(0, l.user * noise(rng), dt);
+                let system = counters.add(1, l.system * noise(rng), dt);
+                let iowait = counters.add(2, l.iowait * noise(rng), dt);
+                let softirq = counters.add(3, l.softirq * noise(rng), dt);
+                let busy = l.user + l.system + l.iowait + l.softirq;
+                let idle = counters.add(4, (100.0 - busy).max(0.0), dt);
+                load_avg += (l.runnable * noise(rng) - load_avg) * (1.0 - (-dt / 60.0f64).exp());
+                let available = 1.6e9 - l.mem - rng.normal().abs() * 1e6;
+                let ports = if l.ports > 0.0 { "[22, 4444]" } else { "[22]" };
+                let procs = if l.runnable > 0.3 { 6 } else { 5 };
+                let _ = write!(
+                    row,
+                    r#""source": "guest_agent", "available_in_deployment": true, "cpu_total_jiffies": {{"user": {user}, "system": {system}, "idle": {idle}, "iowait": {iowait}, "softirq": {softirq}}}, "load_1m_5m_15m": [{:.2}, {:.2}, {:.2}], "mem_total_bytes": 2147483648, "mem_available_bytes": {}, "mem_buffers_bytes": {}, "mem_cached_bytes": {}, "swap_used_bytes": {}, "net": {{"eth0": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}, "lo": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}}}, "listen_ports": {ports}, "top_procs": ["#,
+                    load_avg,
+                    load_avg * 0.7,
+                    load_avg * 0.4,
+                    available.max(5e7) as u64,
+                    (8.0e7 + rng.normal() * 1e5) as u64,
+                    (4.0e8 - l.mem * 0.2) as u64,
+                    l.swap as u64,
+                    counters.add(5, l.net_in * noise(rng), dt),
+                    counters.add(6, l.net_out * noise(rng), dt),
+                    counters.add(7, l.net_in / 600.0, dt),
+                    counters.add(8, l.net_out / 400.0, dt),
+                    counters.add(9, 300.0, dt),
+                    counters.add(10, 300.0, dt),
+                    counters.add(11, 3.0, dt),
+                    counters.0[11] as u64,
+                );
+                for p in 0..procs {
+                    let name = ["init", "sshd", "agent", "crond", "syslogd", plan.sample.0][p];
+                    let _ = write!(
+                        row,
+                        r#"{}{{"pid": {}, "name": "{name}", "cpu_pct": {:.1}, "rss_bytes": {}}}"#,
+                        if p > 0 { ", " } else { "" },
+                        [1, 412, 733, 901, 655, 1337][p],
+                        if p == 5 { l.user } else { 0.1 },
+                        if p == 5 {
+                            l.mem as u64 + 4_000_000
+                        } else {
+                            2_000_000
+                        },
+                    );
+                }
+                row.extend_from_slice(b"]}");
+            }
+            Source::Qmp => {
+                let _ = write!(
+                    row,
+                    r#""source": "host_qmp", "available_in_deployment": false, "vm_status": "running", "vm_running": true, "blockstats": {{"virtio0": {{"rd_ops": {}, "wr_ops": {}, "rd_bytes": {}, "wr_bytes": {}}}, "ide1-cd0": {{"rd_ops": 12, "wr_ops": 0, "rd_bytes": 49152, "wr_bytes": 0}}}}, "kvm_stats": {{"remote_tlb_flush": {}, "pages_4k": {}, "pages_2m": {}}}}}"#,
+                    counters.add(0, l.disk_rd / 65536.0, dt),
+                    counters.add(1, l.disk_wr / 65536.0 + 1.0, dt),
+                    counters.add(2, l.disk_rd * noise(rng), dt),
+                    counters.add(3, l.disk_wr * noise(rng), dt),
+                    counters.add(4, 20.0 + l.vm_cpu * 3.0, dt),
+                    (260_000.0 + l.mem / 4096.0) as u64,
+                    (512.0 + rng.normal().abs() * 4.0) as u64,
+                );
+            }
+            Source::Netflow => {
+                let bytes_in = stochastic(l.net_in * dt * (1.0 + 0.3 * rng.normal()), rng);
+                let bytes_out = stochastic(l.net_out * dt * (1.0 + 0.3 * rng.normal()), rng);
+                let pkts_in = stochastic(bytes_in as f64 / 600.0, rng);
+                let pkts_out = stochastic(bytes_out as f64 / 400.0, rng);
+                let syn = stochastic(l.syn * dt, rng);
+                let dns = stochastic(l.dns * dt, rng);
+                let udp = dns * 2 + stochastic(0.02, rng);
+                let _ = write!(
+                    row,
+                    r#""source": "bridge_pcap", "available_in_deployment": true, "bucket_ms": 100, "pkts_in": {pkts_in}, "pkts_out": {pkts_out}, "bytes_in": {bytes_in}, "bytes_out": {bytes_out}, "syn_count": {syn}, "fin_count": {}, "rst_count": {}, "udp_count": {udp}, "tcp_count": {}, "dns_query_count": {dns}, "unique_dst_ips": {}, "unique_dst_ports": {}, "tcp_new_flows": {}}}"#,
+                    stochastic(l.syn * dt * 0.7, rng),
+                    stochastic(l.syn * dt * 0.2, rng),
+                    (pkts_in + pkts_out).saturating_sub(udp),
+                    stochastic(l.dst_ips * (1.0 + 0.2 * rng.normal()), rng),
+                    stochastic(l.dst_ports * (1.0 + 0.2 * rng.normal()), rng),
+                    stochastic(l.syn * dt * 0.9, rng),
+                );
+            }
+        }
+        let bad = bad_fraction > 0.0 && rng.chance(bad_fraction) || few_bad > 0 && k % 150 == 7;
+        if bad {
+            // A torn write: the line ends half way.
+            few_bad = few_bad.saturating_sub(1);
+            let cut = row.len() / 2;
+            row.truncate(cut);
+        } else if rng.chance(0.01) {
+            continue; // dropped row
+        }
+        let repeats = if rng.chance(0.002) { 2 } else { 1 };
+        for _ in 0..repeats {
+            // Rarely, a row is written after its successor (agent buffer flush).
+            if held_back.is_none() && rng.chance(0.003) {
+                held_back = Some(row.clone());
+                continue;
+            }
+            out.extend_from_slice(&row);
+            out.push(b'\n');
+            lines += 1;
+            if let Some(late) = held_back.take() {
+                out.extend_from_slice(&late);
+                out.push(b'\n');
+                lines += 1;
+            }
+        }
+    }
+    if let Some(late) = held_back {
+        out.extend_from_slice(&late);
+        out.push(b'\n');
+        lines += 1;
+    }
+    (out, lines)
+}
+
+/// A 26-character id in the style of a ULID: 48 bits of milliseconds, 80 random.
+pub fn ulid(ms: u64, rng: &mut Rng) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let random = ((rng.next_u64() as u128) << 16) | (rng.next_u64() as u128 & 0xFFFF);
+    let value: u128 = ((ms as u128 & 0xFFFF_FFFF_FFFF) << 80) | random;
+    (0..26)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
+        .collect()
+}
+
+/// Draws a sample of the profile.
+pub fn pick_sample(profile: &str, rng: &mut Rng) -> (&'static str, &'static str, &'static str) {
+    *rng.pick(samples(profile))
+}
+
+/// Draws an exploit module.
+pub fn pick_module(rng: &mut Rng) -> &'static str {
+    *rng.pick(&MODULES[..])
+}
