@@ -22,10 +22,8 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read configuration", path, e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Usage(format!("configuration {}: {e}", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read configuration", path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("configuration {}: {e}", path.display())))
     }
 }
 

@@ -17,12 +17,7 @@ pub struct OperatorStats {
 
 impl From<OperatorTotals> for OperatorStats {
     fn from(t: OperatorTotals) -> Self {
-        OperatorStats {
-            computed: t.computed,
-            cached: 0,
-            failed: t.failed,
-            wall_s: t.nanos as f64 / 1e9,
-        }
+        OperatorStats { computed: t.computed, cached: 0, failed: t.failed, wall_s: t.nanos as f64 / 1e9 }
     }
 }
 

@@ -10,55 +10,26 @@ fn validation_of_a_2000_episode_store_matches_truth_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let store_s = store.to_str().unwrap();
-    epiflow_ok(
-        &[
-            "synth",
-            "--out",
-            store_s,
-            "--episodes",
-            "2000",
-            "--seed",
-            "1",
-        ],
-        0,
-    );
+    epiflow_ok(&["synth", "--out", store_s, "--episodes", "2000", "--seed", "1"], 0);
     let out = dir.path().join("out");
-    let summary = epiflow_ok(
-        &[
-            "validate",
-            "--store",
-            store_s,
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-        0,
-    );
+    let summary = epiflow_ok(&["validate", "--store", store_s, "--out", out.to_str().unwrap(), "--json"], 0);
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["episodes"], 2000);
 
-    let rows: BTreeMap<(String, String), ValidationRow> =
-        validation_rows(&out.join("validation.parquet"))
-            .into_iter()
-            .map(|r| ((r.host_id.clone(), r.episode_id.clone()), r))
-            .collect();
+    let rows: BTreeMap<(String, String), ValidationRow> = validation_rows(&out.join("validation.parquet"))
+        .into_iter()
+        .map(|r| ((r.host_id.clone(), r.episode_id.clone()), r))
+        .collect();
     let truth = std::fs::read_to_string(store.join("truth.jsonl")).unwrap();
     let mut mismatches = Vec::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut planted = 0;
     for line in truth.lines() {
         let t: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (
-            t["host_id"].as_str().unwrap().to_string(),
-            t["episode_id"].as_str().unwrap().to_string(),
-        );
+        let key = (t["host_id"].as_str().unwrap().to_string(), t["episode_id"].as_str().unwrap().to_string());
         let row = &rows[&key];
-        let expected: Vec<String> = t["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().into())
-            .collect();
+        let expected: Vec<String> =
+            t["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().into()).collect();
         planted += expected.len();
         if row.outcome != t["outcome"].as_str().unwrap() || row.reasons != expected {
             mismatches.push(format!(
@@ -68,12 +39,7 @@ fn validation_of_a_2000_episode_store_matches_truth_exactly() {
         }
         *outcomes.entry(row.outcome.clone()).or_default() += 1;
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} mismatches:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
     assert!(planted > 200, "the store plants defects ({planted})");
     // The mix is close to the real corpus (84.5% accepted, 10.6% degraded, 4.8% rejected).
     let share = |o: &str| *outcomes.get(o).unwrap_or(&0) as f64 / 2000.0;
@@ -91,53 +57,12 @@ fn synth_is_deterministic_whatever_the_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    epiflow_ok(
-        &[
-            "synth",
-            "--out",
-            a.to_str().unwrap(),
-            "--episodes",
-            "40",
-            "--seed",
-            "9",
-            "--workers",
-            "1",
-        ],
-        0,
-    );
-    epiflow_ok(
-        &[
-            "synth",
-            "--out",
-            b.to_str().unwrap(),
-            "--episodes",
-            "40",
-            "--seed",
-            "9",
-            "--workers",
-            "2",
-        ],
-        0,
-    );
+    epiflow_ok(&["synth", "--out", a.to_str().unwrap(), "--episodes", "40", "--seed", "9", "--workers", "1"], 0);
+    epiflow_ok(&["synth", "--out", b.to_str().unwrap(), "--episodes", "40", "--seed", "9", "--workers", "2"], 0);
     assert_eq!(tree_hash(&a), tree_hash(&b));
     let c = dir.path().join("c");
-    epiflow_ok(
-        &[
-            "synth",
-            "--out",
-            c.to_str().unwrap(),
-            "--episodes",
-            "40",
-            "--seed",
-            "10",
-        ],
-        0,
-    );
-    assert_ne!(
-        tree_hash(&a),
-        tree_hash(&c),
-        "another seed gives another store"
-    );
+    epiflow_ok(&["synth", "--out", c.to_str().unwrap(), "--episodes", "40", "--seed", "10"], 0);
+    assert_ne!(tree_hash(&a), tree_hash(&c), "another seed gives another store");
 }
 
 #[test]
@@ -145,39 +70,17 @@ fn synth_store_looks_like_the_lab() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     epiflow_ok(
-        &[
-            "synth",
-            "--out",
-            store.to_str().unwrap(),
-            "--episodes",
-            "300",
-            "--seed",
-            "3",
-            "--duration-s",
-            "30",
-        ],
+        &["synth", "--out", store.to_str().unwrap(), "--episodes", "300", "--seed", "3", "--duration-s", "30"],
         0,
     );
     let truth = std::fs::read_to_string(store.join("truth.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> = truth
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let hosts: std::collections::BTreeSet<&str> = rows
-        .iter()
-        .map(|r| r["host_id"].as_str().unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = truth.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hosts: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["host_id"].as_str().unwrap()).collect();
     assert_eq!(hosts.len(), 4, "{hosts:?}");
     assert!(rows.iter().any(|r| r["laptop"] == true));
-    let profiles: std::collections::BTreeSet<&str> = rows
-        .iter()
-        .map(|r| r["profile"].as_str().unwrap())
-        .collect();
+    let profiles: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["profile"].as_str().unwrap()).collect();
     assert_eq!(profiles.len(), 6, "{profiles:?}");
-    assert!(rows
-        .iter()
-        .filter(|r| r["laptop"] == true)
-        .all(|r| r["profile"] != "mem-balloon"));
+    assert!(rows.iter().filter(|r| r["laptop"] == true).all(|r| r["profile"] != "mem-balloon"));
     // Every archive named by the index exists, under its host.
     let index = std::fs::read_to_string(store.join("index.jsonl")).unwrap();
     assert_eq!(index.lines().count(), 300);

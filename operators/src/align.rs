@@ -6,9 +6,7 @@
 //! channel in the earlier tooling.
 
 use crate::fingerprint::Operator;
-use crate::model::{
-    AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns,
-};
+use crate::model::{AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns};
 use crate::registry::{channels_of, Kind, Phase, Source, CHANNELS};
 use serde::Serialize;
 
@@ -49,36 +47,21 @@ fn align(decoded: DecodedEpisode) -> AlignedEpisode {
     };
     let t0 = labels.first().map(|l| l.t_wall_ns);
     let phases: Vec<(f64, Phase)> = match t0 {
-        Some(t0) => labels
-            .iter()
-            .filter_map(|l| Phase::parse(&l.phase).map(|p| (seconds_since(l.t_wall_ns, t0), p)))
-            .collect(),
+        Some(t0) => {
+            labels.iter().filter_map(|l| Phase::parse(&l.phase).map(|p| (seconds_since(l.t_wall_ns, t0), p))).collect()
+        }
         None => Vec::new(),
     };
     let row_counts = Source::ALL.map(|s| {
         let c = &sources[s.index()];
-        RowCounts {
-            present: c.present,
-            lines: c.lines,
-            bad_lines: c.bad_lines,
-            good_rows: c.rows() as u64,
-        }
+        RowCounts { present: c.present, lines: c.lines, bad_lines: c.bad_lines, good_rows: c.rows() as u64 }
     });
     let aligned: [Sorted; 4] = match t0 {
         Some(t0) => sources.map(|s| sort_and_dedup(s, t0)),
-        None => sources.map(|s| Sorted {
-            columns: vec![Vec::new(); s.columns.len()],
-            ..Default::default()
-        }),
+        None => sources.map(|s| Sorted { columns: vec![Vec::new(); s.columns.len()], ..Default::default() }),
     };
-    let duration = facts
-        .meta()
-        .and_then(|m| m.duration_observed_s)
-        .filter(|d| d.is_finite() && *d > 0.0);
-    let last_t = aligned
-        .iter()
-        .filter_map(|s| s.t.last().copied())
-        .reduce(f64::max);
+    let duration = facts.meta().and_then(|m| m.duration_observed_s).filter(|d| d.is_finite() && *d > 0.0);
+    let last_t = aligned.iter().filter_map(|s| s.t.last().copied()).reduce(f64::max);
     let t_end = duration.or(last_t);
     let mut channels = vec![Series::default(); CHANNELS.len()];
     for source in Source::ALL {
@@ -93,10 +76,7 @@ fn align(decoded: DecodedEpisode) -> AlignedEpisode {
         t0_wall_ns: t0,
         t_end,
         phases,
-        sources: aligned.map(|s| AlignedSource {
-            t: s.t,
-            columns: s.columns,
-        }),
+        sources: aligned.map(|s| AlignedSource { t: s.t, columns: s.columns }),
         channels,
     }
 }
@@ -128,16 +108,9 @@ fn sort_and_dedup(src: SourceColumns, t0: i64) -> Sorted {
     }
     let pick = |col: &Vec<f64>| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
     Sorted {
-        t: keep
-            .iter()
-            .map(|&i| seconds_since(src.t_wall_ns[i], t0))
-            .collect(),
+        t: keep.iter().map(|&i| seconds_since(src.t_wall_ns[i], t0)).collect(),
         columns: src.columns.iter().map(pick).collect(),
-        bucket_ms: if src.bucket_ms.is_empty() {
-            Vec::new()
-        } else {
-            pick(&src.bucket_ms)
-        },
+        bucket_ms: if src.bucket_ms.is_empty() { Vec::new() } else { pick(&src.bucket_ms) },
     }
 }
 
@@ -209,25 +182,16 @@ mod tests {
     fn episode(labels: &[(f64, &str)], duration: Option<f64>) -> DecodedEpisode {
         DecodedEpisode {
             facts: EpisodeFacts {
-                key: EpisodeKey {
-                    host_id: "h".into(),
-                    episode_id: "e".into(),
-                },
+                key: EpisodeKey { host_id: "h".into(), episode_id: "e".into() },
                 archive_bytes: 0,
                 sha256: String::new(),
                 expected_sha256: None,
                 layout: Layout::default(),
-                meta: MemberState::Present(Meta {
-                    duration_observed_s: duration,
-                    ..Default::default()
-                }),
+                meta: MemberState::Present(Meta { duration_observed_s: duration, ..Default::default() }),
                 labels: MemberState::Present(
                     labels
                         .iter()
-                        .map(|(t, p)| Label {
-                            phase: p.to_string(),
-                            t_wall_ns: T0 + (*t * 1e9) as i64,
-                        })
+                        .map(|(t, p)| Label { phase: p.to_string(), t_wall_ns: T0 + (*t * 1e9) as i64 })
                         .collect(),
                 ),
                 events: None,
@@ -239,22 +203,14 @@ mod tests {
     }
 
     /// Sets rows of one source: (seconds after T0, [(channel name, value)]).
-    fn set_rows(
-        ep: &mut DecodedEpisode,
-        source: Source,
-        rows: &[(f64, &[(&str, f64)])],
-        bucket_ms: Option<f64>,
-    ) {
+    fn set_rows(ep: &mut DecodedEpisode, source: Source, rows: &[(f64, &[(&str, f64)])], bucket_ms: Option<f64>) {
         let ids: Vec<usize> = channels_of(source).collect();
         let cols = &mut ep.sources[source.index()];
         cols.present = true;
         for (t, values) in rows {
             cols.t_wall_ns.push(T0 + (*t * 1e9).round() as i64);
             for (col, ch) in ids.iter().enumerate() {
-                let v = values
-                    .iter()
-                    .find(|(n, _)| *n == CHANNELS[*ch].name)
-                    .map(|x| x.1);
+                let v = values.iter().find(|(n, _)| *n == CHANNELS[*ch].name).map(|x| x.1);
                 cols.columns[col].push(v.unwrap_or(f64::NAN));
             }
             if source == Source::Netflow {
@@ -271,14 +227,9 @@ mod tests {
     fn counter_rates_skip_first_row_and_resets() {
         let mut ep = episode(&[(0.0, "clean")], None);
         let c = "proc.cpu_user_jiffies";
-        let rows: Vec<(f64, Vec<(&str, f64)>)> = vec![
-            (0.0, vec![(c, 0.0)]),
-            (1.0, vec![(c, 100.0)]),
-            (2.0, vec![(c, 50.0)]),
-            (2.5, vec![(c, 100.0)]),
-        ];
-        let rows: Vec<(f64, &[(&str, f64)])> =
-            rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let rows: Vec<(f64, Vec<(&str, f64)>)> =
+            vec![(0.0, vec![(c, 0.0)]), (1.0, vec![(c, 100.0)]), (2.0, vec![(c, 50.0)]), (2.5, vec![(c, 100.0)])];
+        let rows: Vec<(f64, &[(&str, f64)])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         set_rows(&mut ep, Source::Proc, &rows, None);
         let a = Align.apply(ep);
         let s = series(&a, c);
@@ -294,65 +245,34 @@ mod tests {
         set_rows(
             &mut ep,
             Source::Proc,
-            &[
-                (2.0, &[(g, 2.0)]),
-                (1.0, &[(g, 1.0)]),
-                (2.0, &[(g, 22.0)]),
-                (3.0, &[(g, 3.0)]),
-            ],
+            &[(2.0, &[(g, 2.0)]), (1.0, &[(g, 1.0)]), (2.0, &[(g, 22.0)]), (3.0, &[(g, 3.0)])],
             None,
         );
         let a = Align.apply(ep);
         let s = series(&a, g);
         assert_eq!(s.t, vec![1.0, 2.0, 3.0]);
         assert_eq!(s.v, vec![1.0, 22.0, 3.0]);
-        assert_eq!(
-            a.t_end,
-            Some(30.0),
-            "duration_observed_s wins when positive"
-        );
+        assert_eq!(a.t_end, Some(30.0), "duration_observed_s wins when positive");
     }
 
     #[test]
     fn bucket_uses_bucket_ms_or_the_gap_to_the_previous_row() {
         let b = "netflow.pkts_in";
         let mut ep = episode(&[(0.0, "clean")], None);
-        set_rows(
-            &mut ep,
-            Source::Netflow,
-            &[(0.0, &[(b, 10.0)]), (0.1, &[(b, 20.0)])],
-            Some(100.0),
-        );
+        set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.1, &[(b, 20.0)])], Some(100.0));
         let s = series(&Align.apply(ep), b).clone();
         assert_eq!(s.v, vec![100.0, 200.0]);
         let mut ep = episode(&[(0.0, "clean")], None);
-        set_rows(
-            &mut ep,
-            Source::Netflow,
-            &[(0.0, &[(b, 10.0)]), (0.5, &[(b, 20.0)])],
-            None,
-        );
+        set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.5, &[(b, 20.0)])], None);
         let s = series(&Align.apply(ep), b).clone();
-        assert_eq!(
-            s.t,
-            vec![0.5],
-            "no point at the first row without bucket_ms"
-        );
+        assert_eq!(s.t, vec![0.5], "no point at the first row without bucket_ms");
         assert_eq!(s.v, vec![40.0]);
     }
 
     #[test]
     fn time_is_relative_to_the_first_label_and_phase_at_uses_last_label_before() {
-        let mut ep = episode(
-            &[(2.0, "clean"), (5.0, "exploiting"), (9.0, "dormant")],
-            None,
-        );
-        set_rows(
-            &mut ep,
-            Source::Guest,
-            &[(1.0, &[("guest.load_1m", 0.5)])],
-            None,
-        );
+        let mut ep = episode(&[(2.0, "clean"), (5.0, "exploiting"), (9.0, "dormant")], None);
+        set_rows(&mut ep, Source::Guest, &[(1.0, &[("guest.load_1m", 0.5)])], None);
         let a = Align.apply(ep);
         assert_eq!(a.t0_wall_ns, Some(T0 + 2_000_000_000));
         assert_eq!(series(&a, "guest.load_1m").t, vec![-1.0]);
@@ -365,12 +285,7 @@ mod tests {
     #[test]
     fn no_labels_means_no_time_axis() {
         let mut ep = episode(&[], None);
-        set_rows(
-            &mut ep,
-            Source::Proc,
-            &[(0.0, &[("proc.rss_bytes", 1.0)])],
-            None,
-        );
+        set_rows(&mut ep, Source::Proc, &[(0.0, &[("proc.rss_bytes", 1.0)])], None);
         let a = Align.apply(ep);
         assert_eq!(a.t0_wall_ns, None);
         assert!(a.channels.iter().all(|s| s.t.is_empty()));

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Path of an episode archive in a receiver store's episodes folder.
 pub fn archive_path(episodes_root: &Path, host_id: &str, episode_id: &str) -> PathBuf {
-    episodes_root
-        .join(host_id)
-        .join(format!("{episode_id}.tar.zst"))
+    episodes_root.join(host_id).join(format!("{episode_id}.tar.zst"))
 }
 
 /// Lower-case hex of bytes.
@@ -40,10 +38,7 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_is_the_known_digest() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

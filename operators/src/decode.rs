@@ -10,8 +10,8 @@
 use crate::archive::sha256_hex;
 use crate::fingerprint::Operator;
 use crate::model::{
-    DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout,
-    MemberState, Meta, Problem, SourceColumns,
+    DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout, MemberState, Meta, Problem,
+    SourceColumns,
 };
 use crate::registry::{channels_of, Source, CHANNELS};
 use crate::rows::{EventRow, LabelRow, TelemetryRow};
@@ -34,11 +34,7 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        DecodeConfig {
-            max_archive_bytes: 2 << 30,
-            max_member_bytes: 1 << 30,
-            max_line_bytes: 16 << 20,
-        }
+        DecodeConfig { max_archive_bytes: 2 << 30, max_member_bytes: 1 << 30, max_line_bytes: 16 << 20 }
     }
 }
 
@@ -81,32 +77,21 @@ impl Operator for Decode {
         let len = match std::fs::metadata(&input.path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(fail(
-                    FailureCode::MissingArchive,
-                    "archive file not found".into(),
-                ))
+                return Err(fail(FailureCode::MissingArchive, "archive file not found".into()))
             }
-            Err(e) => {
-                return Err(fail(
-                    FailureCode::IoError,
-                    format!("cannot stat archive: {e}"),
-                ))
-            }
+            Err(e) => return Err(fail(FailureCode::IoError, format!("cannot stat archive: {e}"))),
         };
         if len > self.config.max_archive_bytes {
             return Err(Failure {
                 bytes: Some(len),
                 ..fail(
                     FailureCode::TooLarge,
-                    format!(
-                        "archive is {len} bytes, over the {} byte limit",
-                        self.config.max_archive_bytes
-                    ),
+                    format!("archive is {len} bytes, over the {} byte limit", self.config.max_archive_bytes),
                 )
             });
         }
-        let bytes = std::fs::read(&input.path)
-            .map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))?;
+        let bytes =
+            std::fs::read(&input.path).map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))?;
         self.decode_bytes(&bytes, input.key, input.expected_sha256, &file)
     }
 }
@@ -136,20 +121,12 @@ impl Decode {
             sha256: Some(sha256.clone()),
         };
         if bytes.is_empty() {
-            return Err(failure(
-                FailureCode::CorruptArchive,
-                None,
-                "empty file, not a zstd frame".into(),
-            ));
+            return Err(failure(FailureCode::CorruptArchive, None, "empty file, not a zstd frame".into()));
         }
         let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
             .map_err(|e| failure(FailureCode::CorruptArchive, None, format!("zstd: {e}")))?;
         let over_limit = Cell::new(false);
-        let limited = LimitedReader {
-            inner: decoder,
-            left: self.config.max_archive_bytes,
-            over: &over_limit,
-        };
+        let limited = LimitedReader { inner: decoder, left: self.config.max_archive_bytes, over: &over_limit };
         let mut archive = tar::Archive::new(limited);
         let mut state = DecodeState::new(key, &self.config);
         let stream_error = |member: Option<&str>, e: io::Error, over: bool| {
@@ -157,22 +134,13 @@ impl Decode {
                 failure(
                     FailureCode::TooLarge,
                     member,
-                    format!(
-                        "decompressed archive exceeds {} bytes",
-                        self.config.max_archive_bytes
-                    ),
+                    format!("decompressed archive exceeds {} bytes", self.config.max_archive_bytes),
                 )
             } else {
-                failure(
-                    FailureCode::CorruptArchive,
-                    member,
-                    format!("damaged archive: {e}"),
-                )
+                failure(FailureCode::CorruptArchive, member, format!("damaged archive: {e}"))
             }
         };
-        let entries = archive
-            .entries()
-            .map_err(|e| stream_error(None, e, over_limit.get()))?;
+        let entries = archive.entries().map_err(|e| stream_error(None, e, over_limit.get()))?;
         for entry in entries {
             let entry = entry.map_err(|e| stream_error(None, e, over_limit.get()))?;
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -181,15 +149,10 @@ impl Decode {
                 return Err(failure(
                     FailureCode::TooLarge,
                     Some(&path),
-                    format!(
-                        "member is {size} bytes, over the {} byte limit",
-                        self.config.max_member_bytes
-                    ),
+                    format!("member is {size} bytes, over the {} byte limit", self.config.max_member_bytes),
                 ));
             }
-            state
-                .member(entry, &path)
-                .map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
+            state.member(entry, &path).map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
         }
         Ok(state.finish(bytes.len() as u64, sha256.clone(), expected_sha256))
     }
@@ -229,20 +192,11 @@ fn classify_path<'a>(path: &'a str, episode_id: &str) -> MemberPath<'a> {
     if path.starts_with('/') || path.split('/').any(|c| c == "..") {
         return MemberPath::Unsafe;
     }
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     match parts.as_slice() {
         [] => MemberPath::Folder,
-        [file] => MemberPath::Safe {
-            file,
-            prefixed: false,
-        },
-        [first, .., file] => MemberPath::Safe {
-            file,
-            prefixed: *first == episode_id && parts.len() == 2,
-        },
+        [file] => MemberPath::Safe { file, prefixed: false },
+        [first, .., file] => MemberPath::Safe { file, prefixed: *first == episode_id && parts.len() == 2 },
     }
 }
 
@@ -295,11 +249,7 @@ impl<'c> DecodeState<'c> {
             MemberPath::Unsafe => {
                 self.layout.unsafe_members += 1;
                 self.layout.prefix_mismatch = true;
-                self.problem(Problem::at(
-                    path,
-                    None,
-                    "unsafe member path (absolute or '..'); not read",
-                ));
+                self.problem(Problem::at(path, None, "unsafe member path (absolute or '..'); not read"));
                 return Ok(());
             }
             MemberPath::Safe { file, prefixed } => (file, prefixed),
@@ -335,27 +285,19 @@ impl<'c> DecodeState<'c> {
         let mut first_bad = None;
         let mut bad = Vec::new();
         let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(
-            reader,
-            &mut buf,
-            self.config.max_line_bytes,
-            |line_no, line| {
-                let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
-                    serde_json::from_slice::<LabelRow>(l).map_err(|e| format!("bad label row: {e}"))
-                });
-                match parsed {
-                    Ok(row) => labels.push(Label {
-                        phase: row.phase.unwrap_or_default(),
-                        t_wall_ns: row.t_wall_ns,
-                    }),
-                    Err(message) => {
-                        let p = Problem::at(file, Some(line_no), message);
-                        first_bad.get_or_insert_with(|| p.clone());
-                        bad.push(p);
-                    }
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            let parsed = line
+                .map_err(|e| e.to_string())
+                .and_then(|l| serde_json::from_str::<LabelRow>(utf8(l)?).map_err(|e| format!("bad label row: {e}")));
+            match parsed {
+                Ok(row) => labels.push(Label { phase: row.phase.unwrap_or_default(), t_wall_ns: row.t_wall_ns }),
+                Err(message) => {
+                    let p = Problem::at(file, Some(line_no), message);
+                    first_bad.get_or_insert_with(|| p.clone());
+                    bad.push(p);
                 }
-            },
-        )?;
+            }
+        })?;
         self.line_buf = buf;
         for p in bad {
             self.problem(p);
@@ -371,32 +313,18 @@ impl<'c> DecodeState<'c> {
         let mut events = Vec::new();
         let mut bad = Vec::new();
         let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(
-            reader,
-            &mut buf,
-            self.config.max_line_bytes,
-            |line_no, line| {
-                let parsed = line.map_err(|e| e.to_string()).and_then(|l| {
-                    serde_json::from_slice::<EventRow>(l).map_err(|e| format!("bad event row: {e}"))
-                });
-                match parsed {
-                    Ok(EventRow {
-                        event: Some(event),
-                        pre_kill_probe,
-                        ..
-                    }) => events.push(Event {
-                        event,
-                        probe_yes: pre_kill_probe.and_then(|p| p.yes.0),
-                    }),
-                    Ok(_) => bad.push(Problem::at(
-                        file,
-                        Some(line_no),
-                        "event row without an \"event\" name",
-                    )),
-                    Err(message) => bad.push(Problem::at(file, Some(line_no), message)),
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            let parsed = line
+                .map_err(|e| e.to_string())
+                .and_then(|l| serde_json::from_str::<EventRow>(utf8(l)?).map_err(|e| format!("bad event row: {e}")));
+            match parsed {
+                Ok(EventRow { event: Some(event), pre_kill_probe, .. }) => {
+                    events.push(Event { event, probe_yes: pre_kill_probe.and_then(|p| p.yes.0) })
                 }
-            },
-        )?;
+                Ok(_) => bad.push(Problem::at(file, Some(line_no), "event row without an \"event\" name")),
+                Err(message) => bad.push(Problem::at(file, Some(line_no), message)),
+            }
+        })?;
         self.line_buf = buf;
         for p in bad {
             self.problem(p);
@@ -413,31 +341,26 @@ impl<'c> DecodeState<'c> {
         let ids = std::mem::take(&mut self.channel_ids[si]);
         let mut bad = Vec::new();
         let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(
-            reader,
-            &mut buf,
-            self.config.max_line_bytes,
-            |line_no, line| {
-                cols.lines += 1;
-                match line.map_err(|e| e.to_string()).and_then(parse_telemetry) {
-                    Ok((t, row)) => {
-                        cols.t_wall_ns.push(t);
-                        for (column, &ch) in cols.columns.iter_mut().zip(&ids) {
-                            column.push((CHANNELS[ch].read)(&row).unwrap_or(f64::NAN));
-                        }
-                        if source == Source::Netflow {
-                            cols.bucket_ms.push(row.bucket_ms.0.unwrap_or(f64::NAN));
-                        }
+        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+            cols.lines += 1;
+            match line.map_err(|e| e.to_string()).and_then(parse_telemetry) {
+                Ok((t, row)) => {
+                    cols.t_wall_ns.push(t);
+                    for (column, &ch) in cols.columns.iter_mut().zip(&ids) {
+                        column.push((CHANNELS[ch].read)(&row).unwrap_or(f64::NAN));
                     }
-                    Err(message) => {
-                        cols.bad_lines += 1;
-                        if bad.len() < KEPT_PROBLEMS {
-                            bad.push(Problem::at(file, Some(line_no), message));
-                        }
+                    if source == Source::Netflow {
+                        cols.bucket_ms.push(row.bucket_ms.0.unwrap_or(f64::NAN));
                     }
                 }
-            },
-        )?;
+                Err(message) => {
+                    cols.bad_lines += 1;
+                    if bad.len() < KEPT_PROBLEMS {
+                        bad.push(Problem::at(file, Some(line_no), message));
+                    }
+                }
+            }
+        })?;
         self.line_buf = buf;
         self.channel_ids[si] = ids;
         let extra = cols.bad_lines.saturating_sub(bad.len() as u64);
@@ -449,12 +372,7 @@ impl<'c> DecodeState<'c> {
         Ok(())
     }
 
-    fn finish(
-        self,
-        archive_bytes: u64,
-        sha256: String,
-        expected_sha256: Option<String>,
-    ) -> DecodedEpisode {
+    fn finish(self, archive_bytes: u64, sha256: String, expected_sha256: Option<String>) -> DecodedEpisode {
         DecodedEpisode {
             facts: EpisodeFacts {
                 key: self.key,
@@ -479,12 +397,17 @@ fn parse_telemetry(line: &[u8]) -> Result<(i64, TelemetryRow), String> {
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a JSON object".into());
     }
-    let row: TelemetryRow =
-        serde_json::from_slice(line).map_err(|e| format!("unparseable row: {e}"))?;
+    let row: TelemetryRow = serde_json::from_str(utf8(line)?).map_err(|e| format!("unparseable row: {e}"))?;
     match row.t_wall_ns {
         Some(t) => Ok((t, row)),
         None => Err("row has no t_wall_ns".into()),
     }
+}
+
+/// A line as text. JSON is UTF-8; serde_json would skip invalid bytes inside
+/// fields it ignores, so lines are checked whole.
+fn utf8(line: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(line).map_err(|e| format!("not UTF-8 at byte {}", e.valid_up_to()))
 }
 
 /// A line that was too long to hold.
@@ -561,13 +484,7 @@ fn parse_meta(text: &[u8], file: &str) -> MemberState<Meta> {
     match obj.get("schema_version") {
         None => return MemberState::Invalid(Problem::at(file, None, "no schema_version")),
         Some(v) if v.as_i64() == Some(1) => {}
-        Some(v) => {
-            return MemberState::Invalid(Problem::at(
-                file,
-                None,
-                format!("unknown schema_version {v}"),
-            ))
-        }
+        Some(v) => return MemberState::Invalid(Problem::at(file, None, format!("unknown schema_version {v}"))),
     }
     let text_at = |path: &[&str]| -> Option<String> {
         let mut v = &value;
@@ -583,11 +500,7 @@ fn parse_meta(text: &[u8], file: &str) -> MemberState<Meta> {
         profile: text_at(&["sample", "profile"]),
         module_name: text_at(&["exploit", "module_name"]),
         duration_observed_s: number("duration_observed_s"),
-        rows: Source::ALL.map(|s| {
-            result
-                .and_then(|r| r.get(format!("rows_{}", s.name())))
-                .and_then(|v| v.as_u64())
-        }),
+        rows: Source::ALL.map(|s| result.and_then(|r| r.get(format!("rows_{}", s.name()))).and_then(|v| v.as_u64())),
     })
 }
 
@@ -596,10 +509,7 @@ mod tests {
     use super::*;
 
     fn key() -> EpisodeKey {
-        EpisodeKey {
-            host_id: "h".into(),
-            episode_id: "ep".into(),
-        }
+        EpisodeKey { host_id: "h".into(), episode_id: "ep".into() }
     }
 
     fn tar_zst(members: &[(&str, &[u8])]) -> Vec<u8> {
@@ -629,10 +539,7 @@ mod tests {
         let proc = b"{\"t_wall_ns\": 10, \"cpu_user_jiffies\": 5}\n\nnot json\n{\"rss_bytes\": 1}\n{\"t_wall_ns\": 20, \"rss_bytes\": 7}\n";
         let bytes = tar_zst(&[
             ("ep/meta.json", META),
-            (
-                "ep/labels.jsonl",
-                b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n",
-            ),
+            ("ep/labels.jsonl", b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n"),
             ("ep/telemetry-proc.jsonl", proc),
             ("ep/capture.pcap", b"\x00\x01"),
             ("ep/DONE", b""),
@@ -646,10 +553,7 @@ mod tests {
         assert_eq!(p.columns[2][1], 7.0);
         let msgs: Vec<String> = d.facts.problems.iter().map(|p| p.to_string()).collect();
         assert!(msgs[0].starts_with("telemetry-proc.jsonl:3: "), "{msgs:?}");
-        assert!(
-            msgs[1].starts_with("telemetry-proc.jsonl:4: row has no t_wall_ns"),
-            "{msgs:?}"
-        );
+        assert!(msgs[1].starts_with("telemetry-proc.jsonl:4: row has no t_wall_ns"), "{msgs:?}");
         assert!(d.facts.layout.done_marker);
         assert!(!d.facts.layout.prefix_mismatch);
         assert_eq!(d.facts.layout.other_members, 1);
@@ -661,13 +565,8 @@ mod tests {
 
     #[test]
     fn unsafe_paths_are_never_read_and_flag_the_layout() {
-        let bytes = tar_zst(&[
-            ("../meta.json", META),
-            (
-                "/abs/labels.jsonl",
-                b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n",
-            ),
-        ]);
+        let bytes =
+            tar_zst(&[("../meta.json", META), ("/abs/labels.jsonl", b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n")]);
         let d = decode(&bytes).unwrap();
         assert_eq!(d.facts.meta, MemberState::Missing);
         assert_eq!(d.facts.labels, MemberState::Missing);
@@ -685,18 +584,10 @@ mod tests {
     #[test]
     fn damaged_inputs_are_failures_not_panics() {
         let good = tar_zst(&[("ep/meta.json", META)]);
-        assert_eq!(
-            decode(&good[..good.len() / 2]).unwrap_err().code,
-            FailureCode::CorruptArchive
-        );
+        assert_eq!(decode(&good[..good.len() / 2]).unwrap_err().code, FailureCode::CorruptArchive);
         assert_eq!(decode(b"").unwrap_err().code, FailureCode::CorruptArchive);
-        let random: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
-        assert_eq!(
-            decode(&random).unwrap_err().code,
-            FailureCode::CorruptArchive
-        );
+        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert_eq!(decode(&random).unwrap_err().code, FailureCode::CorruptArchive);
         let mut garbage_tar = vec![0u8; 512];
         garbage_tar[..8].copy_from_slice(b"ep/meta.");
         garbage_tar.extend(std::iter::repeat_n(0xAB, 2048));
@@ -709,20 +600,10 @@ mod tests {
     fn limits_stop_decompression_bombs() {
         let big = vec![b'x'; 1 << 20];
         let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &big)]);
-        let small = Decode {
-            config: DecodeConfig {
-                max_archive_bytes: 64 << 10,
-                ..Default::default()
-            },
-        };
+        let small = Decode { config: DecodeConfig { max_archive_bytes: 64 << 10, ..Default::default() } };
         let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
         assert_eq!(e.code, FailureCode::TooLarge);
-        let small = Decode {
-            config: DecodeConfig {
-                max_member_bytes: 1000,
-                ..Default::default()
-            },
-        };
+        let small = Decode { config: DecodeConfig { max_member_bytes: 1000, ..Default::default() } };
         let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
         assert_eq!(e.code, FailureCode::TooLarge);
         assert!(e.problem.to_string().contains("telemetry-proc.jsonl"));
@@ -731,36 +612,22 @@ mod tests {
     #[test]
     fn overlong_and_non_utf8_lines_are_bad_rows() {
         let mut proc = vec![b'x'; 5000];
-        proc.extend_from_slice(
-            b"\n{\"t_wall_ns\": 1, \"rss_bytes\": \"\xff\xfe\"}\n{\"t_wall_ns\": 2}\n",
-        );
+        proc.extend_from_slice(b"\n{\"t_wall_ns\": 1, \"ignored\": \"\xff\xfe\"}\n{\"t_wall_ns\": 2}\n");
         let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &proc)]);
-        let d = Decode {
-            config: DecodeConfig {
-                max_line_bytes: 1000,
-                ..Default::default()
-            },
-        }
-        .decode_bytes(&bytes, key(), None, "f")
-        .unwrap();
+        let d = Decode { config: DecodeConfig { max_line_bytes: 1000, ..Default::default() } }
+            .decode_bytes(&bytes, key(), None, "f")
+            .unwrap();
         assert_eq!((d.sources[0].lines, d.sources[0].bad_lines), (3, 2));
-        assert!(d.facts.problems[0]
-            .message
-            .contains("longer than 1000 bytes"));
+        assert!(d.facts.problems[0].message.contains("longer than 1000 bytes"));
+        assert_eq!(d.facts.problems[1].message, "not UTF-8 at byte 29");
     }
 
     #[test]
     fn meta_schema_is_checked() {
         assert!(matches!(parse_meta(b"{}", "m"), MemberState::Invalid(_)));
-        assert!(matches!(
-            parse_meta(br#"{"schema_version":2}"#, "m"),
-            MemberState::Invalid(_)
-        ));
+        assert!(matches!(parse_meta(br#"{"schema_version":2}"#, "m"), MemberState::Invalid(_)));
         assert!(matches!(parse_meta(b"[", "m"), MemberState::Invalid(_)));
-        let MemberState::Present(m) = parse_meta(br#"{"schema_version":1,"sample":"odd"}"#, "m")
-        else {
-            panic!()
-        };
+        let MemberState::Present(m) = parse_meta(br#"{"schema_version":1,"sample":"odd"}"#, "m") else { panic!() };
         assert_eq!(m.sample_name, None);
     }
 }

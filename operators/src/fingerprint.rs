@@ -88,9 +88,6 @@ mod tests {
 
     #[test]
     fn parts_are_length_delimited() {
-        assert_ne!(
-            Fingerprint::of_parts(&[b"ab", b"c"]),
-            Fingerprint::of_parts(&[b"a", b"bc"])
-        );
+        assert_ne!(Fingerprint::of_parts(&[b"ab", b"c"]), Fingerprint::of_parts(&[b"a", b"bc"]));
     }
 }

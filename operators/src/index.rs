@@ -37,29 +37,19 @@ pub fn parse_index_line(text: &str, line: u64) -> Result<Option<IndexEntry>, Str
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let obj = value.as_object().ok_or("not a JSON object")?;
     let string = |name: &str| -> Result<String, String> {
-        let s = obj
-            .get(name)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| format!("missing string field {name:?}"))?;
+        let s = obj.get(name).and_then(|v| v.as_str()).ok_or_else(|| format!("missing string field {name:?}"))?;
         if !is_safe_component(s) {
             return Err(format!("{name} {s:?} is not a safe file name"));
         }
         Ok(s.to_string())
     };
-    let key = EpisodeKey {
-        host_id: string("host_id")?,
-        episode_id: string("episode_id")?,
-    };
+    let key = EpisodeKey { host_id: string("host_id")?, episode_id: string("episode_id")? };
     Ok(Some(IndexEntry {
         key,
-        sha256: obj
-            .get("sha256")
-            .and_then(|v| v.as_str())
-            .map(|s| s.to_ascii_lowercase()),
+        sha256: obj.get("sha256").and_then(|v| v.as_str()).map(|s| s.to_ascii_lowercase()),
         bytes: obj.get("bytes").and_then(|v| v.as_u64()),
         received_at_ns: obj.get("received_at_ns").and_then(|v| v.as_i64()),
         line,
@@ -72,9 +62,8 @@ pub fn parse_index(text: &[u8], file: &str) -> IndexScan {
     let mut scan = IndexScan::default();
     for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
         let line = i as u64 + 1;
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|e| format!("not UTF-8: {e}"))
-            .and_then(|t| parse_index_line(t, line));
+        let parsed =
+            std::str::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}")).and_then(|t| parse_index_line(t, line));
         match parsed {
             Ok(None) => {}
             Ok(Some(entry)) => {
@@ -120,9 +109,7 @@ not json
         assert_eq!(a.line, 4);
         let lines: Vec<_> = scan.problems.iter().map(|p| p.line.unwrap()).collect();
         assert_eq!(lines, vec![3, 5, 6, 7]);
-        assert!(scan.problems[0]
-            .to_string()
-            .starts_with("index.jsonl:3: not JSON"));
+        assert!(scan.problems[0].to_string().starts_with("index.jsonl:3: not JSON"));
         assert!(scan.problems[2].message.contains("not a safe file name"));
     }
 }

@@ -18,12 +18,7 @@ impl EpisodeKey {
     /// used to spread episodes over workers.
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self
-            .host_id
-            .bytes()
-            .chain([b'/'])
-            .chain(self.episode_id.bytes())
-        {
+        for b in self.host_id.bytes().chain([b'/']).chain(self.episode_id.bytes()) {
             h ^= b as u64;
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -52,20 +47,12 @@ pub struct Problem {
 impl Problem {
     /// A problem with no particular location.
     pub fn new(message: impl Into<String>) -> Problem {
-        Problem {
-            member: None,
-            line: None,
-            message: message.into(),
-        }
+        Problem { member: None, line: None, message: message.into() }
     }
 
     /// A problem in a member, optionally at a line.
     pub fn at(member: &str, line: Option<u64>, message: impl Into<String>) -> Problem {
-        Problem {
-            member: Some(member.to_string()),
-            line,
-            message: message.into(),
-        }
+        Problem { member: Some(member.to_string()), line, message: message.into() }
     }
 }
 
@@ -186,10 +173,7 @@ pub struct SourceColumns {
 impl SourceColumns {
     /// Empty columns for `source`, with one column per channel of it.
     pub fn new(source: Source) -> SourceColumns {
-        SourceColumns {
-            columns: vec![Vec::new(); crate::registry::channels_of(source).count()],
-            ..Default::default()
-        }
+        SourceColumns { columns: vec![Vec::new(); crate::registry::channels_of(source).count()], ..Default::default() }
     }
 
     /// Number of good rows.
@@ -296,11 +280,7 @@ impl AlignedEpisode {
 
 /// The phase at time `t` given labels in file order (SPEC section 4).
 pub fn phase_at(phases: &[(f64, Phase)], t: f64) -> Option<Phase> {
-    phases
-        .iter()
-        .rev()
-        .find(|(lt, _)| *lt <= t)
-        .map(|(_, p)| *p)
+    phases.iter().rev().find(|(lt, _)| *lt <= t).map(|(_, p)| *p)
 }
 
 /// Number of channels in the registry, for fixed-size layouts.

@@ -119,93 +119,39 @@ macro_rules! channel {
 
 /// The 46 channels in registry order: tensor rows and feature columns follow it.
 pub static CHANNELS: [Channel; 46] = [
-    channel!("proc.cpu_user_jiffies", Proc, Counter, |r| r
-        .cpu_user_jiffies
-        .0),
-    channel!("proc.cpu_sys_jiffies", Proc, Counter, |r| r
-        .cpu_sys_jiffies
-        .0),
+    channel!("proc.cpu_user_jiffies", Proc, Counter, |r| r.cpu_user_jiffies.0),
+    channel!("proc.cpu_sys_jiffies", Proc, Counter, |r| r.cpu_sys_jiffies.0),
     channel!("proc.rss_bytes", Proc, Gauge, |r| r.rss_bytes.0),
     channel!("proc.vsize_bytes", Proc, Gauge, |r| r.vsize_bytes.0),
     channel!("proc.io_read_bytes", Proc, Counter, |r| r.io_read_bytes.0),
     channel!("proc.io_write_bytes", Proc, Counter, |r| r.io_write_bytes.0),
-    channel!("proc.voluntary_ctxsw", Proc, Counter, |r| r
-        .voluntary_ctxsw
-        .0),
-    channel!("proc.involuntary_ctxsw", Proc, Counter, |r| r
-        .involuntary_ctxsw
-        .0),
+    channel!("proc.voluntary_ctxsw", Proc, Counter, |r| r.voluntary_ctxsw.0),
+    channel!("proc.involuntary_ctxsw", Proc, Counter, |r| r.involuntary_ctxsw.0),
     channel!("proc.minor_faults", Proc, Counter, |r| r.minor_faults.0),
     channel!("proc.major_faults", Proc, Counter, |r| r.major_faults.0),
-    channel!("guest.cpu_total_jiffies.user", Guest, Counter, |r| r
-        .cpu_total_jiffies
-        .and_then(|c| c.user.0)),
-    channel!("guest.cpu_total_jiffies.system", Guest, Counter, |r| r
-        .cpu_total_jiffies
-        .and_then(|c| c.system.0)),
-    channel!("guest.cpu_total_jiffies.idle", Guest, Counter, |r| r
-        .cpu_total_jiffies
-        .and_then(|c| c.idle.0)),
-    channel!("guest.cpu_total_jiffies.iowait", Guest, Counter, |r| r
-        .cpu_total_jiffies
-        .and_then(|c| c.iowait.0)),
-    channel!("guest.cpu_total_jiffies.softirq", Guest, Counter, |r| r
-        .cpu_total_jiffies
-        .and_then(|c| c.softirq.0)),
+    channel!("guest.cpu_total_jiffies.user", Guest, Counter, |r| r.cpu_total_jiffies.and_then(|c| c.user.0)),
+    channel!("guest.cpu_total_jiffies.system", Guest, Counter, |r| r.cpu_total_jiffies.and_then(|c| c.system.0)),
+    channel!("guest.cpu_total_jiffies.idle", Guest, Counter, |r| r.cpu_total_jiffies.and_then(|c| c.idle.0)),
+    channel!("guest.cpu_total_jiffies.iowait", Guest, Counter, |r| r.cpu_total_jiffies.and_then(|c| c.iowait.0)),
+    channel!("guest.cpu_total_jiffies.softirq", Guest, Counter, |r| r.cpu_total_jiffies.and_then(|c| c.softirq.0)),
     channel!("guest.load_1m", Guest, Gauge, |r| r.load_1m_5m_15m.0 .0),
-    channel!("guest.mem_available_bytes", Guest, Gauge, |r| r
-        .mem_available_bytes
-        .0),
-    channel!("guest.mem_buffers_bytes", Guest, Gauge, |r| r
-        .mem_buffers_bytes
-        .0),
-    channel!("guest.mem_cached_bytes", Guest, Gauge, |r| r
-        .mem_cached_bytes
-        .0),
-    channel!("guest.swap_used_bytes", Guest, Gauge, |r| r
-        .swap_used_bytes
-        .0),
+    channel!("guest.mem_available_bytes", Guest, Gauge, |r| r.mem_available_bytes.0),
+    channel!("guest.mem_buffers_bytes", Guest, Gauge, |r| r.mem_buffers_bytes.0),
+    channel!("guest.mem_cached_bytes", Guest, Gauge, |r| r.mem_cached_bytes.0),
+    channel!("guest.swap_used_bytes", Guest, Gauge, |r| r.swap_used_bytes.0),
     channel!("guest.net.rx_bytes", Guest, Counter, |r| r.net.0.rx_bytes.0),
     channel!("guest.net.tx_bytes", Guest, Counter, |r| r.net.0.tx_bytes.0),
     channel!("guest.net.rx_pkts", Guest, Counter, |r| r.net.0.rx_pkts.0),
     channel!("guest.net.tx_pkts", Guest, Counter, |r| r.net.0.tx_pkts.0),
-    channel!("guest.listen_ports", Guest, Gauge, |r| r
-        .listen_ports
-        .0
-        .map(|n| n as f64)),
-    channel!("guest.top_procs", Guest, Gauge, |r| r
-        .top_procs
-        .0
-        .map(|n| n as f64)),
-    channel!("qmp.blockstats.rd_ops", Qmp, Counter, |r| r
-        .blockstats
-        .0
-        .rd_ops
-        .0),
-    channel!("qmp.blockstats.wr_ops", Qmp, Counter, |r| r
-        .blockstats
-        .0
-        .wr_ops
-        .0),
-    channel!("qmp.blockstats.rd_bytes", Qmp, Counter, |r| r
-        .blockstats
-        .0
-        .rd_bytes
-        .0),
-    channel!("qmp.blockstats.wr_bytes", Qmp, Counter, |r| r
-        .blockstats
-        .0
-        .wr_bytes
-        .0),
-    channel!("qmp.kvm_stats.remote_tlb_flush", Qmp, Counter, |r| r
-        .kvm_stats
-        .and_then(|k| k.remote_tlb_flush.0)),
-    channel!("qmp.kvm_stats.pages_4k", Qmp, Gauge, |r| r
-        .kvm_stats
-        .and_then(|k| k.pages_4k.0)),
-    channel!("qmp.kvm_stats.pages_2m", Qmp, Gauge, |r| r
-        .kvm_stats
-        .and_then(|k| k.pages_2m.0)),
+    channel!("guest.listen_ports", Guest, Gauge, |r| r.listen_ports.0.map(|n| n as f64)),
+    channel!("guest.top_procs", Guest, Gauge, |r| r.top_procs.0.map(|n| n as f64)),
+    channel!("qmp.blockstats.rd_ops", Qmp, Counter, |r| r.blockstats.0.rd_ops.0),
+    channel!("qmp.blockstats.wr_ops", Qmp, Counter, |r| r.blockstats.0.wr_ops.0),
+    channel!("qmp.blockstats.rd_bytes", Qmp, Counter, |r| r.blockstats.0.rd_bytes.0),
+    channel!("qmp.blockstats.wr_bytes", Qmp, Counter, |r| r.blockstats.0.wr_bytes.0),
+    channel!("qmp.kvm_stats.remote_tlb_flush", Qmp, Counter, |r| r.kvm_stats.and_then(|k| k.remote_tlb_flush.0)),
+    channel!("qmp.kvm_stats.pages_4k", Qmp, Gauge, |r| r.kvm_stats.and_then(|k| k.pages_4k.0)),
+    channel!("qmp.kvm_stats.pages_2m", Qmp, Gauge, |r| r.kvm_stats.and_then(|k| k.pages_2m.0)),
     channel!("netflow.pkts_in", Netflow, Bucket, |r| r.pkts_in.0),
     channel!("netflow.pkts_out", Netflow, Bucket, |r| r.pkts_out.0),
     channel!("netflow.bytes_in", Netflow, Bucket, |r| r.bytes_in.0),
@@ -215,27 +161,15 @@ pub static CHANNELS: [Channel; 46] = [
     channel!("netflow.rst_count", Netflow, Bucket, |r| r.rst_count.0),
     channel!("netflow.udp_count", Netflow, Bucket, |r| r.udp_count.0),
     channel!("netflow.tcp_count", Netflow, Bucket, |r| r.tcp_count.0),
-    channel!("netflow.dns_query_count", Netflow, Bucket, |r| r
-        .dns_query_count
-        .0),
-    channel!("netflow.tcp_new_flows", Netflow, Bucket, |r| r
-        .tcp_new_flows
-        .0),
-    channel!("netflow.unique_dst_ips", Netflow, Gauge, |r| r
-        .unique_dst_ips
-        .0),
-    channel!("netflow.unique_dst_ports", Netflow, Gauge, |r| r
-        .unique_dst_ports
-        .0),
+    channel!("netflow.dns_query_count", Netflow, Bucket, |r| r.dns_query_count.0),
+    channel!("netflow.tcp_new_flows", Netflow, Bucket, |r| r.tcp_new_flows.0),
+    channel!("netflow.unique_dst_ips", Netflow, Gauge, |r| r.unique_dst_ips.0),
+    channel!("netflow.unique_dst_ports", Netflow, Gauge, |r| r.unique_dst_ports.0),
 ];
 
 /// Registry indices of the channels a source carries, in registry order.
 pub fn channels_of(source: Source) -> impl Iterator<Item = usize> {
-    CHANNELS
-        .iter()
-        .enumerate()
-        .filter(move |(_, c)| c.source == source)
-        .map(|(i, _)| i)
+    CHANNELS.iter().enumerate().filter(move |(_, c)| c.source == source).map(|(i, _)| i)
 }
 
 /// Registry index of a channel by name.
@@ -278,13 +212,8 @@ pub enum Phase {
 
 impl Phase {
     /// All phases in class-id order.
-    pub const ALL: [Phase; 5] = [
-        Phase::Clean,
-        Phase::Exploiting,
-        Phase::InfectedIdle,
-        Phase::InfectedRunning,
-        Phase::Dormant,
-    ];
+    pub const ALL: [Phase; 5] =
+        [Phase::Clean, Phase::Exploiting, Phase::InfectedIdle, Phase::InfectedRunning, Phase::Dormant];
 
     /// The label as written in `labels.jsonl`.
     pub fn name(self) -> &'static str {
@@ -317,10 +246,7 @@ mod tests {
         assert_eq!(CHANNELS.len(), 46);
         assert_eq!(ChannelSet::Realistic.indices().len(), 29);
         assert_eq!(ChannelSet::Oracle.indices().len(), 46);
-        let per_source: Vec<usize> = Source::ALL
-            .iter()
-            .map(|s| channels_of(*s).count())
-            .collect();
+        let per_source: Vec<usize> = Source::ALL.iter().map(|s| channels_of(*s).count()).collect();
         assert_eq!(per_source, vec![10, 16, 7, 13]);
         let mut names: Vec<_> = CHANNELS.iter().map(|c| c.name).collect();
         names.sort();

@@ -359,12 +359,9 @@ mod tests {
 
     #[test]
     fn probe_yes_accepts_strings_and_numbers() {
-        let e: EventRow =
-            serde_json::from_str(r#"{"event":"workload_killed","pre_kill_probe":{"yes":"0"}}"#)
-                .unwrap();
+        let e: EventRow = serde_json::from_str(r#"{"event":"workload_killed","pre_kill_probe":{"yes":"0"}}"#).unwrap();
         assert_eq!(e.pre_kill_probe.unwrap().yes, Num(Some(0.0)));
-        let e: EventRow =
-            serde_json::from_str(r#"{"event":"x","pre_kill_probe":{"yes":2}}"#).unwrap();
+        let e: EventRow = serde_json::from_str(r#"{"event":"x","pre_kill_probe":{"yes":2}}"#).unwrap();
         assert_eq!(e.pre_kill_probe.unwrap().yes, Num(Some(2.0)));
     }
 }

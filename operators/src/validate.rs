@@ -19,10 +19,7 @@ pub struct ValidateConfig {
 
 impl Default for ValidateConfig {
     fn default() -> Self {
-        ValidateConfig {
-            row_gate_fraction: 0.5,
-            max_bad_row_fraction: 0.1,
-        }
+        ValidateConfig { row_gate_fraction: 0.5, max_bad_row_fraction: 0.1 }
     }
 }
 
@@ -38,12 +35,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// All outcomes, best first.
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Accepted,
-        Outcome::Degraded,
-        Outcome::Rejected,
-        Outcome::Errored,
-    ];
+    pub const ALL: [Outcome; 4] = [Outcome::Accepted, Outcome::Degraded, Outcome::Rejected, Outcome::Errored];
 
     /// Name as written in `validation.parquet`.
     pub fn name(self) -> &'static str {
@@ -149,9 +141,7 @@ impl Validate {
     /// Whether a source has enough rows to count as present (the row gate).
     pub fn passes_row_gate(&self, good_rows: u64, source: Source, t_end: Option<f64>) -> bool {
         match t_end {
-            Some(t) if t > 0.0 => {
-                good_rows as f64 >= t * source.nominal_hz() * self.config.row_gate_fraction
-            }
+            Some(t) if t > 0.0 => good_rows as f64 >= t * source.nominal_hz() * self.config.row_gate_fraction,
             _ => good_rows >= 2,
         }
     }
@@ -239,60 +229,25 @@ mod tests {
     fn base() -> AlignedEpisode {
         AlignedEpisode {
             facts: EpisodeFacts {
-                key: EpisodeKey {
-                    host_id: "h".into(),
-                    episode_id: "e".into(),
-                },
+                key: EpisodeKey { host_id: "h".into(), episode_id: "e".into() },
                 archive_bytes: 10,
                 sha256: "ab".into(),
                 expected_sha256: Some("AB".into()),
-                layout: Layout {
-                    done_marker: true,
-                    ..Default::default()
-                },
-                meta: MemberState::Present(Meta {
-                    rows: [Some(100), None, None, None],
-                    ..Default::default()
-                }),
+                layout: Layout { done_marker: true, ..Default::default() },
+                meta: MemberState::Present(Meta { rows: [Some(100), None, None, None], ..Default::default() }),
                 labels: MemberState::Present(vec![
-                    Label {
-                        phase: "clean".into(),
-                        t_wall_ns: 0,
-                    },
-                    Label {
-                        phase: "dormant".into(),
-                        t_wall_ns: 5,
-                    },
+                    Label { phase: "clean".into(), t_wall_ns: 0 },
+                    Label { phase: "dormant".into(), t_wall_ns: 5 },
                 ]),
                 events: None,
                 problems: vec![],
                 problem_count: 0,
             },
             row_counts: [
-                RowCounts {
-                    present: true,
-                    lines: 100,
-                    bad_lines: 0,
-                    good_rows: 100,
-                },
-                RowCounts {
-                    present: true,
-                    lines: 100,
-                    bad_lines: 0,
-                    good_rows: 100,
-                },
-                RowCounts {
-                    present: true,
-                    lines: 10,
-                    bad_lines: 0,
-                    good_rows: 10,
-                },
-                RowCounts {
-                    present: true,
-                    lines: 100,
-                    bad_lines: 0,
-                    good_rows: 100,
-                },
+                RowCounts { present: true, lines: 100, bad_lines: 0, good_rows: 100 },
+                RowCounts { present: true, lines: 100, bad_lines: 0, good_rows: 100 },
+                RowCounts { present: true, lines: 10, bad_lines: 0, good_rows: 10 },
+                RowCounts { present: true, lines: 100, bad_lines: 0, good_rows: 100 },
             ],
             t0_wall_ns: Some(0),
             t_end: Some(10.0),
@@ -317,10 +272,7 @@ mod tests {
         let mut ep = base();
         ep.row_counts[1].good_rows = 49; // 10 s * 10 Hz / 2 = 50
         ep.row_counts[2].good_rows = 5; // 10 s * 1 Hz / 2 = 5: passes
-        assert_eq!(
-            judge(ep),
-            (Outcome::Degraded, vec!["source_missing:guest".to_string()])
-        );
+        assert_eq!(judge(ep), (Outcome::Degraded, vec!["source_missing:guest".to_string()]));
         let mut ep = base();
         ep.t_end = None;
         for c in ep.row_counts.iter_mut() {
@@ -336,32 +288,20 @@ mod tests {
         assert_eq!(judge(ep), (Outcome::Degraded, vec!["bad_rows".to_string()]));
         let mut ep = base();
         ep.row_counts[0].bad_lines = 32;
-        assert_eq!(
-            judge(ep),
-            (Outcome::Rejected, vec!["too_many_bad_rows".to_string()])
-        );
+        assert_eq!(judge(ep), (Outcome::Rejected, vec!["too_many_bad_rows".to_string()]));
     }
 
     #[test]
     fn every_degrading_reason_in_contract_order() {
         let mut ep = base();
-        ep.facts.layout = Layout {
-            done_marker: false,
-            prefix_mismatch: true,
-            ..Default::default()
-        };
+        ep.facts.layout = Layout { done_marker: false, prefix_mismatch: true, ..Default::default() };
         ep.row_counts[0].lines = 99;
         ep.row_counts[3].good_rows = 0;
         let (o, r) = judge(ep);
         assert_eq!(o, Outcome::Degraded);
         assert_eq!(
             r,
-            vec![
-                "source_missing:netflow",
-                "row_count_mismatch:proc",
-                "no_done_marker",
-                "member_prefix_mismatch"
-            ]
+            vec!["source_missing:netflow", "row_count_mismatch:proc", "no_done_marker", "member_prefix_mismatch"]
         );
     }
 
@@ -370,29 +310,18 @@ mod tests {
         let mut ep = base();
         ep.facts.expected_sha256 = Some("cd".into());
         ep.facts.labels = MemberState::Present(vec![
-            Label {
-                phase: "clean".into(),
-                t_wall_ns: 5,
-            },
-            Label {
-                phase: "pwned".into(),
-                t_wall_ns: 1,
-            },
+            Label { phase: "clean".into(), t_wall_ns: 5 },
+            Label { phase: "pwned".into(), t_wall_ns: 1 },
         ]);
         ep.facts.meta = MemberState::Missing;
         assert_eq!(
             judge(ep),
             (
                 Outcome::Rejected,
-                vec![
-                    "sha256_mismatch",
-                    "missing_meta",
-                    "unknown_phase",
-                    "labels_not_monotonic"
-                ]
-                .into_iter()
-                .map(String::from)
-                .collect()
+                vec!["sha256_mismatch", "missing_meta", "unknown_phase", "labels_not_monotonic"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
             )
         );
         let mut ep = base();

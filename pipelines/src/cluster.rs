@@ -19,12 +19,7 @@ pub struct Cluster {
 impl Cluster {
     /// One process with `workers` threads.
     pub fn local(workers: usize) -> Cluster {
-        Cluster {
-            workers: workers.max(1),
-            processes: 1,
-            process: 0,
-            hostfile: None,
-        }
+        Cluster { workers: workers.max(1), processes: 1, process: 0, hostfile: None }
     }
 
     /// Whether this process hosts worker 0, which reads inputs and writes outputs.
@@ -36,22 +31,15 @@ impl Cluster {
     pub fn timely_config(&self) -> Result<timely::Config, String> {
         use timely::CommunicationConfig as C;
         if self.process >= self.processes {
-            return Err(format!(
-                "--process {} is not below --processes {}",
-                self.process, self.processes
-            ));
+            return Err(format!("--process {} is not below --processes {}", self.process, self.processes));
         }
         let communication = if self.processes > 1 {
             let addresses = match &self.hostfile {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| format!("cannot read host file {}: {e}", path.display()))?;
-                    let hosts: Vec<String> = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect();
+                    let hosts: Vec<String> =
+                        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
                     if hosts.len() < self.processes {
                         return Err(format!(
                             "host file {} lists {} addresses for {} processes",
@@ -62,25 +50,14 @@ impl Cluster {
                     }
                     hosts
                 }
-                None => (0..self.processes)
-                    .map(|i| format!("localhost:{}", 2101 + i))
-                    .collect(),
+                None => (0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
             };
-            C::Cluster {
-                threads: self.workers,
-                process: self.process,
-                addresses,
-                report: false,
-                zerocopy: false,
-            }
+            C::Cluster { threads: self.workers, process: self.process, addresses, report: false, zerocopy: false }
         } else if self.workers > 1 {
             C::Process(self.workers)
         } else {
             C::Thread
         };
-        Ok(timely::Config {
-            communication,
-            worker: timely::WorkerConfig::default(),
-        })
+        Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
     }
 }

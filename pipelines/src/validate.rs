@@ -67,41 +67,26 @@ fn dimensions(record: &ValidationRecord) -> Vec<(String, String)> {
     let mut dims = vec![
         ("outcome".to_string(), record.outcome.name().to_string()),
         ("host".to_string(), record.host_id.clone()),
-        (
-            "profile".to_string(),
-            record.profile.clone().unwrap_or_else(|| "(none)".into()),
-        ),
+        ("profile".to_string(), record.profile.clone().unwrap_or_else(|| "(none)".into())),
     ];
-    dims.extend(
-        record
-            .reasons
-            .iter()
-            .map(|r| ("reason".to_string(), r.clone())),
-    );
+    dims.extend(record.reasons.iter().map(|r| ("reason".to_string(), r.clone())));
     dims
 }
 
 /// Runs validation over `cluster`. Returns the gathered output on the process
 /// that hosts worker 0, `None` on the others.
-pub fn run(
-    job: ValidateJob,
-    cluster: &Cluster,
-    observer: Observer,
-) -> Result<Option<ValidateOutput>, String> {
+pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Option<ValidateOutput>, String> {
     let job = Arc::new(job);
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
         let gathered = Rc::new(RefCell::new(ValidateOutput::default()));
-        let count_diffs: Rc<RefCell<BTreeMap<((String, String), isize), isize>>> =
-            Default::default();
+        let count_diffs: Rc<RefCell<BTreeMap<((String, String), isize), isize>>> = Default::default();
         let probe = ProbeHandle::new();
         let job_w = Arc::clone(&job);
         let observer = Arc::clone(&observer);
         let (g, c) = (Rc::clone(&gathered), Rc::clone(&count_diffs));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, index) = scope.new_collection::<IndexEntry, isize>();
-            let spread = index
-                .inner
-                .exchange(|(entry, _, _): &(IndexEntry, u64, isize)| entry.key.stable_hash());
+            let spread = index.inner.exchange(|(entry, _, _): &(IndexEntry, u64, isize)| entry.key.stable_hash());
 
             let (root, decode) = (job_w.episodes_root.clone(), job_w.decode.clone());
             let decoded = episode_stage(spread, Decode::NAME, move |entry: IndexEntry| {
@@ -112,9 +97,7 @@ pub fn run(
                 };
                 Work::start(entry, input).then(Decode::NAME, |i| decode.apply(i))
             });
-            let aligned = episode_stage(decoded, Align::NAME, |w: Work<_>| {
-                w.then(Align::NAME, |d| Ok(Align.apply(d)))
-            });
+            let aligned = episode_stage(decoded, Align::NAME, |w: Work<_>| w.then(Align::NAME, |d| Ok(Align.apply(d))));
             let validate = job_w.validate.clone();
             let records = episode_stage(aligned, Validate::NAME, move |w: Work<_>| {
                 let w = w.then(Validate::NAME, |a| Ok(validate.apply(a)));
@@ -128,26 +111,20 @@ pub fn run(
             records
                 .clone()
                 .exchange(|_| 0)
-                .inspect(
-                    move |((record, trace), _, _): &(
-                        (ValidationRecord, Vec<StageSample>),
-                        u64,
-                        isize,
-                    )| {
-                        observer(record);
-                        let mut out = g.borrow_mut();
-                        for s in trace {
-                            let t = out.operators.entry(s.operator.clone()).or_default();
-                            t.nanos += s.nanos;
-                            if s.failed {
-                                t.failed += 1;
-                            } else {
-                                t.computed += 1;
-                            }
+                .inspect(move |((record, trace), _, _): &((ValidationRecord, Vec<StageSample>), u64, isize)| {
+                    observer(record);
+                    let mut out = g.borrow_mut();
+                    for s in trace {
+                        let t = out.operators.entry(s.operator.clone()).or_default();
+                        t.nanos += s.nanos;
+                        if s.failed {
+                            t.failed += 1;
+                        } else {
+                            t.computed += 1;
                         }
-                        out.records.push(record.clone());
-                    },
-                )
+                    }
+                    out.records.push(record.clone());
+                })
                 .probe_with(&probe);
 
             records
@@ -156,11 +133,9 @@ pub fn run(
                 .count()
                 .inner
                 .exchange(|_| 0)
-                .inspect(
-                    move |(kv, _, diff): &(((String, String), isize), u64, isize)| {
-                        *c.borrow_mut().entry(kv.clone()).or_default() += diff;
-                    },
-                )
+                .inspect(move |(kv, _, diff): &(((String, String), isize), u64, isize)| {
+                    *c.borrow_mut().entry(kv.clone()).or_default() += diff;
+                })
                 .probe_with(&probe);
             input
         });
@@ -175,8 +150,7 @@ pub fn run(
         }
         (worker.index() == 0).then(|| {
             let mut out = gathered.take();
-            out.records
-                .sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
+            out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
             out.counts = count_diffs
                 .take()
                 .into_iter()

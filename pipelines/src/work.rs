@@ -26,20 +26,12 @@ pub struct Work<T> {
 impl<T> Work<T> {
     /// Starts an episode's journey.
     pub fn start(entry: IndexEntry, value: T) -> Work<T> {
-        Work {
-            entry,
-            trace: Vec::new(),
-            state: Ok(value),
-        }
+        Work { entry, trace: Vec::new(), state: Ok(value) }
     }
 
     /// Runs one operator on the value, timing it; failures pass through untouched.
     pub fn then<U>(self, operator: &str, f: impl FnOnce(T) -> Result<U, Failure>) -> Work<U> {
-        let Work {
-            entry,
-            mut trace,
-            state,
-        } = self;
+        let Work { entry, mut trace, state } = self;
         let state = match state {
             Ok(value) => {
                 let start = Instant::now();
@@ -53,10 +45,6 @@ impl<T> Work<T> {
             }
             Err(failure) => Err(failure),
         };
-        Work {
-            entry,
-            trace,
-            state,
-        }
+        Work { entry, trace, state }
     }
 }

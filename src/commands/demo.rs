@@ -16,21 +16,13 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     let root = match keep {
         Some(dir) => dir,
         None => {
-            temp = tempfile::tempdir()
-                .map_err(|e| Error::Io(format!("cannot create a temporary folder: {e}")))?;
+            temp = tempfile::tempdir().map_err(|e| Error::Io(format!("cannot create a temporary folder: {e}")))?;
             temp.path().to_path_buf()
         }
     };
     let store = root.join("store");
     let quiet = g.quiet || g.json;
-    let config = SynthConfig {
-        out: store.clone(),
-        episodes,
-        hosts: 4,
-        seed: 7,
-        duration_s: 60.0,
-        threads: workers(g),
-    };
+    let config = SynthConfig { out: store.clone(), episodes, hosts: 4, seed: 7, duration_s: 60.0, threads: workers(g) };
     let bar = progress::bar(episodes as u64, "synth", quiet);
     synthesize(&config, &|| bar.inc(1)).map_err(|e| Error::io("cannot write store", &store, e))?;
     bar.finish_and_clear();

@@ -15,12 +15,7 @@ use std::process::ExitCode;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
-        Command::Synth {
-            episodes,
-            hosts,
-            seed,
-            duration_s,
-        } => synth::run(g, episodes, hosts, seed, duration_s),
+        Command::Synth { episodes, hosts, seed, duration_s } => synth::run(g, episodes, hosts, seed, duration_s),
         Command::Validate { cluster } => validate::run(g, &cluster),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),
     }
@@ -28,9 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The store a command works on (`--store` is required).
 fn store(g: &Global) -> Result<PathBuf> {
-    g.store
-        .clone()
-        .ok_or_else(|| Error::Usage("--store DIR is required".into()))
+    g.store.clone().ok_or_else(|| Error::Usage("--store DIR is required".into()))
 }
 
 /// Where outputs go: `--out`, else `STORE/derived`.
@@ -40,21 +33,12 @@ fn out_dir(g: &Global, store: &Path) -> PathBuf {
 
 /// Worker threads: `--workers`, else every core.
 fn workers(g: &Global) -> usize {
-    g.workers
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1)
+    g.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1)
 }
 
 fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
     if args.processes == 0 || args.process >= args.processes {
-        return Err(Error::Usage(format!(
-            "--process {} must be below --processes {}",
-            args.process, args.processes
-        )));
+        return Err(Error::Usage(format!("--process {} must be below --processes {}", args.process, args.processes)));
     }
     Ok(Cluster {
         workers: workers(g),
@@ -66,8 +50,7 @@ fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
 
 /// Prints `value` as one line of JSON on stdout.
 fn print_json(value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string(value)
-        .map_err(|e| Error::Io(format!("cannot encode summary: {e}")))?;
+    let text = serde_json::to_string(value).map_err(|e| Error::Io(format!("cannot encode summary: {e}")))?;
     println!("{text}");
     Ok(())
 }

@@ -41,8 +41,7 @@ pub fn validate_store(
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() {
-        let scan =
-            read_index(&index_path).map_err(|e| Error::io("cannot read index", &index_path, e))?;
+        let scan = read_index(&index_path).map_err(|e| Error::io("cannot read index", &index_path, e))?;
         for p in &scan.problems {
             tracing::warn!("skipping malformed index line: {p}");
         }
@@ -55,12 +54,8 @@ pub fn validate_store(
     let job = ValidateJob {
         episodes_root: store.join("episodes"),
         entries,
-        decode: Decode {
-            config: config.decode.clone(),
-        },
-        validate: Validate {
-            config: config.validate.clone(),
-        },
+        decode: Decode { config: config.decode.clone() },
+        validate: Validate { config: config.validate.clone() },
     };
     let output = run_dataflow(
         job,
@@ -71,11 +66,9 @@ pub fn validate_store(
                 let detail = record.detail.as_deref().unwrap_or("");
                 let reasons = record.reasons.join(", ");
                 match record.outcome {
-                    Outcome::Degraded => tracing::info!(
-                        "{}/{}: degraded [{reasons}] {detail}",
-                        record.host_id,
-                        record.episode_id
-                    ),
+                    Outcome::Degraded => {
+                        tracing::info!("{}/{}: degraded [{reasons}] {detail}", record.host_id, record.episode_id)
+                    }
                     _ => tracing::warn!(
                         "{}/{}: {} [{reasons}] {detail}",
                         record.host_id,
@@ -92,16 +85,11 @@ pub fn validate_store(
         return Ok(None);
     };
     let parquet = out.join("validation.parquet");
-    validation::write(&parquet, &output.records)
-        .map_err(|e| Error::io("cannot write", &parquet, e))?;
+    validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let mut stats = RunStats {
         command: "validate".into(),
         episodes: output.records.len() as u64,
-        operators: output
-            .operators
-            .into_iter()
-            .map(|(k, v)| (k, v.into()))
-            .collect(),
+        operators: output.operators.into_iter().map(|(k, v)| (k, v.into())).collect(),
         wall_s: start.elapsed().as_secs_f64(),
         workers: cluster.workers,
         processes: cluster.processes,
@@ -145,10 +133,7 @@ fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
 pub fn outcome_table(stats: &RunStats) -> String {
     let n = stats.episodes.max(1) as f64;
     let rate = stats.episodes as f64 / stats.wall_s.max(1e-9);
-    let mut s = format!(
-        "validated {} episodes in {:.1} s ({rate:.0} episodes/s)\n\n",
-        stats.episodes, stats.wall_s
-    );
+    let mut s = format!("validated {} episodes in {:.1} s ({rate:.0} episodes/s)\n\n", stats.episodes, stats.wall_s);
     s += &format!("{:<10} {:>9} {:>7}\n", "outcome", "episodes", "share");
     for o in Outcome::ALL {
         let c = stats.outcomes.get(o.name()).copied().unwrap_or(0);
@@ -161,10 +146,7 @@ pub fn outcome_table(stats: &RunStats) -> String {
         }
     }
     if stats.index_problems > 0 {
-        s += &format!(
-            "\n{} malformed index lines skipped (see warnings)\n",
-            stats.index_problems
-        );
+        s += &format!("\n{} malformed index lines skipped (see warnings)\n", stats.index_problems);
     }
     s
 }

@@ -105,19 +105,13 @@ impl Defect {
 
     /// Whether the workload never ran, so every source is flat across phases.
     pub fn is_flat(self) -> bool {
-        matches!(
-            self,
-            Defect::WorkloadFailed | Defect::WorkloadSilent | Defect::FlatWorkload
-        )
+        matches!(self, Defect::WorkloadFailed | Defect::WorkloadSilent | Defect::FlatWorkload)
     }
 }
 
 /// The quality reasons (SPEC section 6) an episode with these defects must get,
 /// in the contract's order; `None` when it is not classified (errored).
-pub fn expected_quality(
-    validation: Option<Defect>,
-    quality: Option<Defect>,
-) -> Option<Vec<&'static str>> {
+pub fn expected_quality(validation: Option<Defect>, quality: Option<Defect>) -> Option<Vec<&'static str>> {
     use Defect::*;
     if validation == Some(TruncatedArchive) {
         return None;
@@ -151,11 +145,7 @@ mod tests {
     #[test]
     fn rates_match_the_corpus_mix() {
         let sum = |o: &str| -> f64 {
-            VALIDATION_RATES
-                .iter()
-                .filter(|(d, _)| d.validation().unwrap().0 == o)
-                .map(|(_, p)| p)
-                .sum()
+            VALIDATION_RATES.iter().filter(|(d, _)| d.validation().unwrap().0 == o).map(|(_, p)| p).sum()
         };
         assert!((sum("degraded") - 0.106).abs() < 1e-9);
         assert!((sum("rejected") - 0.048).abs() < 1e-9);
@@ -165,18 +155,9 @@ mod tests {
     #[test]
     fn expected_quality_follows_the_rules() {
         assert_eq!(expected_quality(None, None), Some(vec![]));
-        assert_eq!(
-            expected_quality(None, Some(Defect::WorkloadSilent)),
-            Some(vec!["workload-silent", "flat-cpu"])
-        );
-        assert_eq!(
-            expected_quality(Some(Defect::MissingLabels), Some(Defect::FlatWorkload)),
-            Some(vec![])
-        );
-        assert_eq!(
-            expected_quality(Some(Defect::BadMeta), None),
-            Some(vec!["no-sample"])
-        );
+        assert_eq!(expected_quality(None, Some(Defect::WorkloadSilent)), Some(vec!["workload-silent", "flat-cpu"]));
+        assert_eq!(expected_quality(Some(Defect::MissingLabels), Some(Defect::FlatWorkload)), Some(vec![]));
+        assert_eq!(expected_quality(Some(Defect::BadMeta), None), Some(vec!["no-sample"]));
         assert_eq!(expected_quality(Some(Defect::TruncatedArchive), None), None);
     }
 }

@@ -80,11 +80,7 @@ impl Plan {
 
     fn load_at(&self, t: f64) -> Load {
         let phase = self.phase_at(t);
-        let effective = if self.workload_ran() || phase == Phase::Clean {
-            phase
-        } else {
-            Phase::Clean
-        };
+        let effective = if self.workload_ran() || phase == Phase::Clean { phase } else { Phase::Clean };
         load(self.profile, effective).at(t)
     }
 }
@@ -147,32 +143,20 @@ fn meta(plan: &Plan, rows: &[(Source, u64)]) -> Vec<u8> {
     };
     let mut result = serde_json::Map::new();
     if plan.meta_has_duration {
-        result.insert(
-            "duration_observed_s".into(),
-            serde_json::json!((plan.duration_s * 1000.0).round() / 1000.0),
-        );
+        result.insert("duration_observed_s".into(), serde_json::json!((plan.duration_s * 1000.0).round() / 1000.0));
     }
     result.insert(
         "phases_observed".into(),
-        serde_json::json!(plan
-            .phases
-            .iter()
-            .map(|(_, p)| p.name())
-            .collect::<Vec<_>>()),
+        serde_json::json!(plan.phases.iter().map(|(_, p)| p.name()).collect::<Vec<_>>()),
     );
     if plan.meta_has_rows {
         for (source, n) in rows {
-            let claimed = if plan.validation_defect == Some(Defect::RowCountMismatch)
-                && *source == Source::Proc
-            {
+            let claimed = if plan.validation_defect == Some(Defect::RowCountMismatch) && *source == Source::Proc {
                 n + 37
             } else {
                 *n
             };
-            result.insert(
-                format!("rows_{}", source.name()),
-                serde_json::json!(claimed),
-            );
+            result.insert(format!("rows_{}", source.name()), serde_json::json!(claimed));
         }
     }
     let meta = serde_json::json!({
@@ -216,9 +200,7 @@ fn labels(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
             "infected_running" => "workload_started",
             _ => "workload_killed",
         };
-        let prev_json = prev
-            .map(|p| format!("\"{p}\""))
-            .unwrap_or_else(|| "null".into());
+        let prev_json = prev.map(|p| format!("\"{p}\"")).unwrap_or_else(|| "null".into());
         let _ = writeln!(
             out,
             r#"{{"phase": "{phase}", "prev": {prev_json}, "reason": "{reason}", "t_mono_ns": {}, "t_wall_ns": {}}}"#,
@@ -232,18 +214,9 @@ fn labels(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
 
 fn events(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
     let at = |t: f64| plan.t0_wall_ns + (t * 1e9).round() as i64;
-    let start = |p: Phase| {
-        plan.phases
-            .iter()
-            .find(|(_, q)| *q == p)
-            .map(|(t, _)| *t)
-            .unwrap_or(0.0)
-    };
+    let start = |p: Phase| plan.phases.iter().find(|(_, q)| *q == p).map(|(t, _)| *t).unwrap_or(0.0);
     let mut rows: Vec<String> = vec![
-        format!(
-            r#"{{"event": "snapshot_load", "t_wall_ns": {}}}"#,
-            at(-PRE_ROLL_S)
-        ),
+        format!(r#"{{"event": "snapshot_load", "t_wall_ns": {}}}"#, at(-PRE_ROLL_S)),
         format!(
             r#"{{"event": "exploit_launch", "module": "{}", "t_wall_ns": {}}}"#,
             plan.module,
@@ -258,10 +231,7 @@ fn events(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
             at(running)
         )),
         Some(Defect::WorkloadFailed) => {
-            rows.push(format!(
-                r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#,
-                at(running - 1.0)
-            ));
+            rows.push(format!(r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#, at(running - 1.0)));
             rows.push(format!(
                 r#"{{"event": "workload_failed", "phase": "infected_running", "error": "EOF on serial", "t_wall_ns": {}}}"#,
                 at(running)
@@ -271,17 +241,11 @@ fn events(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
             let silent = plan.quality_defect == Some(Defect::WorkloadSilent) || plan.busybox_probe;
             let yes = if silent { 0 } else { 1 + rng.below(3) };
             let probe = if rng.chance(0.5) {
-                format!(
-                    r#"{{"yes": "{yes}", "loadavg": "{:.2}"}}"#,
-                    rng.range(0.1, 2.0)
-                )
+                format!(r#"{{"yes": "{yes}", "loadavg": "{:.2}"}}"#, rng.range(0.1, 2.0))
             } else {
                 format!(r#"{{"yes": {yes}, "loadavg": {:.2}}}"#, rng.range(0.1, 2.0))
             };
-            rows.push(format!(
-                r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#,
-                at(running - 1.0)
-            ));
+            rows.push(format!(r#"{{"event": "workload_setup", "t_wall_ns": {}}}"#, at(running - 1.0)));
             rows.push(format!(
                 r#"{{"event": "workload_started", "phase": "infected_running", "t_wall_ns": {}}}"#,
                 at(running)
@@ -292,10 +256,7 @@ fn events(plan: &Plan, rng: &mut Rng) -> Vec<u8> {
             ));
         }
     }
-    rows.push(format!(
-        r#"{{"event": "episode_end", "t_wall_ns": {}}}"#,
-        at(plan.duration_s)
-    ));
+    rows.push(format!(r#"{{"event": "episode_end", "t_wall_ns": {}}}"#, at(plan.duration_s)));
     let mut out = rows.join("\n").into_bytes();
     out.push(b'\n');
     out
@@ -334,28 +295,19 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
         Source::Netflow => 27.0 + rng.range(0.0, 3.0),
     };
     let bad_fraction = match plan.validation_defect {
-        Some(Defect::TooManyBadRows)
-            if matches!(source, Source::Proc | Source::Guest | Source::Netflow) =>
-        {
-            0.3
-        }
+        Some(Defect::TooManyBadRows) if matches!(source, Source::Proc | Source::Guest | Source::Netflow) => 0.3,
         _ => 0.0,
     };
-    let mut few_bad =
-        if plan.validation_defect == Some(Defect::FewBadRows) && source == Source::Guest {
-            1 + rng.below(5)
-        } else {
-            0
-        };
+    let mut few_bad = if plan.validation_defect == Some(Defect::FewBadRows) && source == Source::Guest {
+        1 + rng.below(5)
+    } else {
+        0
+    };
     let mut out = Vec::with_capacity(((end + PRE_ROLL_S) * hz) as usize * 420);
     let mut lines = 0u64;
     let mut counters = Counters::default();
     let mut load_avg = 0.05;
-    let reset_at = if source == Source::Guest && rng.chance(0.02) {
-        Some(rng.range(0.2, 0.8) * end)
-    } else {
-        None
-    };
+    let reset_at = if source == Source::Guest && rng.chance(0.02) { Some(rng.range(0.2, 0.8) * end) } else { None };
     let mut reset_done = false;
     let mut row = Vec::with_capacity(512);
     let n = ((end + PRE_ROLL_S) * hz).floor() as i64;
@@ -380,11 +332,7 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
         let _ = write!(row, r#"{{"t_mono_ns": {t_mono}, "t_wall_ns": {t_wall}, "#);
         match source {
             Source::Proc => {
-                let cpu = if plan.host.laptop {
-                    2.5
-                } else {
-                    l.vm_cpu * noise(rng)
-                };
+                let cpu = if plan.host.laptop { 2.5 } else { l.vm_cpu * noise(rng) };
                 let user = counters.add(0, cpu * 0.85, dt);
                 let sys = counters.add(1, cpu * 0.15, dt);
                 let rss = 1.05e9 + l.mem * 0.9 + rng.normal() * 2e5;
@@ -439,11 +387,7 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
                         if p > 0 { ", " } else { "" },
                         [1, 412, 733, 901, 655, 1337][p],
                         if p == 5 { l.user } else { 0.1 },
-                        if p == 5 {
-                            l.mem as u64 + 4_000_000
-                        } else {
-                            2_000_000
-                        },
+                        if p == 5 { l.mem as u64 + 4_000_000 } else { 2_000_000 },
                     );
                 }
                 row.extend_from_slice(b"]}");
@@ -520,10 +464,7 @@ pub fn ulid(ms: u64, rng: &mut Rng) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let random = ((rng.next_u64() as u128) << 16) | (rng.next_u64() as u128 & 0xFFFF);
     let value: u128 = ((ms as u128 & 0xFFFF_FFFF_FFFF) << 80) | random;
-    (0..26)
-        .rev()
-        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
-        .collect()
+    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char).collect()
 }
 
 /// Draws a sample of the profile.

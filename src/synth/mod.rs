@@ -71,17 +71,9 @@ fn fleet(n: usize) -> Vec<Host> {
     (0..n)
         .map(|i| {
             if n > 1 && i == n - 1 {
-                Host {
-                    id: "elliott-thinkpad".into(),
-                    slots: 14,
-                    laptop: true,
-                }
+                Host { id: "elliott-thinkpad".into(), slots: 14, laptop: true }
             } else {
-                Host {
-                    id: format!("lab-rack-{:02}", i + 1),
-                    slots: 16,
-                    laptop: false,
-                }
+                Host { id: format!("lab-rack-{:02}", i + 1), slots: 16, laptop: false }
             }
         })
         .collect()
@@ -107,11 +99,7 @@ fn plan(config: &SynthConfig, hosts: &[Host], index: usize) -> Plan {
         .unwrap_or(&hosts[0])
         .clone();
     // The laptop has no RAM to spare for mem-balloon.
-    let profiles: &[&'static str] = if host.laptop {
-        &PROFILES[..5]
-    } else {
-        &PROFILES
-    };
+    let profiles: &[&'static str] = if host.laptop { &PROFILES[..5] } else { &PROFILES };
     let profile = *rng.pick(profiles);
     let duration_s = config.duration_s * rng.range(0.95, 1.05);
     let start_ns = EPOCH_NS + (index as f64 * 7.3e9) as i64 + (rng.unit() * 2e9) as i64;
@@ -175,22 +163,14 @@ struct Shipped {
 fn ship(config: &SynthConfig, hosts: &[Host], index: usize) -> io::Result<Shipped> {
     let plan = plan(config, hosts, index);
     let bytes = archive(&plan)?;
-    let path = archive_path(
-        &config.out.join("episodes"),
-        &plan.host.id,
-        &plan.episode_id,
-    );
+    let path = archive_path(&config.out.join("episodes"), &plan.host.id, &plan.episode_id);
     write_atomically(&path, |w| w.write_all(&bytes))?;
     let sha = if plan.validation_defect == Some(Defect::ShaMismatch) {
         sha256_hex(plan.episode_id.as_bytes())
     } else {
         sha256_hex(&bytes)
     };
-    let defects: Vec<Defect> = plan
-        .validation_defect
-        .into_iter()
-        .chain(plan.quality_defect)
-        .collect();
+    let defects: Vec<Defect> = plan.validation_defect.into_iter().chain(plan.quality_defect).collect();
     let (outcome, reasons) = match plan.validation_defect.and_then(Defect::validation) {
         Some((outcome, reason)) => (outcome, vec![reason]),
         None => ("accepted", vec![]),
@@ -208,11 +188,7 @@ fn ship(config: &SynthConfig, hosts: &[Host], index: usize) -> io::Result<Shippe
             profile: plan.profile,
             sample_name: plan.sample.0,
             laptop: plan.host.laptop,
-            quirks: if plan.busybox_probe {
-                vec!["busybox_probe"]
-            } else {
-                vec![]
-            },
+            quirks: if plan.busybox_probe { vec!["busybox_probe"] } else { vec![] },
             quality: expected_quality(plan.validation_defect, plan.quality_defect),
             defects,
             outcome,
@@ -246,10 +222,7 @@ pub fn synthesize(config: &SynthConfig, progress: &(dyn Fn() + Sync)) -> io::Res
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a generator thread panicked")))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a generator thread panicked"))))
             .collect()
     });
     let mut shipped = Vec::with_capacity(config.episodes);
@@ -257,14 +230,8 @@ pub fn synthesize(config: &SynthConfig, progress: &(dyn Fn() + Sync)) -> io::Res
         shipped.extend(r?);
     }
     shipped.sort_by_key(|s| s.index);
-    write_jsonl(
-        &config.out.join("index.jsonl"),
-        shipped.iter().map(|s| &s.index_row),
-    )?;
-    write_jsonl(
-        &config.out.join("truth.jsonl"),
-        shipped.iter().map(|s| &s.truth),
-    )?;
+    write_jsonl(&config.out.join("index.jsonl"), shipped.iter().map(|s| &s.index_row))?;
+    write_jsonl(&config.out.join("truth.jsonl"), shipped.iter().map(|s| &s.truth))?;
     Ok(SynthReport {
         store: config.out.clone(),
         episodes: shipped.len(),
@@ -273,10 +240,7 @@ pub fn synthesize(config: &SynthConfig, progress: &(dyn Fn() + Sync)) -> io::Res
     })
 }
 
-fn write_jsonl<'a, T: Serialize + 'a>(
-    path: &Path,
-    rows: impl Iterator<Item = &'a T>,
-) -> io::Result<()> {
+fn write_jsonl<'a, T: Serialize + 'a>(path: &Path, rows: impl Iterator<Item = &'a T>) -> io::Result<()> {
     write_atomically(path, |w| {
         for row in rows {
             serde_json::to_writer(&mut *w, row)?;

@@ -5,14 +5,7 @@
 use epiflow_operators::registry::Phase;
 
 /// Workload profiles, as named in `meta.sample.profile`.
-pub const PROFILES: [&str; 6] = [
-    "cpu-saturate",
-    "io-walk",
-    "scan-and-dial",
-    "bursty-c2",
-    "exfil-drip",
-    "mem-balloon",
-];
+pub const PROFILES: [&str; 6] = ["cpu-saturate", "io-walk", "scan-and-dial", "bursty-c2", "exfil-drip", "mem-balloon"];
 
 /// Samples per profile: (name, family, category).
 pub fn samples(profile: &str) -> &'static [(&'static str, &'static str, &'static str)] {
@@ -27,11 +20,9 @@ pub fn samples(profile: &str) -> &'static [(&'static str, &'static str, &'static
             ("babuk-esxi", "Babuk", "ransomware"),
             ("filewalker", "Generic", "wiper"),
         ],
-        "scan-and-dial" => &[
-            ("mirai-arm7", "Mirai", "botnet"),
-            ("gafgyt", "Gafgyt", "botnet"),
-            ("zmap-dropper", "Generic", "scanner"),
-        ],
+        "scan-and-dial" => {
+            &[("mirai-arm7", "Mirai", "botnet"), ("gafgyt", "Gafgyt", "botnet"), ("zmap-dropper", "Generic", "scanner")]
+        }
         "bursty-c2" => &[
             ("cobalt-beacon", "CobaltStrike", "rat"),
             ("sliver-implant", "Sliver", "rat"),
@@ -42,11 +33,7 @@ pub fn samples(profile: &str) -> &'static [(&'static str, &'static str, &'static
             ("dnscat-tunnel", "Dnscat", "tunnel"),
             ("azorult", "Azorult", "stealer"),
         ],
-        _ => &[
-            ("memhog", "Generic", "dos"),
-            ("forkbomb-lite", "Generic", "dos"),
-            ("balloon-leak", "Generic", "dos"),
-        ],
+        _ => &[("memhog", "Generic", "dos"), ("forkbomb-lite", "Generic", "dos"), ("balloon-leak", "Generic", "dos")],
     }
 }
 
@@ -231,15 +218,8 @@ pub fn load(profile: &str, phase: Phase) -> Load {
         l = l.plus(&e);
     }
     // Memory stays allocated after the workload stops running.
-    if matches!(
-        phase,
-        Phase::InfectedIdle | Phase::InfectedRunning | Phase::Dormant
-    ) {
-        let kept = if phase == Phase::InfectedRunning {
-            1.0
-        } else {
-            0.35
-        };
+    if matches!(phase, Phase::InfectedIdle | Phase::InfectedRunning | Phase::Dormant) {
+        let kept = if phase == Phase::InfectedRunning { 1.0 } else { 0.35 };
         l.mem = run.mem * kept;
         l.swap = run.swap * kept;
         l.ports = run.ports;

@@ -67,20 +67,13 @@ pub fn healthy(id: &str) -> Vec<(String, Vec<u8>)> {
         "exploit": {"module_name": "vsftpd_234_backdoor", "module": "x"},
         "result": {"duration_observed_s": n, "rows_proc": 300, "rows_guest": 300, "rows_qmp": 30, "rows_netflow": 300},
     });
-    let labels = [
-        (0.0, "clean"),
-        (10.0, "infected_running"),
-        (20.0, "dormant"),
-    ]
-    .iter()
-    .map(|(t, p)| {
-        format!(
-            r#"{{"phase":"{p}","prev":null,"reason":"s","t_mono_ns":0,"t_wall_ns":{}}}"#,
-            T0 + (t * 1e9) as i64
-        )
-    })
-    .collect::<Vec<_>>()
-    .join("\n");
+    let labels = [(0.0, "clean"), (10.0, "infected_running"), (20.0, "dormant")]
+        .iter()
+        .map(|(t, p)| {
+            format!(r#"{{"phase":"{p}","prev":null,"reason":"s","t_mono_ns":0,"t_wall_ns":{}}}"#, T0 + (t * 1e9) as i64)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let events = r#"{"event":"workload_setup"}
 {"event":"workload_started"}
 {"event":"workload_killed","pre_kill_probe":{"yes":"2","loadavg":"1.4"}}"#;
@@ -96,31 +89,18 @@ pub fn healthy(id: &str) -> Vec<(String, Vec<u8>)> {
     };
     let proc = rows(10.0, &|k, t| {
         let busy = if (100..200).contains(&k) { 90 } else { 5 };
-        let cum: usize = (0..=k)
-            .map(|i| if (100..200).contains(&i) { busy } else { 5 })
-            .sum::<usize>()
-            / 10;
-        format!(
-            r#"{{"t_mono_ns":{k},"t_wall_ns":{t},"cpu_user_jiffies":{cum},"cpu_sys_jiffies":0,"rss_bytes":1000}}"#
-        )
+        let cum: usize = (0..=k).map(|i| if (100..200).contains(&i) { busy } else { 5 }).sum::<usize>() / 10;
+        format!(r#"{{"t_mono_ns":{k},"t_wall_ns":{t},"cpu_user_jiffies":{cum},"cpu_sys_jiffies":0,"rss_bytes":1000}}"#)
     });
     let guest = rows(10.0, &|k, t| {
         let load = if (100..200).contains(&k) { 1.5 } else { 0.1 };
-        format!(
-            r#"{{"t_mono_ns":0,"t_wall_ns":{t},"load_1m_5m_15m":[{load},0,0],"cpu_total_jiffies":{{"user":{k}}}}}"#
-        )
+        format!(r#"{{"t_mono_ns":0,"t_wall_ns":{t},"load_1m_5m_15m":[{load},0,0],"cpu_total_jiffies":{{"user":{k}}}}}"#)
     });
     let qmp = rows(1.0, &|k, t| {
-        format!(
-            r#"{{"t_mono_ns":0,"t_wall_ns":{t},"blockstats":{{"vda":{{"rd_bytes":{},"wr_bytes":0}}}}}}"#,
-            k * 4096
-        )
+        format!(r#"{{"t_mono_ns":0,"t_wall_ns":{t},"blockstats":{{"vda":{{"rd_bytes":{},"wr_bytes":0}}}}}}"#, k * 4096)
     });
     let netflow = rows(10.0, &|k, t| {
-        format!(
-            r#"{{"t_mono_ns":999,"t_wall_ns":{t},"bucket_ms":100,"bytes_in":{},"bytes_out":10}}"#,
-            k % 7
-        )
+        format!(r#"{{"t_mono_ns":999,"t_wall_ns":{t},"bucket_ms":100,"bytes_in":{},"bytes_out":10}}"#, k % 7)
     });
     vec![
         ("meta.json".into(), serde_json::to_vec(&meta).unwrap()),
@@ -144,15 +124,8 @@ pub fn set_member(members: &mut Vec<(String, Vec<u8>)>, name: &str, bytes: Optio
 
 /// Compresses members placed under `folder/`.
 pub fn archive_under(folder: &str, members: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let paths: Vec<String> = members
-        .iter()
-        .map(|(n, _)| format!("{folder}/{n}"))
-        .collect();
-    let raw: Vec<Member> = paths
-        .iter()
-        .zip(members)
-        .map(|(p, (_, b))| (p.as_str(), b.clone()))
-        .collect();
+    let paths: Vec<String> = members.iter().map(|(n, _)| format!("{folder}/{n}")).collect();
+    let raw: Vec<Member> = paths.iter().zip(members).map(|(p, (_, b))| (p.as_str(), b.clone())).collect();
     tar_zst(&raw)
 }
 
@@ -165,10 +138,7 @@ pub struct StoreBuilder {
 impl StoreBuilder {
     pub fn new(root: &Path) -> StoreBuilder {
         std::fs::create_dir_all(root.join("episodes")).unwrap();
-        StoreBuilder {
-            root: root.to_path_buf(),
-            index: String::new(),
-        }
+        StoreBuilder { root: root.to_path_buf(), index: String::new() }
     }
 
     /// Writes an archive and its index row (with its true sha256 unless given).
@@ -176,11 +146,8 @@ impl StoreBuilder {
         let dir = self.root.join("episodes").join(host);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{id}.tar.zst")), bytes).unwrap();
-        let sha = sha
-            .map(str::to_string)
-            .unwrap_or_else(|| hex(&Sha256::digest(bytes)));
-        self.index +=
-            &format!("{{\"host_id\":\"{host}\",\"episode_id\":\"{id}\",\"sha256\":\"{sha}\"}}\n");
+        let sha = sha.map(str::to_string).unwrap_or_else(|| hex(&Sha256::digest(bytes)));
+        self.index += &format!("{{\"host_id\":\"{host}\",\"episode_id\":\"{id}\",\"sha256\":\"{sha}\"}}\n");
         self
     }
 
@@ -233,10 +200,7 @@ pub fn tree_hash(root: &Path) -> String {
 /// Reads a whole Parquet file into one batch.
 pub fn read_parquet(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     arrow_select_concat(&batches)
 }
@@ -269,29 +233,10 @@ pub struct ValidationRow {
 
 pub fn validation_rows(path: &Path) -> Vec<ValidationRow> {
     let b = read_parquet(path);
-    let s = |name: &str| {
-        b.column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .clone()
-    };
+    let s = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
     let (host, ep, outcome, sha) = (s("host_id"), s("episode_id"), s("outcome"), s("sha256"));
-    let reasons = b
-        .column_by_name("reasons")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<ListArray>()
-        .unwrap()
-        .clone();
-    let bad = b
-        .column_by_name("bad_rows")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .clone();
+    let reasons = b.column_by_name("reasons").unwrap().as_any().downcast_ref::<ListArray>().unwrap().clone();
+    let bad = b.column_by_name("bad_rows").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
     (0..b.num_rows())
         .map(|i| {
             let r = reasons.value(i);

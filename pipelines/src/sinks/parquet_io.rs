@@ -20,8 +20,7 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
 /// Writes `batch` to `path` atomically.
 pub fn write_batch(path: &Path, batch: &RecordBatch, props: WriterProperties) -> io::Result<()> {
     write_atomically(path, |w| {
-        let mut writer =
-            ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(io::Error::other)?;
+        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(io::Error::other)?;
         writer.write(batch).map_err(io::Error::other)?;
         writer.close().map_err(io::Error::other)?;
         Ok(())

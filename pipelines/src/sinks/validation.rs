@@ -18,21 +18,13 @@ pub fn schema() -> Schema {
         Field::new("sha256", DataType::Utf8, true),
         Field::new("archive_bytes", DataType::Int64, true),
         Field::new("outcome", DataType::Utf8, false),
-        Field::new(
-            "reasons",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
+        Field::new("reasons", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
         Field::new("profile", DataType::Utf8, true),
         Field::new("sample_name", DataType::Utf8, true),
         Field::new("duration_s", DataType::Float64, true),
     ];
     for s in Source::ALL {
-        fields.push(Field::new(
-            format!("rows_{}", s.name()),
-            DataType::Int64,
-            true,
-        ));
+        fields.push(Field::new(format!("rows_{}", s.name()), DataType::Int64, true));
     }
     fields.push(Field::new("bad_rows", DataType::Int64, true));
     fields.push(Field::new("t0_wall_ns", DataType::Int64, true));
@@ -63,12 +55,7 @@ pub fn to_batch(records: &[ValidationRecord]) -> io::Result<RecordBatch> {
         Arc::new(reasons.finish()),
         strings(&|r| r.profile.as_deref()),
         strings(&|r| r.sample_name.as_deref()),
-        Arc::new(
-            records
-                .iter()
-                .map(|r| r.duration_s)
-                .collect::<Float64Array>(),
-        ),
+        Arc::new(records.iter().map(|r| r.duration_s).collect::<Float64Array>()),
     ];
     for s in Source::ALL {
         columns.push(ints(&|r| r.rows[s.index()].map(|n| n as i64)));
