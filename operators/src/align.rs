@@ -297,4 +297,30 @@ mod tests {
         assert_eq!(seconds_since(T0 + 1, T0), 1e-9);
         assert_eq!(seconds_since(i64::MIN, i64::MAX), -(u64::MAX as f64) / 1e9);
     }
+
+    /// Regression from the earlier tooling: netflow stamps `t_mono_ns` from qemu's
+    /// boot clock, which shares no number line with the other sources. Rows with
+    /// a garbage `t_mono_ns` must still land at their wall-clock time.
+    #[test]
+    fn netflow_with_garbage_mono_time_aligns_by_wall_time() {
+        use crate::decode::Decode;
+        use crate::test_support::tar_zst;
+        let labels = format!("{{\"phase\":\"clean\",\"t_mono_ns\":5,\"t_wall_ns\":{T0}}}\n");
+        let mut netflow = String::new();
+        for k in 0..50i64 {
+            let wall = T0 + k * 100_000_000;
+            netflow += &format!(
+                "{{\"t_mono_ns\":1777543932511943778,\"t_wall_ns\":{wall},\"bucket_ms\":100,\"pkts_in\":{k}}}\n"
+            );
+        }
+        let bytes = tar_zst(&[("e/labels.jsonl", labels.as_bytes()), ("e/netflow.jsonl", netflow.as_bytes())]);
+        let key = EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
+        let decoded = Decode::default().decode_bytes(&bytes, key, None, "e.tar.zst").unwrap();
+        let a = Align.apply(decoded);
+        let s = series(&a, "netflow.pkts_in");
+        assert_eq!(s.t.len(), 50);
+        assert!((s.t[49] - 4.9).abs() < 1e-9, "last bucket at 4.9 s, got {}", s.t[49]);
+        assert_eq!(s.v[7], 70.0, "7 packets in a 100 ms bucket = 70/s");
+        assert_eq!(a.t_end.map(|t| (t * 10.0).round() / 10.0), Some(4.9));
+    }
 }
