@@ -15,8 +15,8 @@ pub mod index;
 pub mod model;
 pub mod registry;
 pub mod rows;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod validate;
 
 pub use fingerprint::{Fingerprint, Operator};

@@ -35,23 +35,14 @@ pub type Member<'a> = (&'a str, Vec<u8>);
 
 /// A tar of raw members (paths written as given, even hostile ones), zstd'ed.
 pub fn tar_zst(members: &[Member]) -> Vec<u8> {
-    zstd::encode_all(&tar_bytes(members)[..], 3).unwrap()
+    let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (*n, &b[..])).collect();
+    epiflow_operators::test_support::tar_zst(&raw)
 }
 
 /// An uncompressed tar of raw members.
 pub fn tar_bytes(members: &[Member]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in members {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        let gnu = header.as_gnu_mut().unwrap();
-        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-        header.set_cksum();
-        builder.append(&header, &data[..]).unwrap();
-    }
-    builder.into_inner().unwrap()
+    let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (*n, &b[..])).collect();
+    epiflow_operators::test_support::tar_bytes(&raw)
 }
 
 pub const T0: i64 = 1_777_583_279_000_000_000;
