@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCode> {
     let temp;
+    let kept = keep.is_some();
     let root = match keep {
         Some(dir) => dir,
         None => {
@@ -38,7 +39,11 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     } else {
         println!("epiflow demo: {episodes} synthetic episodes from 4 lab hosts\n");
         print!("{}", outcome_table(&stats));
-        println!("\noutputs in {}", out.display());
+        if kept {
+            println!("\noutputs in {}", out.display());
+        } else {
+            println!("\n(the store and outputs were temporary; `epiflow demo --keep DIR` keeps them)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
