@@ -3,6 +3,7 @@
 //! default in force.
 
 use crate::error::{Error, Result};
+use epiflow_operators::classify::ClassifyConfig;
 use epiflow_operators::decode::DecodeConfig;
 use epiflow_operators::validate::ValidateConfig;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use std::path::Path;
 pub struct Config {
     pub decode: DecodeConfig,
     pub validate: ValidateConfig,
+    pub classify: ClassifyConfig,
 }
 
 impl Config {

@@ -37,6 +37,10 @@ pub struct RunStats {
     pub reasons: BTreeMap<String, i64>,
     pub hosts: BTreeMap<String, i64>,
     pub profiles: BTreeMap<String, i64>,
+    /// Classified episodes per prune reason.
+    pub quality: BTreeMap<String, i64>,
+    /// Classified episodes that are fake.
+    pub fake: i64,
     /// Malformed index lines skipped.
     pub index_problems: usize,
 }
@@ -51,9 +55,21 @@ impl RunStats {
                 "reason" => &mut self.reasons,
                 "host" => &mut self.hosts,
                 "profile" => &mut self.profiles,
+                "quality" => &mut self.quality,
+                "fake" => {
+                    if value == "true" {
+                        self.fake = *n;
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             map.insert(value.clone(), *n);
         }
+    }
+
+    /// Episodes that were classified (every episode that is not errored).
+    pub fn quality_classified(&self) -> i64 {
+        self.episodes as i64 - self.outcomes.get("errored").copied().unwrap_or(0)
     }
 }

@@ -25,7 +25,7 @@ impl Operator for Align {
         &NoConfig
     }
 
-    fn apply(&self, input: DecodedEpisode) -> AlignedEpisode {
+    fn apply(&self, input: &DecodedEpisode) -> AlignedEpisode {
         align(input)
     }
 }
@@ -39,8 +39,9 @@ pub fn seconds_since(t_wall_ns: i64, t0_wall_ns: i64) -> f64 {
     (t_wall_ns as i128 - t0_wall_ns as i128) as f64 / 1e9
 }
 
-fn align(decoded: DecodedEpisode) -> AlignedEpisode {
+fn align(decoded: &DecodedEpisode) -> AlignedEpisode {
     let DecodedEpisode { facts, sources } = decoded;
+    let facts = facts.clone();
     let labels: &[crate::model::Label] = match &facts.labels {
         MemberState::Present(l) => l,
         _ => &[],
@@ -56,9 +57,12 @@ fn align(decoded: DecodedEpisode) -> AlignedEpisode {
         let c = &sources[s.index()];
         RowCounts { present: c.present, lines: c.lines, bad_lines: c.bad_lines, good_rows: c.rows() as u64 }
     });
-    let aligned: [Sorted; 4] = match t0 {
-        Some(t0) => sources.map(|s| sort_and_dedup(s, t0)),
-        None => sources.map(|s| Sorted { columns: vec![Vec::new(); s.columns.len()], ..Default::default() }),
+    let aligned: [AlignedSource; 4] = match t0 {
+        Some(t0) => std::array::from_fn(|i| sort_and_dedup(&sources[i], t0)),
+        None => std::array::from_fn(|i| AlignedSource {
+            columns: vec![Vec::new(); sources[i].columns.len()],
+            ..Default::default()
+        }),
     };
     let duration = facts.meta().and_then(|m| m.duration_observed_s).filter(|d| d.is_finite() && *d > 0.0);
     let last_t = aligned.iter().filter_map(|s| s.t.last().copied()).reduce(f64::max);
@@ -67,36 +71,14 @@ fn align(decoded: DecodedEpisode) -> AlignedEpisode {
     for source in Source::ALL {
         let s = &aligned[source.index()];
         for (col, ch) in channels_of(source).enumerate() {
-            channels[ch] = points(CHANNELS[ch].kind, &s.t, &s.columns[col], s.bucket_s());
+            channels[ch] = points(CHANNELS[ch].kind, &s.t, &s.columns[col], &s.bucket_ms);
         }
     }
-    AlignedEpisode {
-        facts,
-        row_counts,
-        t0_wall_ns: t0,
-        t_end,
-        phases,
-        sources: aligned.map(|s| AlignedSource { t: s.t, columns: s.columns }),
-        channels,
-    }
-}
-
-/// A source sorted by wall time, with the bucket column kept for the bucket rule.
-#[derive(Default)]
-struct Sorted {
-    t: Vec<f64>,
-    columns: Vec<Vec<f64>>,
-    bucket_ms: Vec<f64>,
-}
-
-impl Sorted {
-    fn bucket_s(&self) -> &[f64] {
-        &self.bucket_ms
-    }
+    AlignedEpisode { facts, row_counts, t0_wall_ns: t0, t_end, phases, sources: aligned, channels }
 }
 
 /// Stable sort by `t_wall_ns`; of rows sharing a timestamp the later line wins.
-fn sort_and_dedup(src: SourceColumns, t0: i64) -> Sorted {
+fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
     let mut order: Vec<usize> = (0..src.rows()).collect();
     order.sort_by_key(|&i| src.t_wall_ns[i]);
     let mut keep: Vec<usize> = Vec::with_capacity(order.len());
@@ -107,7 +89,7 @@ fn sort_and_dedup(src: SourceColumns, t0: i64) -> Sorted {
         }
     }
     let pick = |col: &Vec<f64>| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
-    Sorted {
+    AlignedSource {
         t: keep.iter().map(|&i| seconds_since(src.t_wall_ns[i], t0)).collect(),
         columns: src.columns.iter().map(pick).collect(),
         bucket_ms: if src.bucket_ms.is_empty() { Vec::new() } else { pick(&src.bucket_ms) },
@@ -231,7 +213,7 @@ mod tests {
             vec![(0.0, vec![(c, 0.0)]), (1.0, vec![(c, 100.0)]), (2.0, vec![(c, 50.0)]), (2.5, vec![(c, 100.0)])];
         let rows: Vec<(f64, &[(&str, f64)])> = rows.iter().map(|(t, v)| (*t, v.as_slice())).collect();
         set_rows(&mut ep, Source::Proc, &rows, None);
-        let a = Align.apply(ep);
+        let a = Align.apply(&ep);
         let s = series(&a, c);
         assert_eq!(s.t, vec![1.0, 2.5]);
         assert_eq!(s.v, vec![100.0, 100.0]);
@@ -248,7 +230,7 @@ mod tests {
             &[(2.0, &[(g, 2.0)]), (1.0, &[(g, 1.0)]), (2.0, &[(g, 22.0)]), (3.0, &[(g, 3.0)])],
             None,
         );
-        let a = Align.apply(ep);
+        let a = Align.apply(&ep);
         let s = series(&a, g);
         assert_eq!(s.t, vec![1.0, 2.0, 3.0]);
         assert_eq!(s.v, vec![1.0, 22.0, 3.0]);
@@ -260,11 +242,11 @@ mod tests {
         let b = "netflow.pkts_in";
         let mut ep = episode(&[(0.0, "clean")], None);
         set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.1, &[(b, 20.0)])], Some(100.0));
-        let s = series(&Align.apply(ep), b).clone();
+        let s = series(&Align.apply(&ep), b).clone();
         assert_eq!(s.v, vec![100.0, 200.0]);
         let mut ep = episode(&[(0.0, "clean")], None);
         set_rows(&mut ep, Source::Netflow, &[(0.0, &[(b, 10.0)]), (0.5, &[(b, 20.0)])], None);
-        let s = series(&Align.apply(ep), b).clone();
+        let s = series(&Align.apply(&ep), b).clone();
         assert_eq!(s.t, vec![0.5], "no point at the first row without bucket_ms");
         assert_eq!(s.v, vec![40.0]);
     }
@@ -273,7 +255,7 @@ mod tests {
     fn time_is_relative_to_the_first_label_and_phase_at_uses_last_label_before() {
         let mut ep = episode(&[(2.0, "clean"), (5.0, "exploiting"), (9.0, "dormant")], None);
         set_rows(&mut ep, Source::Guest, &[(1.0, &[("guest.load_1m", 0.5)])], None);
-        let a = Align.apply(ep);
+        let a = Align.apply(&ep);
         assert_eq!(a.t0_wall_ns, Some(T0 + 2_000_000_000));
         assert_eq!(series(&a, "guest.load_1m").t, vec![-1.0]);
         assert_eq!(a.phase_at(-0.5), None);
@@ -286,7 +268,7 @@ mod tests {
     fn no_labels_means_no_time_axis() {
         let mut ep = episode(&[], None);
         set_rows(&mut ep, Source::Proc, &[(0.0, &[("proc.rss_bytes", 1.0)])], None);
-        let a = Align.apply(ep);
+        let a = Align.apply(&ep);
         assert_eq!(a.t0_wall_ns, None);
         assert!(a.channels.iter().all(|s| s.t.is_empty()));
         assert_eq!(a.row_counts[0].good_rows, 1);
@@ -316,7 +298,7 @@ mod tests {
         let bytes = tar_zst(&[("e/labels.jsonl", labels.as_bytes()), ("e/netflow.jsonl", netflow.as_bytes())]);
         let key = EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
         let decoded = Decode::default().decode_bytes(&bytes, key, None, "e.tar.zst").unwrap();
-        let a = Align.apply(decoded);
+        let a = Align.apply(&decoded);
         let s = series(&a, "netflow.pkts_in");
         assert_eq!(s.t.len(), 50);
         assert!((s.t[49] - 4.9).abs() < 1e-9, "last bucket at 4.9 s, got {}", s.t[49]);

@@ -66,7 +66,7 @@ impl Operator for Decode {
         &self.config
     }
 
-    fn apply(&self, input: DecodeInput) -> Self::Output {
+    fn apply(&self, input: &DecodeInput) -> Self::Output {
         let file = input.path.display().to_string();
         let fail = |code, message: String| Failure {
             code,
@@ -92,7 +92,7 @@ impl Operator for Decode {
         }
         let bytes =
             std::fs::read(&input.path).map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))?;
-        self.decode_bytes(&bytes, input.key, input.expected_sha256, &file)
+        self.decode_bytes(&bytes, input.key.clone(), input.expected_sha256.clone(), &file)
     }
 }
 

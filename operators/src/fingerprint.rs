@@ -63,7 +63,7 @@ pub trait Operator {
     fn config(&self) -> &Self::Config;
 
     /// Runs the operator on one episode.
-    fn apply(&self, input: Self::Input) -> Self::Output;
+    fn apply(&self, input: &Self::Input) -> Self::Output;
 
     /// Name, version and configuration, hashed. Chain with upstream fingerprints
     /// using [`Fingerprint::chain`].

@@ -9,6 +9,7 @@
 
 pub mod align;
 pub mod archive;
+pub mod classify;
 pub mod decode;
 pub mod fingerprint;
 pub mod index;
@@ -28,4 +29,5 @@ pub const OPERATORS: &[(&str, u32)] = &[
     (decode::Decode::NAME, decode::Decode::VERSION),
     (align::Align::NAME, align::Align::VERSION),
     (validate::Validate::NAME, validate::Validate::VERSION),
+    (classify::Classify::NAME, classify::Classify::VERSION),
 ];

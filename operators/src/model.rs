@@ -236,6 +236,8 @@ pub struct AlignedSource {
     pub t: Vec<f64>,
     /// Columns as in [`SourceColumns::columns`], reordered with `t`.
     pub columns: Vec<Vec<f64>>,
+    /// `bucket_ms` per row (netflow only), reordered with `t`.
+    pub bucket_ms: Vec<f64>,
 }
 
 /// Output of align: every channel as points on one time axis, and the phases.

@@ -111,8 +111,8 @@ impl Operator for Validate {
         &self.config
     }
 
-    fn apply(&self, ep: AlignedEpisode) -> ValidationRecord {
-        let (outcome, reasons) = self.judge(&ep);
+    fn apply(&self, ep: &AlignedEpisode) -> ValidationRecord {
+        let (outcome, reasons) = self.judge(ep);
         let facts = &ep.facts;
         let meta = facts.meta();
         let detail = match &facts.meta {
@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn judge(ep: AlignedEpisode) -> (Outcome, Vec<String>) {
-        let r = Validate::default().apply(ep);
+        let r = Validate::default().apply(&ep);
         (r.outcome, r.reasons)
     }
 

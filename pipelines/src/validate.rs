@@ -1,10 +1,11 @@
-//! The validation dataflow:
+//! The validation dataflow, which also classifies (one pass computes both):
 //!
 //! ```text
 //! index (differential collection)
-//!   → exchange by episode key → decode → align → validate   (one batch per episode)
-//!   → records gathered at worker 0                           (→ validation.parquet)
-//!   → (dimension, value) collection → count                  (corpus-level counts)
+//!   → exchange by episode key
+//!   → decode → align → validate → classify     (one columnar batch per episode)
+//!   → records gathered at worker 0              (→ validation.parquet, quality.parquet)
+//!   → (dimension, value) collection → count     (corpus-level counts)
 //! ```
 
 use crate::stage::episode_stage;
@@ -14,6 +15,7 @@ use differential_dataflow::input::Input;
 use differential_dataflow::AsCollection;
 use epiflow_operators::align::Align;
 use epiflow_operators::archive::archive_path;
+use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::decode::{Decode, DecodeInput};
 use epiflow_operators::index::IndexEntry;
 use epiflow_operators::validate::{Validate, ValidationRecord};
@@ -36,6 +38,7 @@ pub struct ValidateJob {
     pub entries: Vec<IndexEntry>,
     pub decode: Decode,
     pub validate: Validate,
+    pub classify: Classify,
 }
 
 /// Totals of one operator over a run.
@@ -52,24 +55,41 @@ pub struct OperatorTotals {
 pub struct ValidateOutput {
     /// One record per episode, sorted by key.
     pub records: Vec<ValidationRecord>,
+    /// One quality record per classified (not errored) episode, sorted by key.
+    pub quality: Vec<QualityRecord>,
     /// Per operator name.
     pub operators: BTreeMap<String, OperatorTotals>,
     /// Corpus-level counts from the differential `count`: (dimension, value) →
-    /// episodes. Dimensions: `outcome`, `reason`, `host`, `profile`.
+    /// episodes. Dimensions: `outcome`, `reason`, `host`, `profile`, and for
+    /// classified episodes `quality` (each prune reason) and `fake`.
     pub counts: BTreeMap<(String, String), i64>,
 }
 
+/// What the dataflow learns about one episode.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EpisodeReport {
+    pub validation: ValidationRecord,
+    /// `None` for an episode whose archive could not be read.
+    pub quality: Option<QualityRecord>,
+    pub trace: Vec<StageSample>,
+}
+
 /// Called on worker 0 for each finished episode (progress display).
-pub type Observer = Arc<dyn Fn(&ValidationRecord) + Send + Sync>;
+pub type Observer = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
 
 /// The (dimension, value) pairs an episode contributes to the corpus counts.
-fn dimensions(record: &ValidationRecord) -> Vec<(String, String)> {
+fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
+    let record = &report.validation;
     let mut dims = vec![
         ("outcome".to_string(), record.outcome.name().to_string()),
         ("host".to_string(), record.host_id.clone()),
         ("profile".to_string(), record.profile.clone().unwrap_or_else(|| "(none)".into())),
     ];
     dims.extend(record.reasons.iter().map(|r| ("reason".to_string(), r.clone())));
+    if let Some(q) = &report.quality {
+        dims.extend(q.reasons.iter().map(|r| ("quality".to_string(), r.clone())));
+        dims.push(("fake".to_string(), q.fake.to_string()));
+    }
     dims
 }
 
@@ -95,26 +115,31 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                     key: entry.key.clone(),
                     expected_sha256: entry.sha256.clone(),
                 };
-                Work::start(entry, input).then(Decode::NAME, |i| decode.apply(i))
+                Work::start(entry, input).then(Decode::NAME, |i| decode.apply(&i))
             });
-            let aligned = episode_stage(decoded, Align::NAME, |w: Work<_>| w.then(Align::NAME, |d| Ok(Align.apply(d))));
+            let aligned =
+                episode_stage(decoded, Align::NAME, |w: Work<_>| w.then(Align::NAME, |d| Ok(Align.apply(&d))));
             let validate = job_w.validate.clone();
-            let records = episode_stage(aligned, Validate::NAME, move |w: Work<_>| {
-                let w = w.then(Validate::NAME, |a| Ok(validate.apply(a)));
-                let record = match w.state {
-                    Ok(record) => record,
-                    Err(failure) => ValidationRecord::errored(&w.entry, &failure),
+            let validated = episode_stage(aligned, Validate::NAME, move |w: Work<_>| {
+                w.then(Validate::NAME, |a| Ok((validate.apply(&a), a)))
+            });
+            let classify = job_w.classify.clone();
+            let reports = episode_stage(validated, Classify::NAME, move |w: Work<_>| {
+                let w = w.then(Classify::NAME, |(v, a)| Ok((v, classify.apply(&a))));
+                let (validation, quality) = match w.state {
+                    Ok((v, q)) => (v, Some(q)),
+                    Err(failure) => (ValidationRecord::errored(&w.entry, &failure), None),
                 };
-                (record, w.trace)
+                EpisodeReport { validation, quality, trace: w.trace }
             });
 
-            records
+            reports
                 .clone()
                 .exchange(|_| 0)
-                .inspect(move |((record, trace), _, _): &((ValidationRecord, Vec<StageSample>), u64, isize)| {
-                    observer(record);
+                .inspect(move |(report, _, _): &(EpisodeReport, u64, isize)| {
+                    observer(report);
                     let mut out = g.borrow_mut();
-                    for s in trace {
+                    for s in &report.trace {
                         let t = out.operators.entry(s.operator.clone()).or_default();
                         t.nanos += s.nanos;
                         if s.failed {
@@ -123,13 +148,14 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                             t.computed += 1;
                         }
                     }
-                    out.records.push(record.clone());
+                    out.records.push(report.validation.clone());
+                    out.quality.extend(report.quality.clone());
                 })
                 .probe_with(&probe);
 
-            records
+            reports
                 .as_collection()
-                .flat_map(|(record, _)| dimensions(&record))
+                .flat_map(|report| dimensions(&report))
                 .count()
                 .inner
                 .exchange(|_| 0)
@@ -151,6 +177,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
         (worker.index() == 0).then(|| {
             let mut out = gathered.take();
             out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
+            out.quality.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
             out.counts = count_diffs
                 .take()
                 .into_iter()

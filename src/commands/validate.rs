@@ -6,12 +6,13 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::stats::RunStats;
+use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
-use epiflow_operators::index::read_index;
+use epiflow_operators::index::{read_index, IndexEntry};
 use epiflow_operators::validate::{Outcome, Validate};
 use epiflow_pipelines::output::write_atomically;
-use epiflow_pipelines::sinks::validation;
-use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob};
+use epiflow_pipelines::sinks::{quality, validation};
+use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
 use epiflow_pipelines::Cluster;
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,8 +30,9 @@ pub fn run(g: &Global, args: &ClusterArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs validation and writes `validation.parquet` and `run.json` under `out`.
-/// Returns the statistics on the process that hosts worker 0.
+/// Runs validation and classification and writes `validation.parquet`,
+/// `quality.parquet` and `run.json` under `out`. Returns the statistics on the
+/// process that hosts worker 0.
 pub fn validate_store(
     store: &Path,
     out: &Path,
@@ -40,52 +42,13 @@ pub fn validate_store(
 ) -> Result<Option<RunStats>> {
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
-    let (entries, index_problems) = if cluster.is_leader() {
-        let scan = read_index(&index_path).map_err(|e| Error::io("cannot read index", &index_path, e))?;
-        for p in &scan.problems {
-            tracing::warn!("skipping malformed index line: {p}");
-        }
-        (scan.entries, scan.problems.len())
-    } else {
-        (Vec::new(), 0)
-    };
-    let bar = progress::bar(entries.len() as u64, "validate", quiet);
-    let observer_bar = bar.clone();
-    let job = ValidateJob {
-        episodes_root: store.join("episodes"),
-        entries,
-        decode: Decode { config: config.decode.clone() },
-        validate: Validate { config: config.validate.clone() },
-    };
-    let output = run_dataflow(
-        job,
-        cluster,
-        Arc::new(move |record| {
-            observer_bar.inc(1);
-            if record.outcome != Outcome::Accepted {
-                let detail = record.detail.as_deref().unwrap_or("");
-                let reasons = record.reasons.join(", ");
-                match record.outcome {
-                    Outcome::Degraded => {
-                        tracing::info!("{}/{}: degraded [{reasons}] {detail}", record.host_id, record.episode_id)
-                    }
-                    _ => tracing::warn!(
-                        "{}/{}: {} [{reasons}] {detail}",
-                        record.host_id,
-                        record.episode_id,
-                        record.outcome.name()
-                    ),
-                }
-            }
-        }),
-    )
-    .map_err(Error::Dataflow)?;
-    bar.finish_and_clear();
-    let Some(output) = output else {
-        return Ok(None);
-    };
+    let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
+    let job = corpus_job(store, entries, config);
+    let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
     let parquet = out.join("validation.parquet");
     validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
+    let parquet = out.join("quality.parquet");
+    quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let mut stats = RunStats {
         command: "validate".into(),
         episodes: output.records.len() as u64,
@@ -99,6 +62,54 @@ pub fn validate_store(
     stats.set_counts(&output.counts);
     write_run_json(out, &stats)?;
     Ok(Some(stats))
+}
+
+/// The validation job over `entries` of `store` with the operators configured.
+pub fn corpus_job(store: &Path, entries: Vec<IndexEntry>, config: &Config) -> ValidateJob {
+    ValidateJob {
+        episodes_root: store.join("episodes"),
+        entries,
+        decode: Decode { config: config.decode.clone() },
+        validate: Validate { config: config.validate.clone() },
+        classify: Classify { config: config.classify.clone() },
+    }
+}
+
+/// Reads the index, logging each malformed line; returns the entries and how
+/// many lines were skipped.
+pub fn read_entries(index_path: &Path) -> Result<(Vec<IndexEntry>, usize)> {
+    let scan = read_index(index_path).map_err(|e| Error::io("cannot read index", index_path, e))?;
+    for p in &scan.problems {
+        tracing::warn!("skipping malformed index line: {p}");
+    }
+    Ok((scan.entries, scan.problems.len()))
+}
+
+/// Runs the validation dataflow with a progress bar, logging every episode that
+/// is not accepted. `None` on processes other than the leader.
+pub fn run_corpus(job: ValidateJob, cluster: &Cluster, quiet: bool) -> Result<Option<ValidateOutput>> {
+    let bar = progress::bar(job.entries.len() as u64, "validate", quiet);
+    let observer_bar = bar.clone();
+    let output = run_dataflow(
+        job,
+        cluster,
+        Arc::new(move |report| {
+            observer_bar.inc(1);
+            let record = &report.validation;
+            if record.outcome != Outcome::Accepted {
+                let detail = record.detail.as_deref().unwrap_or("");
+                let reasons = record.reasons.join(", ");
+                let key = format!("{}/{}", record.host_id, record.episode_id);
+                match record.outcome {
+                    Outcome::Degraded => tracing::info!("{key}: degraded [{reasons}] {detail}"),
+                    _ => tracing::warn!("{key}: {} [{reasons}] {detail}", record.outcome.name()),
+                }
+            }
+        }),
+    )
+    .map_err(Error::Dataflow)?;
+    bar.finish_and_clear();
+    Ok(output)
 }
 
 /// Writes `run.json` atomically.
@@ -119,6 +130,8 @@ fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
             "reasons": stats.reasons,
             "hosts": stats.hosts,
             "profiles": stats.profiles,
+            "quality": stats.quality,
+            "fake": stats.fake,
             "index_problems": stats.index_problems,
             "wall_s": stats.wall_s,
             "output": out.join("validation.parquet"),
@@ -144,6 +157,10 @@ pub fn outcome_table(stats: &RunStats) -> String {
         for (r, c) in &stats.reasons {
             s += &format!("{r:<28} {c:>9}\n");
         }
+    }
+    s += &format!("\n{} of {} classified episodes look fake\n", stats.fake, stats.quality_classified());
+    for (r, c) in &stats.quality {
+        s += &format!("  {r:<26} {c:>9}\n");
     }
     if stats.index_problems > 0 {
         s += &format!("\n{} malformed index lines skipped (see warnings)\n", stats.index_problems);

@@ -1,4 +1,5 @@
 //! Sinks: corpus-level outputs written as Parquet, atomically.
 
 pub mod parquet_io;
+pub mod quality;
 pub mod validation;

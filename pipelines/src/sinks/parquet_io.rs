@@ -1,12 +1,15 @@
 //! Shared Parquet writing: one record batch, zstd pages, written atomically.
 
 use crate::output::write_atomically;
-use arrow_array::RecordBatch;
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Writer settings shared by every epiflow Parquet file.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
@@ -25,4 +28,21 @@ pub fn write_batch(path: &Path, batch: &RecordBatch, props: WriterProperties) ->
         writer.close().map_err(io::Error::other)?;
         Ok(())
     })
+}
+
+/// A non-null `list<utf8>` column field (reason lists).
+pub fn string_list_field(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false)
+}
+
+/// A `list<utf8>` column, one list per row.
+pub fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]>) -> ArrayRef {
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for item in row {
+            lists.values().append_value(item);
+        }
+        lists.append(true);
+    }
+    Arc::new(lists.finish())
 }

@@ -1,7 +1,6 @@
 //! `validation.parquet`: the acceptance index, one row per indexed episode.
 
-use super::parquet_io::{write_batch, writer_properties};
-use arrow_array::builder::{ListBuilder, StringBuilder};
+use super::parquet_io::{string_list_field, string_lists, write_batch, writer_properties};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use epiflow_operators::registry::Source;
@@ -18,7 +17,7 @@ pub fn schema() -> Schema {
         Field::new("sha256", DataType::Utf8, true),
         Field::new("archive_bytes", DataType::Int64, true),
         Field::new("outcome", DataType::Utf8, false),
-        Field::new("reasons", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        string_list_field("reasons"),
         Field::new("profile", DataType::Utf8, true),
         Field::new("sample_name", DataType::Utf8, true),
         Field::new("duration_s", DataType::Float64, true),
@@ -39,20 +38,13 @@ pub fn to_batch(records: &[ValidationRecord]) -> io::Result<RecordBatch> {
     let ints = |f: &dyn Fn(&ValidationRecord) -> Option<i64>| -> ArrayRef {
         Arc::new(records.iter().map(f).collect::<Int64Array>())
     };
-    let mut reasons = ListBuilder::new(StringBuilder::new());
-    for r in records {
-        for reason in &r.reasons {
-            reasons.values().append_value(reason);
-        }
-        reasons.append(true);
-    }
     let mut columns: Vec<ArrayRef> = vec![
         strings(&|r| Some(&r.host_id)),
         strings(&|r| Some(&r.episode_id)),
         strings(&|r| r.sha256.as_deref()),
         ints(&|r| r.archive_bytes.map(|b| b as i64)),
         strings(&|r| Some(r.outcome.name())),
-        Arc::new(reasons.finish()),
+        string_lists(records.iter().map(|r| &r.reasons[..])),
         strings(&|r| r.profile.as_deref()),
         strings(&|r| r.sample_name.as_deref()),
         Arc::new(records.iter().map(|r| r.duration_s).collect::<Float64Array>()),

@@ -1,0 +1,248 @@
+//! Classify: is an episode fake? (SPEC section 6, the prune reasons)
+//!
+//! The classifier is multi-source. A single-source version once archived 143
+//! good episodes of a contended laptop host as fake: their host /proc CPU was
+//! flat while netflow, qmp and the guest clearly showed the workload. A source
+//! that is missing or too sparse is *unknown*, never flat; an episode is flat
+//! only when at least one source could be judged and no judged source shows
+//! inter-phase signal.
+
+use crate::align::points;
+use crate::fingerprint::Operator;
+use crate::model::{phase_at, AlignedEpisode, AlignedSource, Series};
+use crate::registry::{channel_index, channels_of, Kind, Phase, Source};
+use serde::{Deserialize, Serialize};
+
+/// Thresholds of the inter-phase signal tests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifyConfig {
+    /// A phase counts for a source with at least this many points.
+    pub min_points_per_phase: usize,
+    /// A source is judged with at least this many counting phases.
+    pub min_phases: usize,
+    /// proc: spread of per-phase median CPU% (jiffies/s, 100 = one core).
+    pub proc_min_cpu_delta: f64,
+    /// netflow: spread of per-phase mean bytes/s, and max/min ratio.
+    pub netflow_min_delta_bps: f64,
+    pub netflow_min_ratio: f64,
+    /// qmp: spread of per-phase block throughput (bytes/s), and max/min ratio.
+    pub qmp_min_delta_bps: f64,
+    pub qmp_min_ratio: f64,
+    /// guest: spread of per-phase mean `load_1m`.
+    pub guest_min_load_delta: f64,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        ClassifyConfig {
+            min_points_per_phase: 3,
+            min_phases: 2,
+            proc_min_cpu_delta: 5.0,
+            netflow_min_delta_bps: 8192.0,
+            netflow_min_ratio: 2.0,
+            qmp_min_delta_bps: 262_144.0,
+            qmp_min_ratio: 2.0,
+            guest_min_load_delta: 0.3,
+        }
+    }
+}
+
+/// The prune reasons, in the order they are always listed.
+pub const REASONS: [&str; 5] = ["no-sample", "no-workload-events", "workload-failed", "workload-silent", "flat-cpu"];
+
+/// What the classifier concluded about one source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Too few points or phases to judge.
+    Unknown,
+    /// Judged, and the phases differ.
+    Signal,
+    /// Judged, and the phases look alike.
+    Flat,
+}
+
+/// One row of the quality report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualityRecord {
+    pub host_id: String,
+    pub episode_id: String,
+    /// Reasons in [`REASONS`] order.
+    pub reasons: Vec<String>,
+    pub fake: bool,
+    pub sample_name: Option<String>,
+    pub module_name: Option<String>,
+    /// Per source, in [`Source::ALL`] order.
+    pub sources: [Verdict; 4],
+}
+
+/// The classify operator.
+#[derive(Clone, Debug, Default)]
+pub struct Classify {
+    pub config: ClassifyConfig,
+}
+
+impl Operator for Classify {
+    const NAME: &'static str = "classify";
+    const VERSION: u32 = 1;
+    type Config = ClassifyConfig;
+    type Input = AlignedEpisode;
+    type Output = QualityRecord;
+
+    fn config(&self) -> &ClassifyConfig {
+        &self.config
+    }
+
+    fn apply(&self, ep: &AlignedEpisode) -> QualityRecord {
+        let facts = &ep.facts;
+        let meta = facts.meta();
+        let sample_name = meta.and_then(|m| m.sample_name.clone());
+        let events = facts.events.as_deref().unwrap_or(&[]);
+        let has = |name: &str| events.iter().any(|e| e.event == name);
+        let sources = Source::ALL.map(|s| self.verdict(ep, s));
+        let judged = sources.iter().any(|v| *v != Verdict::Unknown);
+        let flat = judged && !sources.contains(&Verdict::Signal);
+        let probe_silent = events.iter().any(|e| e.event == "workload_killed" && e.probe_yes.is_some_and(|y| y == 0.0));
+        let mut reasons = Vec::new();
+        if sample_name.is_none() {
+            reasons.push(REASONS[0]);
+        }
+        if !["workload_setup", "workload_started", "workload_killed", "workload_failed"].iter().any(|e| has(e)) {
+            reasons.push(REASONS[1]);
+        }
+        if has("workload_failed") {
+            reasons.push(REASONS[2]);
+        }
+        if probe_silent && flat {
+            reasons.push(REASONS[3]);
+        }
+        if flat {
+            reasons.push(REASONS[4]);
+        }
+        QualityRecord {
+            host_id: facts.key.host_id.clone(),
+            episode_id: facts.key.episode_id.clone(),
+            fake: !reasons.is_empty(),
+            reasons: reasons.into_iter().map(String::from).collect(),
+            sample_name,
+            module_name: meta.and_then(|m| m.module_name.clone()),
+            sources,
+        }
+    }
+}
+
+impl Classify {
+    /// Whether one source shows inter-phase signal.
+    pub fn verdict(&self, ep: &AlignedEpisode, source: Source) -> Verdict {
+        let c = &self.config;
+        let src = &ep.sources[source.index()];
+        let (series, stat, test): (Series, Stat, Box<dyn Fn(f64, f64) -> bool>) = match source {
+            Source::Proc => (
+                points(
+                    Kind::Counter,
+                    &src.t,
+                    &summed(src, source, &["proc.cpu_user_jiffies", "proc.cpu_sys_jiffies"]),
+                    &[],
+                ),
+                Stat::Median,
+                Box::new(move |lo, hi| hi - lo >= c.proc_min_cpu_delta),
+            ),
+            Source::Netflow => (
+                points(
+                    Kind::Bucket,
+                    &src.t,
+                    &summed(src, source, &["netflow.bytes_in", "netflow.bytes_out"]),
+                    &src.bucket_ms,
+                ),
+                Stat::Mean,
+                Box::new(move |lo, hi| hi - lo >= c.netflow_min_delta_bps && hi >= c.netflow_min_ratio * lo),
+            ),
+            Source::Qmp => (
+                points(
+                    Kind::Gauge,
+                    &src.t,
+                    &summed(src, source, &["qmp.blockstats.rd_bytes", "qmp.blockstats.wr_bytes"]),
+                    &[],
+                ),
+                Stat::Throughput,
+                Box::new(move |lo, hi| hi - lo >= c.qmp_min_delta_bps && hi >= c.qmp_min_ratio * lo),
+            ),
+            Source::Guest => (
+                ep.channels[channel_index("guest.load_1m").unwrap_or(15)].clone(),
+                Stat::Mean,
+                Box::new(move |lo, hi| hi - lo >= c.guest_min_load_delta),
+            ),
+        };
+        let per_phase = self.per_phase(&ep.phases, &series, stat);
+        if per_phase.len() < c.min_phases {
+            return Verdict::Unknown;
+        }
+        let lo = per_phase.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = per_phase.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if test(lo, hi) {
+            Verdict::Signal
+        } else {
+            Verdict::Flat
+        }
+    }
+
+    /// The statistic of every phase that holds enough points. Points before the
+    /// first label belong to no phase and are ignored.
+    fn per_phase(&self, phases: &[(f64, Phase)], series: &Series, stat: Stat) -> Vec<f64> {
+        let mut groups: Vec<Vec<(f64, f64)>> = vec![Vec::new(); Phase::ALL.len()];
+        for (&t, &v) in series.t.iter().zip(&series.v) {
+            if let Some(p) = phase_at(phases, t) {
+                groups[p.class_id() as usize].push((t, v));
+            }
+        }
+        groups.iter().filter(|g| g.len() >= self.config.min_points_per_phase).filter_map(|g| stat.of(g)).collect()
+    }
+}
+
+/// Per-phase statistics of SPEC section 6.
+#[derive(Clone, Copy)]
+enum Stat {
+    Median,
+    Mean,
+    /// `(last - first) / (t_last - t_first)` of a cumulative value.
+    Throughput,
+}
+
+impl Stat {
+    fn of(self, points: &[(f64, f64)]) -> Option<f64> {
+        match self {
+            Stat::Mean => Some(points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64),
+            Stat::Median => {
+                let mut v: Vec<f64> = points.iter().map(|p| p.1).collect();
+                v.sort_by(f64::total_cmp);
+                let n = v.len();
+                Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+            }
+            Stat::Throughput => {
+                let (first, last) = (points.first()?, points.last()?);
+                let span = last.0 - first.0;
+                (span > 0.0).then(|| (last.1 - first.1) / span)
+            }
+        }
+    }
+}
+
+/// Row-wise sum of some of a source's channels; NaN where all are missing.
+fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> Vec<f64> {
+    let cols: Vec<&Vec<f64>> = channels_of(source)
+        .enumerate()
+        .filter(|(_, ch)| names.contains(&crate::registry::CHANNELS[*ch].name))
+        .filter_map(|(col, _)| src.columns.get(col))
+        .collect();
+    (0..src.t.len())
+        .map(|i| {
+            let present: Vec<f64> = cols.iter().map(|c| c[i]).filter(|v| !v.is_nan()).collect();
+            if present.is_empty() {
+                f64::NAN
+            } else {
+                present.iter().sum()
+            }
+        })
+        .collect()
+}
