@@ -54,6 +54,32 @@ pub struct ClusterArgs {
     pub hostfile: Option<PathBuf>,
 }
 
+/// `epiflow prune`: `--store`, or the earlier tool's flags.
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    /// Folder of `<host_id>/<episode_id>.tar.zst` (instead of --store).
+    #[arg(long, value_name = "DIR")]
+    pub episodes_root: Option<PathBuf>,
+    /// The index to read and rewrite (instead of --store).
+    #[arg(long, value_name = "FILE")]
+    pub index: Option<PathBuf>,
+    /// Where --archive moves archives (default with --store: STORE/archive).
+    #[arg(long, value_name = "DIR")]
+    pub archive_root: Option<PathBuf>,
+    /// Only these reasons flag an episode (repeatable; default: every reason).
+    #[arg(long = "reason", value_name = "R")]
+    pub reasons: Vec<String>,
+    /// Only episodes of this lab host.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Move flagged archives to the archive folder and drop their index rows.
+    #[arg(long)]
+    pub archive: bool,
+    /// Delete flagged archives and drop their index rows.
+    #[arg(long)]
+    pub delete: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a realistic synthetic receiver store (with truth.jsonl).
@@ -76,6 +102,8 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// List (default), archive or delete the episodes classified as fake.
+    Prune(PruneArgs),
     /// Synthesize a small store in a temporary folder and run everything on it.
     Demo {
         /// Keep everything in DIR instead of a temporary folder.

@@ -6,5 +6,6 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod progress;
+pub mod prune;
 pub mod stats;
 pub mod synth;

@@ -43,7 +43,7 @@ pub fn validate_store(
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
-    let job = corpus_job(store, entries, config);
+    let job = corpus_job(&store.join("episodes"), entries, config);
     let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
     let parquet = out.join("validation.parquet");
     validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
@@ -64,10 +64,10 @@ pub fn validate_store(
     Ok(Some(stats))
 }
 
-/// The validation job over `entries` of `store` with the operators configured.
-pub fn corpus_job(store: &Path, entries: Vec<IndexEntry>, config: &Config) -> ValidateJob {
+/// The validation job over `entries` whose archives are under `episodes_root`.
+pub fn corpus_job(episodes_root: &Path, entries: Vec<IndexEntry>, config: &Config) -> ValidateJob {
     ValidateJob {
-        episodes_root: store.join("episodes"),
+        episodes_root: episodes_root.to_path_buf(),
         entries,
         decode: Decode { config: config.decode.clone() },
         validate: Validate { config: config.validate.clone() },
