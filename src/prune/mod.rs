@@ -5,12 +5,14 @@
 //! Order of an action, chosen so a kill at any moment leaves every episode in
 //! the store or in the archive and an index that names only archives present:
 //! 1. `--archive`: place a whole copy of each flagged archive in the archive;
-//! 2. rewrite the index without the flagged rows (atomically, under a lock);
-//! 3. append one row per action to `prune-log.jsonl`;
+//! 2. append one row per action to `prune-log.jsonl` (fsynced);
+//! 3. rewrite the index without the flagged rows (atomically, under a lock);
 //! 4. remove the store copies.
 //!
-//! A run killed between 2 and 4 leaves store copies no index row names; the next
+//! A run killed between 3 and 4 leaves store copies no index row names; the next
 //! `--archive`/`--delete` run removes them, guided by the log and a sha check.
+//! A run killed between 2 and 3 left the episodes indexed; the next run flags
+//! and acts on them again (so the log may hold a row twice, never a row short).
 
 pub mod index_rewrite;
 pub mod relocate;
@@ -147,14 +149,11 @@ pub fn execute(paths: &Paths, snapshot_len: u64, flagged: &[&Examined], action: 
             at_ns: now_ns(),
         });
     }
+    append_log(&paths.log(), &rows)?;
     let drop: HashSet<EpisodeKey> = flagged.iter().map(|e| e.key()).collect();
     let rewrite = index_rewrite::rewrite_index(&paths.index, snapshot_len, &drop)?;
-    let gone = |e: &Examined| !rewrite.reshipped.contains(&e.key());
-    rows.retain(|r| {
-        !rewrite.reshipped.contains(&EpisodeKey { host_id: r.host_id.clone(), episode_id: r.episode_id.clone() })
-    });
-    append_log(&paths.log(), &rows)?;
-    for e in flagged.iter().filter(|e| gone(e)) {
+    // A re-shipped episode is indexed again: its store file stays.
+    for e in flagged.iter().filter(|e| !rewrite.reshipped.contains(&e.key())) {
         let src = store_path(e);
         match relocate::remove_durably(&src) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
