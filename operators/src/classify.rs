@@ -246,3 +246,164 @@ fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> Vec<f64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::Align;
+    use crate::decode::Decode;
+    use crate::model::EpisodeKey;
+    use crate::test_support::tar_zst;
+
+    const S: i64 = 1_000_000_000;
+
+    /// An aligned episode from JSON Lines members; labels at 0 s (clean), 10 s
+    /// (infected_running) and 20 s (dormant).
+    fn episode(members: &[(&str, String)]) -> AlignedEpisode {
+        let mut all: Vec<(String, Vec<u8>)> = vec![
+            ("e/meta.json".into(), br#"{"schema_version":1,"sample":{"name":"x"}}"#.to_vec()),
+            (
+                "e/labels.jsonl".into(),
+                format!(
+                    "{{\"phase\":\"clean\",\"t_wall_ns\":0}}\n{{\"phase\":\"infected_running\",\"t_wall_ns\":{}}}\n{{\"phase\":\"dormant\",\"t_wall_ns\":{}}}\n",
+                    10 * S,
+                    20 * S
+                )
+                .into_bytes(),
+            ),
+            ("e/events.jsonl".into(), b"{\"event\":\"workload_started\"}\n".to_vec()),
+        ];
+        all.extend(members.iter().map(|(n, t)| (format!("e/{n}"), t.clone().into_bytes())));
+        let raw: Vec<(&str, &[u8])> = all.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        let key = EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
+        Align.apply(&Decode::default().decode_bytes(&tar_zst(&raw), key, None, "e").unwrap())
+    }
+
+    /// Rows every `step` seconds over 30 s; `f(t)` gives the fields after t_wall_ns.
+    fn rows(step: f64, f: impl Fn(f64) -> String) -> String {
+        (0..(30.0 / step) as i64)
+            .map(|k| {
+                let t = k as f64 * step;
+                format!("{{\"t_wall_ns\":{},{}}}\n", (t * 1e9) as i64, f(t))
+            })
+            .collect()
+    }
+
+    fn running(t: f64) -> bool {
+        (10.0..20.0).contains(&t)
+    }
+
+    #[test]
+    fn proc_signal_is_the_spread_of_per_phase_median_cpu() {
+        let c = Classify::default();
+        // Cumulative jiffies rising at 10/s, then 16/s while running, then 10/s.
+        let cum = |t: f64| {
+            if t < 10.0 {
+                t * 10.0
+            } else if t < 20.0 {
+                100.0 + (t - 10.0) * 16.0
+            } else {
+                260.0 + (t - 20.0) * 10.0
+            }
+        };
+        let ep = episode(&[(
+            "telemetry-proc.jsonl",
+            rows(0.5, |t| format!("\"cpu_user_jiffies\":{},\"cpu_sys_jiffies\":0", cum(t))),
+        )]);
+        // Medians 10, 16, 10 jiffies/s: spread 6 ≥ 5 → signal.
+        assert_eq!(c.verdict(&ep, Source::Proc), Verdict::Signal);
+        let cum = |t: f64| {
+            if t < 10.0 {
+                t * 10.0
+            } else if t < 20.0 {
+                100.0 + (t - 10.0) * 14.0
+            } else {
+                240.0 + (t - 20.0) * 10.0
+            }
+        };
+        let ep = episode(&[(
+            "telemetry-proc.jsonl",
+            rows(0.5, |t| format!("\"cpu_user_jiffies\":{},\"cpu_sys_jiffies\":0", cum(t))),
+        )]);
+        assert_eq!(c.verdict(&ep, Source::Proc), Verdict::Flat, "spread 4 < 5");
+    }
+
+    #[test]
+    fn guest_netflow_and_qmp_thresholds() {
+        let c = Classify::default();
+        let guest =
+            |hi: f64| rows(1.0, move |t| format!("\"load_1m_5m_15m\":[{},0,0]", if running(t) { hi } else { 0.1 }));
+        assert_eq!(c.verdict(&episode(&[("telemetry-guest.jsonl", guest(0.4))]), Source::Guest), Verdict::Signal);
+        assert_eq!(c.verdict(&episode(&[("telemetry-guest.jsonl", guest(0.35))]), Source::Guest), Verdict::Flat);
+        // netflow: 1000 B/s outside, x B/s inside, buckets of 100 ms.
+        let net = |inside: f64| {
+            rows(0.1, move |t| {
+                format!(
+                    "\"bucket_ms\":100,\"bytes_in\":{},\"bytes_out\":0",
+                    if running(t) { inside } else { 1000.0 } / 10.0
+                )
+            })
+        };
+        assert_eq!(c.verdict(&episode(&[("netflow.jsonl", net(9500.0))]), Source::Netflow), Verdict::Signal);
+        assert_eq!(
+            c.verdict(&episode(&[("netflow.jsonl", net(9000.0))]), Source::Netflow),
+            Verdict::Flat,
+            "8000 < 8192"
+        );
+        // qmp: cumulative bytes; 300 KB/s inside vs 10 KB/s outside.
+        let qmp = |inside: f64| {
+            let cum = move |t: f64| {
+                if t < 10.0 {
+                    t * 1e4
+                } else if t < 20.0 {
+                    1e5 + (t - 10.0) * inside
+                } else {
+                    1e5 + 10.0 * inside + (t - 20.0) * 1e4
+                }
+            };
+            rows(1.0, move |t| format!("\"blockstats\":{{\"vda\":{{\"rd_bytes\":{},\"wr_bytes\":0}}}}", cum(t)))
+        };
+        assert_eq!(c.verdict(&episode(&[("telemetry-qmp.jsonl", qmp(3e5))]), Source::Qmp), Verdict::Signal);
+        assert_eq!(
+            c.verdict(&episode(&[("telemetry-qmp.jsonl", qmp(2.6e5))]), Source::Qmp),
+            Verdict::Flat,
+            "250 KB/s spread"
+        );
+    }
+
+    #[test]
+    fn sparse_or_missing_sources_are_unknown_never_flat() {
+        let c = Classify::default();
+        // Two points per phase: no phase counts.
+        let ep = episode(&[("telemetry-guest.jsonl", rows(5.0, |_| "\"load_1m_5m_15m\":[0.1,0,0]".into()))]);
+        assert_eq!(c.verdict(&ep, Source::Guest), Verdict::Unknown);
+        assert_eq!(c.verdict(&ep, Source::Proc), Verdict::Unknown);
+        let q = c.apply(&ep);
+        assert!(!q.reasons.contains(&"flat-cpu".to_string()), "nothing judged, nothing flat: {:?}", q.reasons);
+    }
+
+    #[test]
+    fn the_probe_alone_never_flags_silent() {
+        let c = Classify::default();
+        let mut ep = episode(&[]);
+        ep.facts.events = Some(vec![crate::model::Event { event: "workload_killed".into(), probe_yes: Some(0.0) }]);
+        assert!(c.apply(&ep).reasons.is_empty(), "no source judged");
+        let flat_guest = rows(1.0, |_| "\"load_1m_5m_15m\":[0.1,0,0]".into());
+        let mut ep = episode(&[("telemetry-guest.jsonl", flat_guest)]);
+        ep.facts.events = Some(vec![crate::model::Event { event: "workload_killed".into(), probe_yes: Some(0.0) }]);
+        assert_eq!(c.apply(&ep).reasons, vec!["workload-silent", "flat-cpu"]);
+    }
+
+    #[test]
+    fn rows_before_the_first_label_belong_to_no_phase() {
+        let c = Classify::default();
+        // A burst before t0 (negative times) must not make the guest look busy.
+        let mut guest = String::new();
+        for k in 0..20 {
+            guest += &format!("{{\"t_wall_ns\":{},\"load_1m_5m_15m\":[5,0,0]}}\n", -(k + 1) * S / 2);
+        }
+        guest += &rows(1.0, |_| "\"load_1m_5m_15m\":[0.1,0,0]".into());
+        let ep = episode(&[("telemetry-guest.jsonl", guest)]);
+        assert_eq!(c.verdict(&ep, Source::Guest), Verdict::Flat);
+    }
+}
