@@ -274,9 +274,18 @@ fn archive_preserves_index_mode() {
     let dir = tempfile::tempdir().unwrap();
     let (episodes, index) = stage_receiver_tree(dir.path());
     std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o664)).unwrap();
+    // The receiver's service account owns the index (possible when tests run as root).
+    let owned = std::os::unix::fs::chown(&index, Some(4321), Some(4322)).is_ok();
     let archive = dir.path().join("archive");
     legacy(&episodes, &index, &["--archive-root", archive.to_str().unwrap(), "--reason", "no-sample", "--archive"]);
     assert_eq!(std::fs::metadata(&index).unwrap().permissions().mode() & 0o7777, 0o664);
+    if owned {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&index).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4321, 4322), "the rewritten index keeps its owner");
+    } else {
+        eprintln!("owner check skipped: not allowed to chown here");
+    }
     assert_eq!(index_ids(&index), vec!["01OK"]);
 }
 
