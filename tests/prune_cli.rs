@@ -392,12 +392,10 @@ fn prune_killed_at_random_moments_loses_nothing() {
         })
         .collect();
     assert_eq!(all.len(), 80);
-    // How long an uninterrupted run takes, to spread the kills over it.
+    // An uninterrupted run archives all 60 fakes.
     let timed = dir.path().join("timed");
     copy_dir(&template, &timed);
-    let start = std::time::Instant::now();
     epiflow(&["prune", "--store", timed.to_str().unwrap(), "--archive", "-q"]);
-    let full = start.elapsed().as_secs_f64();
     assert_eq!(check_invariants(&timed, &all), 60);
 
     let mut interrupted = 0;
@@ -410,10 +408,21 @@ fn prune_killed_at_random_moments_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Deterministic spread of kill times over the whole run, weighted to its end
-        // where the actions happen.
-        let frac = ((run * 7919) % 24) as f64 / 24.0;
-        std::thread::sleep(std::time::Duration::from_secs_f64(full * (0.3 + 0.8 * frac)));
+        // Kill at an observable point of the action, different for every run:
+        // after k archives are placed, once the log is written, once the index
+        // is replaced, or after j store copies are gone.
+        let index_inode = inode(&store.join("index.jsonl"));
+        let k = (run as usize * 7) % 60;
+        let trigger = |store: &Path| match run % 4 {
+            0 => count_files(&store.join("archive")) > k,
+            1 => store.join("prune-log.jsonl").exists(),
+            2 => inode(&store.join("index.jsonl")) != index_inode,
+            _ => count_files(&store.join("episodes")) < 80 - k / 2,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && !trigger(&store) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         if status.code().is_none() {
@@ -424,6 +433,13 @@ fn prune_killed_at_random_moments_loses_nothing() {
         let rerun = epiflow(&["prune", "--store", store.to_str().unwrap(), "--archive", "-q"]);
         assert!(rerun.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&rerun.stderr));
         assert_eq!(check_invariants(&store, &all), 60, "run {run}: every fake archived after a rerun");
+        let mut names = Vec::new();
+        for sub in ["episodes/lab1", "episodes/lab2", "archive/lab1", "archive/lab2", "."] {
+            for e in std::fs::read_dir(store.join(sub)).unwrap() {
+                names.push(e.unwrap().file_name().to_string_lossy().into_owned());
+            }
+        }
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "run {run}: temporaries left: {names:?}");
         for (key, _) in all.iter().filter(|(k, _)| k.contains("fake")) {
             assert!(
                 !store.join("episodes").join(format!("{key}.tar.zst")).exists(),
@@ -432,7 +448,22 @@ fn prune_killed_at_random_moments_loses_nothing() {
         }
         std::fs::remove_dir_all(&store).unwrap();
     }
-    assert!(interrupted >= 10, "most runs were really killed mid-way ({interrupted} of 24)");
+    assert!(interrupted >= 12, "most runs were really killed mid-way ({interrupted} of 24)");
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
+}
+
+/// Archive files under `dir` (two levels: host folders), temporaries excluded.
+fn count_files(dir: &Path) -> usize {
+    let Ok(hosts) = std::fs::read_dir(dir) else { return 0 };
+    hosts
+        .filter_map(|h| std::fs::read_dir(h.ok()?.path()).ok())
+        .flat_map(|files| files.filter_map(|f| f.ok()))
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".tar.zst"))
+        .count()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -5,7 +5,7 @@ use super::{print_json, workers};
 use crate::cli::{Global, PruneArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::prune::{execute, recover, snapshot, Action, Examined, Paths};
+use crate::prune::{execute, lock_for_action, recover, snapshot, Action, Examined, Paths};
 use epiflow_operators::classify::{QualityRecord, REASONS};
 use epiflow_operators::model::EpisodeKey;
 use epiflow_pipelines::Cluster;
@@ -29,6 +29,11 @@ pub fn run(g: &Global, args: &PruneArgs) -> Result<ExitCode> {
         return Err(Error::Usage("--archive needs --archive-root DIR (or --store)".into()));
     }
     let config = Config::load(g.config.as_deref())?;
+    // An acting prune is alone on the store from its first read to its last write.
+    let _exclusive = match action {
+        Action::DryRun => None,
+        _ => Some(lock_for_action(&paths).map_err(|e| Error::io("cannot lock", &paths.log(), e))?),
+    };
     let snap = snapshot(&paths.index).map_err(|e| Error::io("cannot read index", &paths.index, e))?;
     for p in &snap.problems {
         tracing::warn!("skipping malformed index line: {p}");

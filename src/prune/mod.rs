@@ -163,10 +163,27 @@ pub fn execute(paths: &Paths, snapshot_len: u64, flagged: &[&Examined], action: 
     Ok(rows)
 }
 
-/// Finishes actions a killed run left half done: a store copy that the log
-/// says was archived (and whose archive copy is whole) or deleted, and that no
-/// index row names any more, is removed. Returns how many were removed.
+/// Makes this the only acting prune on the store until the file is dropped:
+/// an exclusive lock on `prune-log.jsonl`. Without it two prunes could sweep
+/// each other's temporaries.
+pub fn lock_for_action(paths: &Paths) -> io::Result<std::fs::File> {
+    let log = OpenOptions::new().append(true).create(true).open(paths.log())?;
+    log.lock()?;
+    Ok(log)
+}
+
+/// Finishes actions a killed run left half done (call under
+/// [`lock_for_action`]): removes prune's own temporaries, and every store copy
+/// that the log says was archived (with a whole archive copy) or deleted and
+/// that no index row names any more. Returns how many store copies it removed.
 pub fn recover(paths: &Paths, indexed: &HashSet<EpisodeKey>) -> io::Result<usize> {
+    let index_dir = paths.index.parent().unwrap_or(Path::new("."));
+    sweep_temporaries(index_dir, ".index.jsonl.")?;
+    if let Some(root) = &paths.archive_root {
+        for host in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            sweep_temporaries(&host.path(), ".archiving.")?;
+        }
+    }
     let Ok(text) = std::fs::read_to_string(paths.log()) else { return Ok(0) };
     let mut removed = 0;
     for row in text.lines().filter_map(|l| serde_json::from_str::<LogRow>(l).ok()) {
@@ -190,6 +207,18 @@ pub fn recover(paths: &Paths, indexed: &HashSet<EpisodeKey>) -> io::Result<usize
         }
     }
     Ok(removed)
+}
+
+/// Removes `<prefix>*.tmp` files a killed prune left in `dir`.
+fn sweep_temporaries(dir: &Path, prefix: &str) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".tmp") && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn append_log(path: &Path, rows: &[LogRow]) -> io::Result<()> {
