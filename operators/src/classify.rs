@@ -250,43 +250,19 @@ fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::Align;
-    use crate::decode::Decode;
-    use crate::model::EpisodeKey;
-    use crate::test_support::tar_zst;
 
-    const S: i64 = 1_000_000_000;
+    use crate::test_support::aligned;
 
-    /// An aligned episode from JSON Lines members; labels at 0 s (clean), 10 s
-    /// (infected_running) and 20 s (dormant).
-    fn episode(members: &[(&str, String)]) -> AlignedEpisode {
-        let mut all: Vec<(String, Vec<u8>)> = vec![
-            ("e/meta.json".into(), br#"{"schema_version":1,"sample":{"name":"x"}}"#.to_vec()),
-            (
-                "e/labels.jsonl".into(),
-                format!(
-                    "{{\"phase\":\"clean\",\"t_wall_ns\":0}}\n{{\"phase\":\"infected_running\",\"t_wall_ns\":{}}}\n{{\"phase\":\"dormant\",\"t_wall_ns\":{}}}\n",
-                    10 * S,
-                    20 * S
-                )
-                .into_bytes(),
-            ),
-            ("e/events.jsonl".into(), b"{\"event\":\"workload_started\"}\n".to_vec()),
-        ];
-        all.extend(members.iter().map(|(n, t)| (format!("e/{n}"), t.clone().into_bytes())));
-        let raw: Vec<(&str, &[u8])> = all.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
-        let key = EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
-        Align.apply(&Decode::default().decode_bytes(&tar_zst(&raw), key, None, "e").unwrap())
+    /// Labels at 0 s (clean), 10 s (infected_running) and 20 s (dormant).
+    const PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (20.0, "dormant")];
+
+    fn episode(members: &[(&str, Vec<(f64, String)>)]) -> AlignedEpisode {
+        aligned(&PHASES, None, members)
     }
 
     /// Rows every `step` seconds over 30 s; `f(t)` gives the fields after t_wall_ns.
-    fn rows(step: f64, f: impl Fn(f64) -> String) -> String {
-        (0..(30.0 / step) as i64)
-            .map(|k| {
-                let t = k as f64 * step;
-                format!("{{\"t_wall_ns\":{},{}}}\n", (t * 1e9) as i64, f(t))
-            })
-            .collect()
+    fn rows(step: f64, f: impl Fn(f64) -> String) -> Vec<(f64, String)> {
+        crate::test_support::rows(0.0, 30.0, step, f)
     }
 
     fn running(t: f64) -> bool {
@@ -398,11 +374,8 @@ mod tests {
     fn rows_before_the_first_label_belong_to_no_phase() {
         let c = Classify::default();
         // A burst before t0 (negative times) must not make the guest look busy.
-        let mut guest = String::new();
-        for k in 0..20 {
-            guest += &format!("{{\"t_wall_ns\":{},\"load_1m_5m_15m\":[5,0,0]}}\n", -(k + 1) * S / 2);
-        }
-        guest += &rows(1.0, |_| "\"load_1m_5m_15m\":[0.1,0,0]".into());
+        let mut guest = crate::test_support::rows(-10.0, 0.0, 0.5, |_| "\"load_1m_5m_15m\":[5,0,0]".into());
+        guest.extend(rows(1.0, |_| "\"load_1m_5m_15m\":[0.1,0,0]".into()));
         let ep = episode(&[("telemetry-guest.jsonl", guest)]);
         assert_eq!(c.verdict(&ep, Source::Guest), Verdict::Flat);
     }

@@ -16,9 +16,12 @@ pub mod index;
 pub mod model;
 pub mod registry;
 pub mod rows;
+pub mod schema;
+pub mod tensor;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod validate;
+pub mod window;
 
 pub use fingerprint::{Fingerprint, Operator};
 
@@ -30,4 +33,6 @@ pub const OPERATORS: &[(&str, u32)] = &[
     (align::Align::NAME, align::Align::VERSION),
     (validate::Validate::NAME, validate::Validate::VERSION),
     (classify::Classify::NAME, classify::Classify::VERSION),
+    (window::Window::NAME, window::Window::VERSION),
+    (tensor::Tensor::NAME, tensor::Tensor::VERSION),
 ];

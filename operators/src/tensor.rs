@@ -1,0 +1,245 @@
+//! Tensor: each window as channels × time steps (SPEC section 7).
+//!
+//! A window of `window_s` seconds has `window_s * hz` bins. A bin's value is the
+//! mean of the channel's points inside it. An empty bin holds the channel's
+//! latest point before the bin's start when that point is at most `hold_s`
+//! older; the mask is true for both. Otherwise the value is 0 and the mask
+//! false. Layout is channel-major: `x[c * timesteps + t]`.
+
+use crate::decode::Decode;
+use crate::fingerprint::Operator;
+use crate::model::{AlignedEpisode, EpisodeKey, Failure, Series, N_CHANNELS};
+use crate::window::{slice, WindowSpec, Windows};
+use serde::{Deserialize, Serialize};
+
+/// Tensor rate and hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Bins per second.
+    pub hz: f64,
+    /// How old a held point may be, in seconds.
+    pub hold_s: f64,
+}
+
+impl Default for TensorSpec {
+    fn default() -> Self {
+        TensorSpec { hz: 2.0, hold_s: 1.0 }
+    }
+}
+
+/// What the tensor operator reads: the windows and its own spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TensorConfig {
+    pub window: WindowSpec,
+    pub tensor: TensorSpec,
+}
+
+impl TensorConfig {
+    /// Bins per window.
+    pub fn timesteps(&self) -> usize {
+        (self.window.window_s * self.tensor.hz).round() as usize
+    }
+
+    /// Rejects configurations that give no bins or a negative hold.
+    pub fn check(&self) -> Result<(), String> {
+        self.window.check()?;
+        if !(self.tensor.hz.is_finite() && self.tensor.hz > 0.0) || self.timesteps() == 0 {
+            return Err(format!(
+                "tensor hz {} gives no time step in a {} s window",
+                self.tensor.hz, self.window.window_s
+            ));
+        }
+        if !(self.tensor.hold_s.is_finite() && self.tensor.hold_s >= 0.0) {
+            return Err(format!("hold_s must be zero or more, got {}", self.tensor.hold_s));
+        }
+        Ok(())
+    }
+}
+
+/// The tensors of one episode.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TensorFeatures {
+    pub windows: Windows,
+    pub timesteps: usize,
+    /// `x[w * 46 * T + c * T + t]`.
+    pub x: Vec<f32>,
+    /// Same layout as `x`.
+    pub mask: Vec<bool>,
+}
+
+impl TensorFeatures {
+    /// Values per window (46 × timesteps).
+    pub fn width(&self) -> usize {
+        N_CHANNELS * self.timesteps
+    }
+}
+
+/// The tensor operator.
+#[derive(Clone, Debug, Default)]
+pub struct Tensor {
+    pub config: TensorConfig,
+}
+
+impl Operator for Tensor {
+    const NAME: &'static str = "tensor";
+    const VERSION: u32 = 1;
+    type Config = TensorConfig;
+    type Input = AlignedEpisode;
+    type Output = TensorFeatures;
+
+    fn config(&self) -> &TensorConfig {
+        &self.config
+    }
+
+    fn apply(&self, ep: &AlignedEpisode) -> TensorFeatures {
+        let windows = self.config.window.windows(ep);
+        let steps = self.config.timesteps();
+        let mut x = Vec::with_capacity(windows.len() * N_CHANNELS * steps);
+        let mut mask = Vec::with_capacity(x.capacity());
+        for &start in &windows.starts {
+            for series in &ep.channels {
+                for i in 0..steps {
+                    let (value, present) = self.bin(series, start, i);
+                    x.push(value as f32);
+                    mask.push(present);
+                }
+            }
+        }
+        TensorFeatures { windows, timesteps: steps, x, mask }
+    }
+}
+
+impl Tensor {
+    /// Value and mask of bin `i` of the window starting at `start`.
+    fn bin(&self, series: &Series, start: f64, i: usize) -> (f64, bool) {
+        let hz = self.config.tensor.hz;
+        let lo = start + i as f64 / hz;
+        let hi = start + (i + 1) as f64 / hz;
+        let (_, v) = slice(series, lo, hi);
+        if !v.is_empty() {
+            return (v.iter().sum::<f64>() / v.len() as f64, true);
+        }
+        let before = series.t.partition_point(|&t| t < lo);
+        match before.checked_sub(1) {
+            Some(k) if lo - series.t[k] <= self.config.tensor.hold_s => (series.v[k], true),
+            _ => (0.0, false),
+        }
+    }
+
+    /// Tensors straight from archive bytes, without shards or a dataflow: the
+    /// entry point for live inference on one episode.
+    pub fn from_archive(&self, bytes: &[u8], key: EpisodeKey) -> Result<TensorFeatures, Failure> {
+        let decoded = Decode::default().decode_bytes(bytes, key, None, "episode")?;
+        Ok(self.apply(&crate::align::Align.apply(&decoded)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::channel_index;
+    use crate::test_support::{aligned, seed_episode, tar_zst};
+
+    fn tensors(members: Vec<(String, Vec<u8>)>) -> TensorFeatures {
+        let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        let key = EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
+        Tensor::default().from_archive(&tar_zst(&raw), key).unwrap()
+    }
+
+    const SEED_PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (25.0, "clean")];
+
+    fn cell(f: &TensorFeatures, w: usize, channel: &str, t: usize) -> (f32, bool) {
+        let i = w * f.width() + channel_index(channel).unwrap() * f.timesteps + t;
+        (f.x[i], f.mask[i])
+    }
+
+    #[test]
+    fn seed_tensor_windows_shape() {
+        let f = tensors(seed_episode(30.0, &SEED_PHASES, 100.0, false));
+        assert_eq!((f.windows.len(), f.timesteps, f.width()), (5, 20, 46 * 20));
+        assert_eq!(f.x.len(), 5 * 46 * 20);
+        let mean_mask = f.mask.iter().filter(|m| **m).count() as f64 / f.mask.len() as f64;
+        assert!(mean_mask > 0.95, "{mean_mask}");
+    }
+
+    #[test]
+    fn seed_counter_to_rate_constant_signal() {
+        let f = tensors(seed_episode(30.0, &SEED_PHASES, 100.0, false));
+        let (mut sum, mut n) = (0.0, 0);
+        for w in 0..f.windows.len() {
+            for t in 0..f.timesteps {
+                if let (v, true) = cell(&f, w, "proc.cpu_user_jiffies", t) {
+                    sum += v as f64;
+                    n += 1;
+                }
+            }
+        }
+        let mean = sum / n as f64;
+        assert!((90.0..110.0).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn seed_t_wall_ns_alignment_not_t_mono_ns() {
+        let f = tensors(seed_episode(30.0, &SEED_PHASES, 100.0, true));
+        let c = channel_index("netflow.pkts_in").unwrap();
+        let cells: Vec<bool> = (0..f.windows.len())
+            .flat_map(|w| (0..f.timesteps).map(move |t| (w, t)))
+            .map(|(w, t)| f.mask[w * f.width() + c * f.timesteps + t])
+            .collect();
+        assert!(cells.iter().filter(|m| **m).count() as f64 / cells.len() as f64 > 0.5);
+    }
+
+    #[test]
+    fn seed_no_labels_returns_empty() {
+        let mut m = seed_episode(30.0, &SEED_PHASES, 100.0, false);
+        m.retain(|(n, _)| !n.ends_with("labels.jsonl"));
+        assert_eq!(tensors(m).x.len(), 0);
+    }
+
+    fn one_channel(points: &[(f64, f64)], hold_s: f64) -> TensorFeatures {
+        let rows: Vec<(f64, String)> = points.iter().map(|(t, v)| (*t, format!("\"rss_bytes\":{v}"))).collect();
+        let ep = aligned(&[(0.0, "clean")], Some(10.0), &[("telemetry-proc.jsonl", rows)]);
+        let t = Tensor { config: TensorConfig { tensor: TensorSpec { hz: 2.0, hold_s }, ..Default::default() } };
+        t.apply(&ep)
+    }
+
+    #[test]
+    fn bins_average_and_boundaries_belong_to_the_later_bin() {
+        let f = one_channel(&[(0.0, 2.0), (0.25, 4.0), (0.5, 10.0)], 0.0);
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 0), (3.0, true));
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 1), (10.0, true), "t=0.5 opens bin 1");
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 2), (0.0, false), "no hold with hold_s = 0");
+    }
+
+    #[test]
+    fn hold_at_exactly_one_second_and_just_past_it() {
+        // A point at 1.0 s: bin [2.0, 2.5) starts exactly 1.0 s later → held.
+        let f = one_channel(&[(1.0, 7.0)], 1.0);
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 2), (7.0, true), "bin [1.0,1.5) itself");
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 3), (7.0, true), "0.5 s old");
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 4), (7.0, true), "exactly 1.0 s old");
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 5), (0.0, false), "1.5 s old");
+        // Just past: a point at 0.999 s is 1.001 s older than bin 4's start.
+        let f = one_channel(&[(0.999, 7.0)], 1.0);
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 4), (0.0, false));
+        assert_eq!(cell(&f, 0, "proc.rss_bytes", 0), (0.0, false), "nothing before the first point");
+    }
+
+    #[test]
+    fn a_channel_missing_in_a_window_is_zero_and_masked() {
+        let f = tensors(seed_episode(30.0, &SEED_PHASES, 100.0, false));
+        let g = channel_index("netflow.dns_query_count").unwrap();
+        assert!(f.mask[g * f.timesteps..(g + 1) * f.timesteps].iter().all(|m| *m), "present with zeros");
+        let f = one_channel(&[(0.5, 1.0)], 1.0);
+        assert_eq!(cell(&f, 0, "guest.load_1m", 7), (0.0, false), "an absent source");
+    }
+
+    #[test]
+    fn tensor_config_is_checked_and_sets_the_timesteps() {
+        let c = TensorConfig { tensor: TensorSpec { hz: 4.0, hold_s: 1.0 }, ..Default::default() };
+        assert_eq!(c.timesteps(), 40);
+        assert!(TensorConfig { tensor: TensorSpec { hz: 0.0, hold_s: 1.0 }, ..Default::default() }.check().is_err());
+        assert!(TensorConfig { tensor: TensorSpec { hz: 2.0, hold_s: -1.0 }, ..Default::default() }.check().is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Window: summary features per window (SPEC section 7).
+//!
+//! Windows start at 0, stride, 2·stride, … while `start + length <= t_end`; a
+//! window holds the points with `start <= t < start + length` and is labelled
+//! with the phase at its centre. Per channel: mean, population std, min, max and
+//! the least-squares slope (units per second) — 46 × 5 = 230 features, NaN where
+//! a channel has no point (slope: under two points).
+
+use crate::fingerprint::Operator;
+use crate::model::{AlignedEpisode, Series, N_CHANNELS};
+use crate::registry::Phase;
+use serde::{Deserialize, Serialize};
+
+/// Window length and stride, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowSpec {
+    pub window_s: f64,
+    pub stride_s: f64,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        WindowSpec { window_s: 10.0, stride_s: 5.0 }
+    }
+}
+
+impl WindowSpec {
+    /// Rejects lengths that would give no or infinitely many windows.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.window_s.is_finite() && self.window_s > 0.0) {
+            return Err(format!("window_s must be positive, got {}", self.window_s));
+        }
+        if !(self.stride_s.is_finite() && self.stride_s > 0.0) {
+            return Err(format!("stride_s must be positive, got {}", self.stride_s));
+        }
+        Ok(())
+    }
+
+    /// Start times and labels of the episode's windows.
+    pub fn windows(&self, ep: &AlignedEpisode) -> Windows {
+        let mut out = Windows::default();
+        let (Some(_), Some(t_end)) = (ep.t0_wall_ns, ep.t_end) else { return out };
+        for k in 0u64.. {
+            let start = k as f64 * self.stride_s;
+            if start + self.window_s > t_end {
+                break;
+            }
+            if let Some(label) = ep.phase_at(start + self.window_s / 2.0) {
+                out.starts.push(start);
+                out.labels.push(label);
+            }
+        }
+        out
+    }
+}
+
+/// The windows of one episode: start times (seconds since `t0`) and labels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Windows {
+    pub starts: Vec<f64>,
+    pub labels: Vec<Phase>,
+}
+
+impl Windows {
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+}
+
+/// The summary statistics, in column order.
+pub const STATS: [&str; 5] = ["mean", "std", "min", "max", "slope"];
+
+/// Summary features of one episode: `values[w * 230 + c * 5 + s]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SummaryFeatures {
+    pub windows: Windows,
+    pub values: Vec<f32>,
+}
+
+/// The window operator.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub spec: WindowSpec,
+}
+
+impl Operator for Window {
+    const NAME: &'static str = "window";
+    const VERSION: u32 = 1;
+    type Config = WindowSpec;
+    type Input = AlignedEpisode;
+    type Output = SummaryFeatures;
+
+    fn config(&self) -> &WindowSpec {
+        &self.spec
+    }
+
+    fn apply(&self, ep: &AlignedEpisode) -> SummaryFeatures {
+        let windows = self.spec.windows(ep);
+        let mut values = Vec::with_capacity(windows.len() * N_CHANNELS * STATS.len());
+        for &start in &windows.starts {
+            for series in &ep.channels {
+                let (t, v) = slice(series, start, start + self.spec.window_s);
+                values.extend(summary(t, v).map(|x| x as f32));
+            }
+        }
+        SummaryFeatures { windows, values }
+    }
+}
+
+/// The points of a series with `lo <= t < hi` (series times are sorted).
+pub fn slice(series: &Series, lo: f64, hi: f64) -> (&[f64], &[f64]) {
+    let a = series.t.partition_point(|&t| t < lo);
+    let b = series.t.partition_point(|&t| t < hi);
+    (&series.t[a..b], &series.v[a..b])
+}
+
+/// mean, population std, min, max, least-squares slope; NaN where undefined.
+pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return [f64::NAN; 5];
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let t_mean = t.iter().sum::<f64>() / n;
+    let var_t: f64 = t.iter().map(|x| (x - t_mean).powi(2)).sum();
+    let slope = if v.len() < 2 || var_t == 0.0 {
+        f64::NAN
+    } else {
+        t.iter().zip(v).map(|(a, b)| (a - t_mean) * (b - mean)).sum::<f64>() / var_t
+    };
+    [mean, std, min, max, slope]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::channel_index;
+    use crate::test_support::{aligned, rows, seed_episode, tar_zst};
+
+    fn from_members(members: Vec<(String, Vec<u8>)>) -> AlignedEpisode {
+        use crate::fingerprint::Operator;
+        let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+        let key = crate::model::EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
+        crate::align::Align
+            .apply(&crate::decode::Decode::default().decode_bytes(&tar_zst(&raw), key, None, "e").unwrap())
+    }
+
+    const SEED_PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (25.0, "clean")];
+
+    fn stat(f: &SummaryFeatures, w: usize, channel: &str, s: &str) -> f32 {
+        let c = channel_index(channel).unwrap();
+        f.values[w * N_CHANNELS * 5 + c * 5 + STATS.iter().position(|x| *x == s).unwrap()]
+    }
+
+    #[test]
+    fn seed_summary_windows_shape() {
+        let f = Window::default().apply(&from_members(seed_episode(30.0, &SEED_PHASES, 100.0, false)));
+        assert_eq!(f.windows.starts, vec![0.0, 5.0, 10.0, 15.0, 20.0]);
+        assert_eq!(f.values.len(), 5 * 230);
+    }
+
+    #[test]
+    fn seed_phase_label_at_window_center() {
+        let f = Window::default().apply(&from_members(seed_episode(30.0, &SEED_PHASES, 100.0, false)));
+        use Phase::*;
+        assert_eq!(f.windows.labels, vec![Clean, InfectedRunning, InfectedRunning, InfectedRunning, Clean]);
+    }
+
+    #[test]
+    fn seed_no_labels_returns_empty() {
+        let mut members = seed_episode(30.0, &SEED_PHASES, 100.0, false);
+        members.retain(|(n, _)| !n.ends_with("labels.jsonl"));
+        let f = Window::default().apply(&from_members(members));
+        assert!(f.windows.is_empty() && f.values.is_empty());
+    }
+
+    #[test]
+    fn counter_reset_gives_no_point_and_stats_are_exact() {
+        // Counter at 1 Hz: 0, 100, 200, 50 (reset), 150 → rates 100 at t=1, 2, 4.
+        let vals = [0.0, 100.0, 200.0, 50.0, 150.0];
+        let proc: Vec<(f64, String)> =
+            vals.iter().enumerate().map(|(k, v)| (k as f64, format!("\"cpu_user_jiffies\":{v}"))).collect();
+        let ep = aligned(&[(0.0, "clean")], Some(10.0), &[("telemetry-proc.jsonl", proc)]);
+        let f = Window::default().apply(&ep);
+        let ch = "proc.cpu_user_jiffies";
+        assert_eq!(ep.channel(channel_index(ch).unwrap()).t, vec![1.0, 2.0, 4.0]);
+        assert_eq!((stat(&f, 0, ch, "mean"), stat(&f, 0, ch, "std")), (100.0, 0.0));
+        assert_eq!((stat(&f, 0, ch, "min"), stat(&f, 0, ch, "max"), stat(&f, 0, ch, "slope")), (100.0, 100.0, 0.0));
+    }
+
+    #[test]
+    fn bucket_without_bucket_ms_uses_the_gap() {
+        let net =
+            vec![(0.0, "\"pkts_in\":5".to_string()), (0.5, "\"pkts_in\":5".into()), (1.5, "\"pkts_in\":5".into())];
+        let ep = aligned(&[(0.0, "clean")], Some(10.0), &[("netflow.jsonl", net)]);
+        let f = Window::default().apply(&ep);
+        // No point at the first row; 5/0.5 = 10 and 5/1.0 = 5.
+        assert_eq!(stat(&f, 0, "netflow.pkts_in", "mean"), 7.5);
+        assert_eq!(stat(&f, 0, "netflow.pkts_in", "slope"), -5.0);
+    }
+
+    #[test]
+    fn points_on_window_boundaries_belong_to_the_later_window() {
+        let g: Vec<(f64, String)> = vec![(5.0, "\"rss_bytes\":1".into()), (10.0, "\"rss_bytes\":2".into())];
+        let ep = aligned(&[(0.0, "clean")], Some(20.0), &[("telemetry-proc.jsonl", g)]);
+        let f = Window::default().apply(&ep);
+        // Windows [0,10), [5,15), [10,20).
+        assert_eq!(stat(&f, 0, "proc.rss_bytes", "max"), 1.0, "t=10 is not in [0,10)");
+        assert_eq!(stat(&f, 1, "proc.rss_bytes", "mean"), 1.5);
+        assert_eq!(stat(&f, 2, "proc.rss_bytes", "min"), 2.0, "t=5 is not in [10,20)");
+    }
+
+    #[test]
+    fn missing_channel_is_nan_and_one_point_has_no_slope() {
+        let g = rows(0.0, 8.0, 1.0, |t| format!("\"rss_bytes\":{t}"));
+        let ep = aligned(&[(0.0, "clean")], Some(20.0), &[("telemetry-proc.jsonl", g)]);
+        let f = Window::default().apply(&ep);
+        assert!(stat(&f, 2, "proc.rss_bytes", "mean").is_nan(), "no point in [10, 20)");
+        assert!(stat(&f, 0, "guest.load_1m", "max").is_nan(), "a source that is absent");
+        assert!((stat(&f, 1, "proc.rss_bytes", "slope") - 1.0).abs() < 1e-6, "slope in units per second");
+        let one = vec![(3.0, "\"rss_bytes\":7".to_string())];
+        let f = Window::default().apply(&aligned(&[(0.0, "clean")], Some(10.0), &[("telemetry-proc.jsonl", one)]));
+        assert_eq!(stat(&f, 0, "proc.rss_bytes", "std"), 0.0);
+        assert!(stat(&f, 0, "proc.rss_bytes", "slope").is_nan());
+    }
+
+    #[test]
+    fn t_end_from_duration_or_from_the_last_row() {
+        let g = rows(0.0, 29.95, 0.1, |_| "\"rss_bytes\":1".into());
+        let with = aligned(&[(0.0, "clean")], Some(30.0), &[("telemetry-proc.jsonl", g.clone())]);
+        assert_eq!(WindowSpec::default().windows(&with).starts, vec![0.0, 5.0, 10.0, 15.0, 20.0]);
+        let without = aligned(&[(0.0, "clean")], None, &[("telemetry-proc.jsonl", g)]);
+        assert!((without.t_end.unwrap() - 29.9).abs() < 1e-9);
+        assert_eq!(WindowSpec::default().windows(&without).starts, vec![0.0, 5.0, 10.0, 15.0], "20 + 10 > 29.9");
+    }
+
+    #[test]
+    fn window_length_and_stride_are_configuration() {
+        let g = rows(0.0, 30.0, 1.0, |_| "\"rss_bytes\":1".into());
+        let ep = aligned(&[(0.0, "clean")], Some(30.0), &[("telemetry-proc.jsonl", g)]);
+        let spec = WindowSpec { window_s: 20.0, stride_s: 2.5 };
+        assert_eq!(spec.windows(&ep).starts, vec![0.0, 2.5, 5.0, 7.5, 10.0]);
+        assert!(WindowSpec { window_s: 0.0, stride_s: 1.0 }.check().is_err());
+    }
+}
