@@ -54,6 +54,34 @@ pub struct ClusterArgs {
     pub hostfile: Option<PathBuf>,
 }
 
+/// Window configuration overrides (over the configuration file).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WindowArgs {
+    /// Window length in seconds (default 10).
+    #[arg(long, value_name = "S")]
+    pub window_s: Option<f64>,
+    /// Window stride in seconds (default 5).
+    #[arg(long, value_name = "S")]
+    pub stride_s: Option<f64>,
+    /// Tensor time steps per second (default 2).
+    #[arg(long, value_name = "HZ")]
+    pub tensor_hz: Option<f64>,
+    /// How old a held point may be, in seconds (default 1).
+    #[arg(long, value_name = "S")]
+    pub hold_s: Option<f64>,
+}
+
+impl From<WindowArgs> for crate::config::WindowOverrides {
+    fn from(a: WindowArgs) -> Self {
+        crate::config::WindowOverrides {
+            window_s: a.window_s,
+            stride_s: a.stride_s,
+            tensor_hz: a.tensor_hz,
+            hold_s: a.hold_s,
+        }
+    }
+}
+
 /// `epiflow prune`: `--store`, or the earlier tool's flags.
 #[derive(Debug, Args, Clone)]
 pub struct PruneArgs {
@@ -99,6 +127,13 @@ pub enum Command {
     },
     /// Validate every indexed episode; writes validation.parquet.
     Validate {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Windows and tensors for every usable episode → features/ shards.
+    Features {
+        #[command(flatten)]
+        window: WindowArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

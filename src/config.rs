@@ -5,7 +5,9 @@
 use crate::error::{Error, Result};
 use epiflow_operators::classify::ClassifyConfig;
 use epiflow_operators::decode::DecodeConfig;
+use epiflow_operators::tensor::{TensorConfig, TensorSpec};
 use epiflow_operators::validate::ValidateConfig;
+use epiflow_operators::window::WindowSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -16,9 +18,55 @@ pub struct Config {
     pub decode: DecodeConfig,
     pub validate: ValidateConfig,
     pub classify: ClassifyConfig,
+    pub window: WindowSpec,
+    pub tensor: TensorSpec,
+    pub features: FeaturesConfig,
+}
+
+/// How feature shards are laid out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// Shards per feature kind. An episode's shard is a stable hash of its key,
+    /// so it never moves while this stays the same.
+    pub shards: usize,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig { shards: 32 }
+    }
+}
+
+/// Command-line overrides of the window configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WindowOverrides {
+    pub window_s: Option<f64>,
+    pub stride_s: Option<f64>,
+    pub tensor_hz: Option<f64>,
+    pub hold_s: Option<f64>,
 }
 
 impl Config {
+    /// Applies `--window-s` and friends over the file's values, and checks the
+    /// result.
+    pub fn with_overrides(mut self, o: WindowOverrides) -> Result<Config> {
+        self.window.window_s = o.window_s.unwrap_or(self.window.window_s);
+        self.window.stride_s = o.stride_s.unwrap_or(self.window.stride_s);
+        self.tensor.hz = o.tensor_hz.unwrap_or(self.tensor.hz);
+        self.tensor.hold_s = o.hold_s.unwrap_or(self.tensor.hold_s);
+        self.tensor_config().check().map_err(Error::Usage)?;
+        if self.features.shards == 0 {
+            return Err(Error::Usage("features.shards must be at least 1".into()));
+        }
+        Ok(self)
+    }
+
+    /// What the tensor operator reads.
+    pub fn tensor_config(&self) -> TensorConfig {
+        TensorConfig { window: self.window.clone(), tensor: self.tensor.clone() }
+    }
+
     /// Reads a configuration file; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let Some(path) = path else {

@@ -26,6 +26,8 @@ impl From<OperatorTotals> for OperatorStats {
 pub struct RunStats {
     pub command: String,
     pub episodes: u64,
+    /// Feature windows written (0 when features were not computed).
+    pub windows: u64,
     pub operators: BTreeMap<String, OperatorStats>,
     /// Wall-clock time of the whole run.
     pub wall_s: f64,

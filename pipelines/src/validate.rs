@@ -4,10 +4,13 @@
 //! index (differential collection)
 //!   → exchange by episode key
 //!   → decode → align → validate → classify     (one columnar batch per episode)
+//!   → window → tensor                            (usable episodes, when features are asked for;
+//!                                                 rows staged per episode, see sinks::features)
 //!   → records gathered at worker 0              (→ validation.parquet, quality.parquet)
 //!   → (dimension, value) collection → count     (corpus-level counts)
 //! ```
 
+use crate::sinks::features::{summary_batch, tensor_batch, EpisodeInfo, Kind, Staging};
 use crate::stage::episode_stage;
 use crate::work::{StageSample, Work};
 use crate::Cluster;
@@ -18,7 +21,10 @@ use epiflow_operators::archive::archive_path;
 use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::decode::{Decode, DecodeInput};
 use epiflow_operators::index::IndexEntry;
+use epiflow_operators::model::{AlignedEpisode, EpisodeKey};
+use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Validate, ValidationRecord};
+use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -39,6 +45,43 @@ pub struct ValidateJob {
     pub decode: Decode,
     pub validate: Validate,
     pub classify: Classify,
+    /// Windows and tensors for usable episodes, when asked for.
+    pub features: Option<FeatureJob>,
+}
+
+/// The feature operators and where they stage each episode's rows.
+#[derive(Clone, Debug)]
+pub struct FeatureJob {
+    pub window: Window,
+    pub tensor: Tensor,
+    pub staging: Staging,
+}
+
+/// An episode after validation and classification, on its way to features.
+#[derive(Clone, Debug)]
+struct Analyzed {
+    validation: ValidationRecord,
+    quality: QualityRecord,
+    aligned: AlignedEpisode,
+    /// Windows staged, when features were computed.
+    windows: Option<usize>,
+    /// A staging write that failed: fatal for the run, reported at the end.
+    staging_error: Option<String>,
+}
+
+impl Analyzed {
+    /// Whether features are computed for this episode.
+    fn wants_features(&self, job: &Option<FeatureJob>) -> bool {
+        job.is_some() && self.validation.outcome.is_usable()
+    }
+
+    fn info(&self) -> EpisodeInfo<'_> {
+        EpisodeInfo {
+            key: &self.aligned.facts.key,
+            profile: self.validation.profile.as_deref(),
+            sample_name: self.validation.sample_name.as_deref(),
+        }
+    }
 }
 
 /// Totals of one operator over a run.
@@ -57,6 +100,10 @@ pub struct ValidateOutput {
     pub records: Vec<ValidationRecord>,
     /// One quality record per classified (not errored) episode, sorted by key.
     pub quality: Vec<QualityRecord>,
+    /// Episodes whose features were staged, with their window counts.
+    pub featured: Vec<(EpisodeKey, usize)>,
+    /// Staging writes that failed.
+    pub staging_errors: Vec<String>,
     /// Per operator name.
     pub operators: BTreeMap<String, OperatorTotals>,
     /// Corpus-level counts from the differential `count`: (dimension, value) →
@@ -71,6 +118,9 @@ pub struct EpisodeReport {
     pub validation: ValidationRecord,
     /// `None` for an episode whose archive could not be read.
     pub quality: Option<QualityRecord>,
+    /// Windows staged, when features were computed.
+    pub windows: Option<usize>,
+    pub staging_error: Option<String>,
     pub trace: Vec<StageSample>,
 }
 
@@ -124,13 +174,60 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 w.then(Validate::NAME, |a| Ok((validate.apply(&a), a)))
             });
             let classify = job_w.classify.clone();
-            let reports = episode_stage(validated, Classify::NAME, move |w: Work<_>| {
-                let w = w.then(Classify::NAME, |(v, a)| Ok((v, classify.apply(&a))));
-                let (validation, quality) = match w.state {
-                    Ok((v, q)) => (v, Some(q)),
-                    Err(failure) => (ValidationRecord::errored(&w.entry, &failure), None),
+            let classified = episode_stage(validated, Classify::NAME, move |w: Work<_>| {
+                w.then(Classify::NAME, |(validation, aligned)| {
+                    let quality = classify.apply(&aligned);
+                    Ok(Analyzed { validation, quality, aligned, windows: None, staging_error: None })
+                })
+            });
+            let features = job_w.features.clone();
+            let windowed = episode_stage(classified, Window::NAME, move |w: Work<Analyzed>| {
+                let Some(job) =
+                    features.as_ref().filter(|_| w.state.as_ref().is_ok_and(|a| a.wants_features(&features)))
+                else {
+                    return w;
                 };
-                EpisodeReport { validation, quality, trace: w.trace }
+                w.then(Window::NAME, |mut a| {
+                    let summary = job.window.apply(&a.aligned);
+                    a.windows = Some(summary.windows.len());
+                    let staged = summary_batch(&a.info(), &summary)
+                        .and_then(|batch| job.staging.put(Kind::Summary, &a.aligned.facts.key, &batch));
+                    a.staging_error = staged.err().map(|e| format!("staging summary of {}: {e}", a.aligned.facts.key));
+                    Ok(a)
+                })
+            });
+            let features = job_w.features.clone();
+            let tensored = episode_stage(windowed, Tensor::NAME, move |w: Work<Analyzed>| {
+                let Some(job) =
+                    features.as_ref().filter(|_| w.state.as_ref().is_ok_and(|a| a.wants_features(&features)))
+                else {
+                    return w;
+                };
+                w.then(Tensor::NAME, |mut a| {
+                    let tensors = job.tensor.apply(&a.aligned);
+                    let staged = tensor_batch(&a.info(), &tensors)
+                        .and_then(|batch| job.staging.put(Kind::Tensors, &a.aligned.facts.key, &batch));
+                    if let Err(e) = staged {
+                        a.staging_error.get_or_insert(format!("staging tensors of {}: {e}", a.aligned.facts.key));
+                    }
+                    Ok(a)
+                })
+            });
+            let reports = episode_stage(tensored, "report", |w: Work<Analyzed>| match w.state {
+                Ok(a) => EpisodeReport {
+                    validation: a.validation,
+                    quality: Some(a.quality),
+                    windows: a.windows,
+                    staging_error: a.staging_error,
+                    trace: w.trace,
+                },
+                Err(failure) => EpisodeReport {
+                    validation: ValidationRecord::errored(&w.entry, &failure),
+                    quality: None,
+                    windows: None,
+                    staging_error: None,
+                    trace: w.trace,
+                },
             });
 
             reports
@@ -150,6 +247,12 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                     }
                     out.records.push(report.validation.clone());
                     out.quality.extend(report.quality.clone());
+                    if let Some(n) = report.windows {
+                        let v = &report.validation;
+                        out.featured
+                            .push((EpisodeKey { host_id: v.host_id.clone(), episode_id: v.episode_id.clone() }, n));
+                    }
+                    out.staging_errors.extend(report.staging_error.clone());
                 })
                 .probe_with(&probe);
 
@@ -178,6 +281,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
             let mut out = gathered.take();
             out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
             out.quality.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
+            out.featured.sort();
             out.counts = count_diffs
                 .take()
                 .into_iter()

@@ -29,7 +29,7 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     bar.finish_and_clear();
     let out = store.join("derived");
     let cluster = Cluster::local(workers(g));
-    let stats = validate_store(&store, &out, &Config::default(), &cluster, quiet)?
+    let stats = validate_store(&store, &out, &Config::default(), &cluster, quiet, true)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     if g.json {
         print_json(&serde_json::json!({

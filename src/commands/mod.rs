@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches.
 
 mod demo;
+mod features;
 mod prune;
 mod synth;
 mod validate;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Synth { episodes, hosts, seed, duration_s } => synth::run(g, episodes, hosts, seed, duration_s),
         Command::Validate { cluster } => validate::run(g, &cluster),
+        Command::Features { window, cluster } => features::run(g, window, &cluster),
         Command::Prune(args) => prune::run(g, &args),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),
     }

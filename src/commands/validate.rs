@@ -24,34 +24,41 @@ pub fn run(g: &Global, args: &ClusterArgs) -> Result<ExitCode> {
     let out = out_dir(g, &store);
     let cluster = cluster(g, args)?;
     let config = Config::load(g.config.as_deref())?;
-    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json)? {
+    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, false)? {
         report(g, &stats, &out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs validation and classification and writes `validation.parquet`,
-/// `quality.parquet` and `run.json` under `out`. Returns the statistics on the
-/// process that hosts worker 0.
+/// Runs validation and classification — and, with `features`, windows and
+/// tensors — and writes `validation.parquet`, `quality.parquet`, `run.json`
+/// and the feature shards under `out`. Returns the statistics on the process
+/// that hosts worker 0.
 pub fn validate_store(
     store: &Path,
     out: &Path,
     config: &Config,
     cluster: &Cluster,
     quiet: bool,
+    features: bool,
 ) -> Result<Option<RunStats>> {
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
-    let job = corpus_job(&store.join("episodes"), entries, config);
+    let mut job = corpus_job(&store.join("episodes"), entries, config);
+    if features {
+        job.features = Some(super::features::feature_job(out, config));
+    }
     let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
+    let windows = if features { super::features::publish(out, config, &output, cluster.workers)? } else { 0 };
     let parquet = out.join("validation.parquet");
     validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let parquet = out.join("quality.parquet");
     quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let mut stats = RunStats {
-        command: "validate".into(),
+        command: if features { "features" } else { "validate" }.into(),
         episodes: output.records.len() as u64,
+        windows,
         operators: output.operators.into_iter().map(|(k, v)| (k, v.into())).collect(),
         wall_s: start.elapsed().as_secs_f64(),
         workers: cluster.workers,
@@ -72,6 +79,7 @@ pub fn corpus_job(episodes_root: &Path, entries: Vec<IndexEntry>, config: &Confi
         decode: Decode { config: config.decode.clone() },
         validate: Validate { config: config.validate.clone() },
         classify: Classify { config: config.classify.clone() },
+        features: None,
     }
 }
 
@@ -122,7 +130,8 @@ pub fn write_run_json(out: &Path, stats: &RunStats) -> Result<()> {
     .map_err(|e| Error::io("cannot write", &path, e))
 }
 
-fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
+/// Prints the run's summary: a table, or one JSON line with `--json`.
+pub fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
     if g.json {
         return print_json(&serde_json::json!({
             "episodes": stats.episodes,
@@ -132,6 +141,7 @@ fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
             "profiles": stats.profiles,
             "quality": stats.quality,
             "fake": stats.fake,
+            "windows": stats.windows,
             "index_problems": stats.index_problems,
             "wall_s": stats.wall_s,
             "output": out.join("validation.parquet"),
@@ -139,6 +149,9 @@ fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
     }
     print!("{}", outcome_table(stats));
     println!("wrote {}", out.join("validation.parquet").display());
+    if stats.command == "features" {
+        println!("wrote {} windows to {}", stats.windows, out.join("features").display());
+    }
     Ok(())
 }
 

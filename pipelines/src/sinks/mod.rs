@@ -1,5 +1,5 @@
 //! Sinks: corpus-level outputs written as Parquet, atomically.
-
+pub mod features;
 pub mod parquet_io;
 pub mod quality;
 pub mod validation;

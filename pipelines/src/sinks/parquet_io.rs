@@ -6,18 +6,18 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Writer settings shared by every epiflow Parquet file.
-pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
+/// Writer settings shared by every epiflow Parquet file; callers add their own
+/// (footer metadata) before `build()`.
+pub fn writer_properties(row_group_rows: usize) -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_size(row_group_rows.max(1))
         .set_created_by(format!("epiflow {}", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Writes `batch` to `path` atomically.

@@ -34,5 +34,5 @@ pub fn write(path: &Path, records: &[QualityRecord]) -> io::Result<()> {
         strings(&|r| r.module_name.as_deref()),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema()), columns).map_err(io::Error::other)?;
-    write_batch(path, &batch, writer_properties(64 * 1024))
+    write_batch(path, &batch, writer_properties(64 * 1024).build())
 }

@@ -60,5 +60,5 @@ pub fn to_batch(records: &[ValidationRecord]) -> io::Result<RecordBatch> {
 /// Writes `validation.parquet` atomically. Records are written in the given order;
 /// callers sort them by key so the file is the same however the work was spread.
 pub fn write(path: &Path, records: &[ValidationRecord]) -> io::Result<()> {
-    write_batch(path, &to_batch(records)?, writer_properties(64 * 1024))
+    write_batch(path, &to_batch(records)?, writer_properties(64 * 1024).build())
 }
