@@ -212,7 +212,12 @@ fn shards_are_stable_across_workers_and_the_schema_hash_moves_only_with_the_sche
     features(&store, &one, &["--workers", "1"]);
     features(&store, &two, &["--workers", "2"]);
     assert_eq!(tree_hash(&one.join("features")), tree_hash(&two.join("features")), "same bytes with 1 and 2 workers");
-    assert!(!one.join("features/.staging").exists(), "staging is cleared");
+    for kind in ["summary", "tensors"] {
+        assert!(
+            parts(&one.join("features").join(kind)).iter().all(|p| p.extension().unwrap() == "parquet"),
+            "no temporaries left"
+        );
+    }
 
     let meta = tensor_metadata(&one);
     assert_eq!(meta["epiflow.timesteps"], "20");

@@ -9,7 +9,7 @@
 use crate::decode::Decode;
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, EpisodeKey, Failure, Series, N_CHANNELS};
-use crate::window::{slice, WindowSpec, Windows};
+use crate::window::{WindowSpec, Windows};
 use serde::{Deserialize, Serialize};
 
 /// Tensor rate and hold.
@@ -99,11 +99,7 @@ impl Operator for Tensor {
         let mut mask = Vec::with_capacity(x.capacity());
         for &start in &windows.starts {
             for series in &ep.channels {
-                for i in 0..steps {
-                    let (value, present) = self.bin(series, start, i);
-                    x.push(value as f32);
-                    mask.push(present);
-                }
+                self.fill_bins(series, start, steps, &mut x, &mut mask);
             }
         }
         TensorFeatures { windows, timesteps: steps, x, mask }
@@ -111,19 +107,32 @@ impl Operator for Tensor {
 }
 
 impl Tensor {
-    /// Value and mask of bin `i` of the window starting at `start`.
-    fn bin(&self, series: &Series, start: f64, i: usize) -> (f64, bool) {
+    /// Appends the `steps` bins of one channel in the window starting at
+    /// `start`: one forward sweep over the channel's sorted points.
+    fn fill_bins(&self, series: &Series, start: f64, steps: usize, x: &mut Vec<f32>, mask: &mut Vec<bool>) {
+        let (t, v) = (&series.t, &series.v);
         let hz = self.config.tensor.hz;
-        let lo = start + i as f64 / hz;
-        let hi = start + (i + 1) as f64 / hz;
-        let (_, v) = slice(series, lo, hi);
-        if !v.is_empty() {
-            return (v.iter().sum::<f64>() / v.len() as f64, true);
-        }
-        let before = series.t.partition_point(|&t| t < lo);
-        match before.checked_sub(1) {
-            Some(k) if lo - series.t[k] <= self.config.tensor.hold_s => (series.v[k], true),
-            _ => (0.0, false),
+        let mut k = t.partition_point(|&p| p < start);
+        for i in 0..steps {
+            let lo = start + i as f64 / hz;
+            let hi = start + (i + 1) as f64 / hz;
+            let first = k;
+            let mut sum = 0.0;
+            while k < t.len() && t[k] < hi {
+                sum += v[k];
+                k += 1;
+            }
+            let (value, present) = if k > first {
+                (sum / (k - first) as f64, true)
+            } else {
+                // Empty: hold the latest point before the bin when recent enough.
+                match first.checked_sub(1) {
+                    Some(p) if lo - t[p] <= self.config.tensor.hold_s => (v[p], true),
+                    _ => (0.0, false),
+                }
+            };
+            x.push(value as f32);
+            mask.push(present);
         }
     }
 

@@ -6,9 +6,24 @@ use std::path::Path;
 
 /// Writes `path` through `write` into a temporary file beside it, syncs it, and
 /// renames it into place, so readers see the old file or the new one, never a
-/// part. The file gets mode 0644.
+/// part, even after a power loss. The file gets mode 0644.
 pub fn write_atomically(
     path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
+) -> io::Result<()> {
+    write_replacing(path, true, write)
+}
+
+/// Like [`write_atomically`] but without the syncs: still whole or absent for
+/// any reader and after a killed process, but a power loss may lose it. For
+/// intermediate files that are recomputed when missing or unreadable.
+pub fn write_unsynced(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>) -> io::Result<()> {
+    write_replacing(path, false, write)
+}
+
+fn write_replacing(
+    path: &Path,
+    sync: bool,
     write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -20,10 +35,14 @@ pub fn write_atomically(
         write(&mut w)?;
         w.flush()?;
     }
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     set_mode(tmp.as_file(), 0o644)?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
+    if sync {
+        sync_dir(dir);
+    }
     Ok(())
 }
 

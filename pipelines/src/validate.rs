@@ -10,7 +10,7 @@
 //!   → (dimension, value) collection → count     (corpus-level counts)
 //! ```
 
-use crate::sinks::features::{summary_batch, tensor_batch, EpisodeInfo, Kind, Staging};
+use crate::sinks::features::{shard_of, summary_batch, tensor_batch, EpisodeInfo, Kind, ShardWriters};
 use crate::stage::episode_stage;
 use crate::work::{StageSample, Work};
 use crate::Cluster;
@@ -22,17 +22,20 @@ use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::decode::{Decode, DecodeInput};
 use epiflow_operators::index::IndexEntry;
 use epiflow_operators::model::{AlignedEpisode, EpisodeKey};
-use epiflow_operators::tensor::Tensor;
+use epiflow_operators::tensor::{Tensor, TensorFeatures};
 use epiflow_operators::validate::{Validate, ValidationRecord};
-use epiflow_operators::window::Window;
+use epiflow_operators::window::{SummaryFeatures, Window};
 use epiflow_operators::Operator;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator as _;
 use timely::dataflow::operators::{Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
+use timely::dataflow::Stream;
 
 /// What a validation run needs: where the archives are, which episodes, and the
 /// operators' configurations.
@@ -49,12 +52,16 @@ pub struct ValidateJob {
     pub features: Option<FeatureJob>,
 }
 
-/// The feature operators and where they stage each episode's rows.
+/// The feature operators and where their shards go.
 #[derive(Clone, Debug)]
 pub struct FeatureJob {
     pub window: Window,
     pub tensor: Tensor,
-    pub staging: Staging,
+    /// `OUT/features`.
+    pub dir: PathBuf,
+    pub shards: usize,
+    /// Footer metadata of every shard.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// An episode after validation and classification, on its way to features.
@@ -63,10 +70,8 @@ struct Analyzed {
     validation: ValidationRecord,
     quality: QualityRecord,
     aligned: AlignedEpisode,
-    /// Windows staged, when features were computed.
-    windows: Option<usize>,
-    /// A staging write that failed: fatal for the run, reported at the end.
-    staging_error: Option<String>,
+    summary: Option<SummaryFeatures>,
+    tensors: Option<TensorFeatures>,
 }
 
 impl Analyzed {
@@ -100,10 +105,10 @@ pub struct ValidateOutput {
     pub records: Vec<ValidationRecord>,
     /// One quality record per classified (not errored) episode, sorted by key.
     pub quality: Vec<QualityRecord>,
-    /// Episodes whose features were staged, with their window counts.
+    /// Episodes whose features were written, with their window counts.
     pub featured: Vec<(EpisodeKey, usize)>,
-    /// Staging writes that failed.
-    pub staging_errors: Vec<String>,
+    /// Shard writes that failed (fatal for the run).
+    pub shard_errors: Vec<String>,
     /// Per operator name.
     pub operators: BTreeMap<String, OperatorTotals>,
     /// Corpus-level counts from the differential `count`: (dimension, value) →
@@ -118,9 +123,8 @@ pub struct EpisodeReport {
     pub validation: ValidationRecord,
     /// `None` for an episode whose archive could not be read.
     pub quality: Option<QualityRecord>,
-    /// Windows staged, when features were computed.
+    /// Windows written, when features were computed.
     pub windows: Option<usize>,
-    pub staging_error: Option<String>,
     pub trace: Vec<StageSample>,
 }
 
@@ -154,9 +158,16 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
         let job_w = Arc::clone(&job);
         let observer = Arc::clone(&observer);
         let (g, c) = (Rc::clone(&gathered), Rc::clone(&count_diffs));
+        let shard_errors: Rc<RefCell<Vec<String>>> = Default::default();
+        let shard_errors_w = Rc::clone(&shard_errors);
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, index) = scope.new_collection::<IndexEntry, isize>();
-            let spread = index.inner.exchange(|(entry, _, _): &(IndexEntry, u64, isize)| entry.key.stable_hash());
+            // With features, route by shard: each shard then has exactly one writer.
+            let shards = job_w.features.as_ref().map(|f| f.shards);
+            let spread = index.inner.exchange(move |(entry, _, _): &(IndexEntry, u64, isize)| match shards {
+                Some(n) => shard_of(&entry.key, n) as u64,
+                None => entry.key.stable_hash(),
+            });
 
             let (root, decode) = (job_w.episodes_root.clone(), job_w.decode.clone());
             let decoded = episode_stage(spread, Decode::NAME, move |entry: IndexEntry| {
@@ -177,7 +188,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
             let classified = episode_stage(validated, Classify::NAME, move |w: Work<_>| {
                 w.then(Classify::NAME, |(validation, aligned)| {
                     let quality = classify.apply(&aligned);
-                    Ok(Analyzed { validation, quality, aligned, windows: None, staging_error: None })
+                    Ok(Analyzed { validation, quality, aligned, summary: None, tensors: None })
                 })
             });
             let features = job_w.features.clone();
@@ -188,11 +199,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                     return w;
                 };
                 w.then(Window::NAME, |mut a| {
-                    let summary = job.window.apply(&a.aligned);
-                    a.windows = Some(summary.windows.len());
-                    let staged = summary_batch(&a.info(), &summary)
-                        .and_then(|batch| job.staging.put(Kind::Summary, &a.aligned.facts.key, &batch));
-                    a.staging_error = staged.err().map(|e| format!("staging summary of {}: {e}", a.aligned.facts.key));
+                    a.summary = Some(job.window.apply(&a.aligned));
                     Ok(a)
                 })
             });
@@ -204,28 +211,23 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                     return w;
                 };
                 w.then(Tensor::NAME, |mut a| {
-                    let tensors = job.tensor.apply(&a.aligned);
-                    let staged = tensor_batch(&a.info(), &tensors)
-                        .and_then(|batch| job.staging.put(Kind::Tensors, &a.aligned.facts.key, &batch));
-                    if let Err(e) = staged {
-                        a.staging_error.get_or_insert(format!("staging tensors of {}: {e}", a.aligned.facts.key));
-                    }
+                    a.tensors = Some(job.tensor.apply(&a.aligned));
                     Ok(a)
                 })
             });
+            let shard_errors = Rc::clone(&shard_errors_w);
+            let tensored = shard_sink(tensored, job_w.features.clone(), shard_errors);
             let reports = episode_stage(tensored, "report", |w: Work<Analyzed>| match w.state {
                 Ok(a) => EpisodeReport {
                     validation: a.validation,
                     quality: Some(a.quality),
-                    windows: a.windows,
-                    staging_error: a.staging_error,
+                    windows: a.summary.map(|s| s.windows.len()),
                     trace: w.trace,
                 },
                 Err(failure) => EpisodeReport {
                     validation: ValidationRecord::errored(&w.entry, &failure),
                     quality: None,
                     windows: None,
-                    staging_error: None,
                     trace: w.trace,
                 },
             });
@@ -252,7 +254,6 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                         out.featured
                             .push((EpisodeKey { host_id: v.host_id.clone(), episode_id: v.episode_id.clone() }, n));
                     }
-                    out.staging_errors.extend(report.staging_error.clone());
                 })
                 .probe_with(&probe);
 
@@ -277,7 +278,8 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
         while !probe.done() {
             worker.step();
         }
-        (worker.index() == 0).then(|| {
+        let errors = shard_errors.take();
+        let out = (worker.index() == 0).then(|| {
             let mut out = gathered.take();
             out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
             out.quality.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
@@ -289,13 +291,65 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 .map(|((key, count), diff)| (key, (count * diff) as i64))
                 .collect();
             out
-        })
+        });
+        (out, errors)
     })?;
     let mut leader = None;
+    let mut errors = Vec::new();
     for result in guards.join() {
-        if let Some(out) = result? {
-            leader = Some(out);
-        }
+        let (out, e) = result?;
+        errors.extend(e);
+        leader = leader.or(out);
+    }
+    match leader.as_mut() {
+        Some(out) => out.shard_errors = errors,
+        None if !errors.is_empty() => return Err(format!("writing feature shards: {}", errors.join("; "))),
+        None => {}
     }
     Ok(leader)
+}
+
+/// Writes each episode's feature rows into the shards this worker owns, in the
+/// order episodes arrive (key order), and publishes the shards when the input
+/// is exhausted. Episodes pass on without their tensors.
+fn shard_sink<'scope>(
+    stream: Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>>,
+    job: Option<FeatureJob>,
+    errors: Rc<RefCell<Vec<String>>>,
+) -> Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>> {
+    let Some(job) = job else { return stream };
+    let timesteps = job.tensor.config.timesteps();
+    let mut writers = Some(ShardWriters::new(&job.dir, timesteps, &job.metadata));
+    stream.unary_frontier(Pipeline, "shard-sink", move |_, _| {
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, batches| {
+                let mut session = output.session(&cap);
+                for batch in batches {
+                    for (mut w, t, r) in batch.drain(..) {
+                        if let (Ok(a), Some(writers)) = (w.state.as_mut(), writers.as_mut()) {
+                            if let (Some(summary), Some(tensors)) = (&a.summary, a.tensors.take()) {
+                                let shard = shard_of(&a.aligned.facts.key, job.shards);
+                                let info = a.info();
+                                let written = summary_batch(&info, summary)
+                                    .and_then(|b| writers.write(Kind::Summary, shard, &b))
+                                    .and_then(|_| tensor_batch(&info, &tensors))
+                                    .and_then(|b| writers.write(Kind::Tensors, shard, &b));
+                                if let Err(e) = written {
+                                    errors.borrow_mut().push(format!("{}: {e}", a.aligned.facts.key));
+                                }
+                            }
+                        }
+                        session.give((w, t, r));
+                    }
+                }
+            });
+            if frontier.is_empty() {
+                if let Some(w) = writers.take() {
+                    if let Err(e) = w.finish() {
+                        errors.borrow_mut().push(format!("publishing shards: {e}"));
+                    }
+                }
+            }
+        }
+    })
 }

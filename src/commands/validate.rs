@@ -50,7 +50,7 @@ pub fn validate_store(
         job.features = Some(super::features::feature_job(out, config));
     }
     let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
-    let windows = if features { super::features::publish(out, config, &output, cluster.workers)? } else { 0 };
+    let windows = if features { super::features::publish(out, config, &output)? } else { 0 };
     let parquet = out.join("validation.parquet");
     validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let parquet = out.join("quality.parquet");

@@ -1,34 +1,32 @@
 //! Feature shards (SPEC section 8): `features/summary/part-NNN.parquet`,
 //! `features/tensors/part-NNN.parquet` and `features/manifest.json`.
 //!
-//! Workers write each episode's rows to a staging file (Arrow IPC) as soon as
-//! they are computed, so a worker holds one episode's features at a time. The
-//! shards are then assembled from staging in key order: the same bytes however
-//! many workers or processes computed them. An episode always lands in the same
-//! shard (a stable hash of its key), so readers can find it and later runs can
-//! rewrite only the shards whose episodes changed.
+//! An episode always lands in the same shard (a stable hash of its key). The
+//! dataflow routes episodes to workers by shard, so each shard has one writer,
+//! and a worker receives its episodes in key order: it streams their rows into
+//! its open shards as they are computed (one row group per shard in memory) and
+//! the files are the same bytes however many workers or processes ran.
 
 use super::parquet_io::writer_properties;
-use crate::output::write_atomically;
 use arrow_array::builder::{BooleanBuilder, FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
-use arrow_ipc::reader::FileReader;
-use arrow_ipc::writer::FileWriter;
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema};
 use epiflow_operators::model::{EpisodeKey, N_CHANNELS};
 use epiflow_operators::registry::CHANNELS;
 use epiflow_operators::tensor::TensorFeatures;
 use epiflow_operators::window::{SummaryFeatures, Windows, STATS};
 use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::EnabledStatistics;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Rows per row group: readers can skip groups by their episode statistics.
-const SUMMARY_ROW_GROUP: usize = 8192;
-const TENSOR_ROW_GROUP: usize = 1024;
+const SUMMARY_ROW_GROUP: usize = 2048;
+const TENSOR_ROW_GROUP: usize = 256;
 
 /// Which of the two feature files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,34 +155,6 @@ pub fn tensor_batch(info: &EpisodeInfo, f: &TensorFeatures) -> io::Result<Record
     RecordBatch::try_new(Arc::new(tensor_schema(f.timesteps)), columns).map_err(io::Error::other)
 }
 
-/// Per-episode feature files, written by workers and read back in key order.
-#[derive(Clone, Debug)]
-pub struct Staging {
-    pub dir: PathBuf,
-}
-
-impl Staging {
-    fn path(&self, kind: Kind, key: &EpisodeKey) -> PathBuf {
-        self.dir.join(kind.dir()).join(&key.host_id).join(format!("{}.arrow", key.episode_id))
-    }
-
-    /// Writes one episode's rows (atomically).
-    pub fn put(&self, kind: Kind, key: &EpisodeKey, batch: &RecordBatch) -> io::Result<()> {
-        write_atomically(&self.path(kind, key), |w| {
-            let mut writer = FileWriter::try_new(w, &batch.schema()).map_err(io::Error::other)?;
-            writer.write(batch).map_err(io::Error::other)?;
-            writer.finish().map_err(io::Error::other)
-        })
-    }
-
-    /// Reads one episode's rows.
-    pub fn get(&self, kind: Kind, key: &EpisodeKey) -> io::Result<Vec<RecordBatch>> {
-        let file = std::fs::File::open(self.path(kind, key))?;
-        let reader = FileReader::try_new(file, None).map_err(io::Error::other)?;
-        reader.map(|b| b.map_err(io::Error::other)).collect()
-    }
-}
-
 /// The shard an episode belongs to.
 pub fn shard_of(key: &EpisodeKey, shards: usize) -> usize {
     (key.stable_hash() % shards.max(1) as u64) as usize
@@ -195,74 +165,87 @@ pub fn shard_name(i: usize) -> String {
     format!("part-{i:03}.parquet")
 }
 
-/// Writes every shard of `kind` from staging: episodes in key order, row groups
-/// of a fixed size, `metadata` in the file footer. Shards with no episode are
-/// removed. `threads` shards are written at once.
-pub fn assemble(
-    staging: &Staging,
-    features_dir: &Path,
-    kind: Kind,
-    schema: SchemaRef,
-    episodes: &[EpisodeKey],
-    shards: usize,
-    metadata: &[(String, String)],
-    threads: usize,
-) -> io::Result<()> {
-    let mut by_shard: Vec<Vec<&EpisodeKey>> = vec![Vec::new(); shards.max(1)];
-    for key in episodes {
-        by_shard[shard_of(key, shards)].push(key);
-    }
-    for list in by_shard.iter_mut() {
-        list.sort();
-    }
-    let dir = features_dir.join(kind.dir());
-    std::fs::create_dir_all(&dir)?;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<io::Result<()>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.clamp(1, by_shard.len()))
-            .map(|_| {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(keys) = by_shard.get(i) else { return Ok(()) };
-                    let path = dir.join(shard_name(i));
-                    if keys.is_empty() {
-                        match std::fs::remove_file(&path) {
-                            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                            _ => continue,
-                        }
-                    }
-                    write_shard(staging, &path, kind, schema.clone(), keys, metadata)?;
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("shard writer panicked"))))
-            .collect()
-    });
-    results.into_iter().collect()
+/// The shards one worker owns, open for writing. Rows go to a temporary file
+/// per shard; [`ShardWriters::finish`] closes them and renames them into place.
+pub struct ShardWriters {
+    dir: PathBuf,
+    timesteps: usize,
+    metadata: Vec<KeyValue>,
+    open: BTreeMap<(usize, usize), (tempfile::NamedTempFile, ArrowWriter<std::fs::File>)>,
 }
 
-fn write_shard(
-    staging: &Staging,
-    path: &Path,
-    kind: Kind,
-    schema: SchemaRef,
-    keys: &[&EpisodeKey],
-    metadata: &[(String, String)],
-) -> io::Result<()> {
-    let kv = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-    let props = writer_properties(kind.row_group()).set_key_value_metadata(Some(kv)).build();
-    write_atomically(path, |w| {
-        let mut writer = ArrowWriter::try_new(w, schema, Some(props)).map_err(io::Error::other)?;
-        for key in keys {
-            for batch in staging.get(kind, key)? {
-                writer.write(&batch).map_err(io::Error::other)?;
-            }
+impl ShardWriters {
+    /// Writers under `features_dir` with `metadata` in every file footer.
+    pub fn new(features_dir: &Path, timesteps: usize, metadata: &[(String, String)]) -> ShardWriters {
+        ShardWriters {
+            dir: features_dir.to_path_buf(),
+            timesteps,
+            metadata: metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect(),
+            open: BTreeMap::new(),
         }
-        writer.close().map_err(io::Error::other)?;
+    }
+
+    /// Appends one episode's rows to shard `shard` of `kind`.
+    pub fn write(&mut self, kind: Kind, shard: usize, batch: &RecordBatch) -> io::Result<()> {
+        let slot = (kind as usize, shard);
+        if !self.open.contains_key(&slot) {
+            let dir = self.dir.join(kind.dir());
+            std::fs::create_dir_all(&dir)?;
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{}.", shard_name(shard)))
+                .suffix(".tmp")
+                .tempfile_in(&dir)?;
+            let schema = Arc::new(match kind {
+                Kind::Summary => summary_schema(),
+                Kind::Tensors => tensor_schema(self.timesteps),
+            });
+            // Feature values rarely repeat: dictionary encoding only costs time here.
+            let props = writer_properties(kind.row_group())
+                .set_dictionary_enabled(false)
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+                .set_column_statistics_enabled("x.list.item".into(), EnabledStatistics::None)
+                .set_column_statistics_enabled("mask.list.item".into(), EnabledStatistics::None)
+                .set_key_value_metadata(Some(self.metadata.clone()))
+                .build();
+            let writer = ArrowWriter::try_new(tmp.reopen()?, schema, Some(props)).map_err(io::Error::other)?;
+            self.open.insert(slot, (tmp, writer));
+        }
+        let (_, writer) = self.open.get_mut(&slot).ok_or_else(|| io::Error::other("shard writer vanished"))?;
+        writer.write(batch).map_err(io::Error::other)
+    }
+
+    /// Closes every open shard, syncs it and renames it into place.
+    pub fn finish(self) -> io::Result<()> {
+        for ((kind, shard), (tmp, writer)) in self.open {
+            writer.close().map_err(io::Error::other)?;
+            tmp.as_file().sync_all()?;
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            let kind = if kind == Kind::Summary as usize { Kind::Summary } else { Kind::Tensors };
+            let dir = self.dir.join(kind.dir());
+            tmp.persist(dir.join(shard_name(shard))).map_err(|e| e.error)?;
+            crate::output::sync_dir(&dir);
+        }
         Ok(())
-    })
+    }
+}
+
+/// Removes shard files of `kind` that this run did not write (their episodes
+/// are gone, or the shard count was lowered).
+pub fn remove_other_shards(
+    features_dir: &Path,
+    kind: Kind,
+    written: &std::collections::BTreeSet<usize>,
+) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(features_dir.join(kind.dir())) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let index = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")).and_then(|n| n.parse().ok());
+        if index.is_some_and(|i: usize| !written.contains(&i)) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// `features/manifest.json`: what a reader needs to use the shards.
