@@ -122,23 +122,30 @@ pub fn slice(series: &Series, lo: f64, hi: f64) -> (&[f64], &[f64]) {
 }
 
 /// mean, population std, min, max, least-squares slope; NaN where undefined.
+/// Two passes: sums and extremes, then centred moments.
 pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
-    let n = v.len() as f64;
     if v.is_empty() {
         return [f64::NAN; 5];
     }
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let t_mean = t.iter().sum::<f64>() / n;
-    let var_t: f64 = t.iter().map(|x| (x - t_mean).powi(2)).sum();
-    let slope = if v.len() < 2 || var_t == 0.0 {
-        f64::NAN
-    } else {
-        t.iter().zip(v).map(|(a, b)| (a - t_mean) * (b - mean)).sum::<f64>() / var_t
-    };
-    [mean, std, min, max, slope]
+    let n = v.len() as f64;
+    let (mut sum_t, mut sum_v) = (0.0, 0.0);
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (&a, &b) in t.iter().zip(v) {
+        sum_t += a;
+        sum_v += b;
+        min = min.min(b);
+        max = max.max(b);
+    }
+    let (t_mean, mean) = (sum_t / n, sum_v / n);
+    let (mut var_v, mut var_t, mut cov) = (0.0, 0.0, 0.0);
+    for (&a, &b) in t.iter().zip(v) {
+        let (dt, dv) = (a - t_mean, b - mean);
+        var_v += dv * dv;
+        var_t += dt * dt;
+        cov += dt * dv;
+    }
+    let slope = if v.len() < 2 || var_t == 0.0 { f64::NAN } else { cov / var_t };
+    [mean, (var_v / n).sqrt(), min, max, slope]
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-/// Episodes processed per activation before yielding.
-const FUEL: usize = 1;
+/// Episodes processed per activation before yielding: enough to amortise
+/// scheduling, few enough that a worker holds only a handful of episodes.
+const FUEL: usize = 4;
 
 /// Applies `logic` to every `(data, time, diff)` update of `stream`, keeping time
 /// and diff, processing at most [`FUEL`] episodes per activation.
