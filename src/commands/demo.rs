@@ -34,11 +34,13 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     if g.json {
         print_json(&serde_json::json!({
             "store": store, "episodes": stats.episodes, "outcomes": stats.outcomes, "reasons": stats.reasons,
+            "quality": stats.quality, "fake": stats.fake, "windows": stats.windows,
             "output": out,
         }))?;
     } else {
         println!("epiflow demo: {episodes} synthetic episodes from 4 lab hosts\n");
         print!("{}", outcome_table(&stats));
+        println!("\n{} feature windows (summary: 230 features; tensors: 46 channels x 20 steps)", stats.windows);
         if kept {
             println!("\noutputs in {}", out.display());
         } else {
