@@ -14,7 +14,8 @@ fn demo_runs_the_pipeline_and_keeps_its_outputs() {
     let out = keep.join("store/derived");
     assert_eq!(validation_rows(&out.join("validation.parquet")).len(), 40);
     assert!(out.join("quality.parquet").is_file());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("features/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("features/manifest.json")).unwrap()).unwrap();
     assert!(manifest["windows"].as_u64().unwrap() > 100);
     let summary: serde_json::Value =
         serde_json::from_str(&epiflow_ok(&["demo", "--episodes", "10", "--json"], 0)).unwrap();

@@ -191,29 +191,11 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                     Ok(Analyzed { validation, quality, aligned, summary: None, tensors: None })
                 })
             });
-            let features = job_w.features.clone();
-            let windowed = episode_stage(classified, Window::NAME, move |w: Work<Analyzed>| {
-                let Some(job) =
-                    features.as_ref().filter(|_| w.state.as_ref().is_ok_and(|a| a.wants_features(&features)))
-                else {
-                    return w;
-                };
-                w.then(Window::NAME, |mut a| {
-                    a.summary = Some(job.window.apply(&a.aligned));
-                    Ok(a)
-                })
+            let windowed = feature_stage(classified, Window::NAME, job_w.features.clone(), |job, a| {
+                a.summary = Some(job.window.apply(&a.aligned));
             });
-            let features = job_w.features.clone();
-            let tensored = episode_stage(windowed, Tensor::NAME, move |w: Work<Analyzed>| {
-                let Some(job) =
-                    features.as_ref().filter(|_| w.state.as_ref().is_ok_and(|a| a.wants_features(&features)))
-                else {
-                    return w;
-                };
-                w.then(Tensor::NAME, |mut a| {
-                    a.tensors = Some(job.tensor.apply(&a.aligned));
-                    Ok(a)
-                })
+            let tensored = feature_stage(windowed, Tensor::NAME, job_w.features.clone(), |job, a| {
+                a.tensors = Some(job.tensor.apply(&a.aligned));
             });
             let shard_errors = Rc::clone(&shard_errors_w);
             let tensored = shard_sink(tensored, job_w.features.clone(), shard_errors);
@@ -307,6 +289,26 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
         None => {}
     }
     Ok(leader)
+}
+
+/// A feature operator's stage: runs `compute` on usable episodes when features
+/// are asked for, and lets every other episode pass untouched (and untimed).
+fn feature_stage<'scope>(
+    stream: Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>>,
+    name: &'static str,
+    features: Option<FeatureJob>,
+    compute: impl Fn(&FeatureJob, &mut Analyzed) + 'static,
+) -> Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>> {
+    episode_stage(stream, name, move |w: Work<Analyzed>| {
+        let wanted = w.state.as_ref().is_ok_and(|a| a.wants_features(&features));
+        match features.as_ref().filter(|_| wanted) {
+            Some(job) => w.then(name, |mut a| {
+                compute(job, &mut a);
+                Ok(a)
+            }),
+            None => w,
+        }
+    })
 }
 
 /// Writes each episode's feature rows into the shards this worker owns, in the
