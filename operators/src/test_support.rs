@@ -75,8 +75,12 @@ pub fn aligned(
     duration_s: Option<f64>,
     telemetry: &[(&str, Vec<(f64, String)>)],
 ) -> crate::model::AlignedEpisode {
+    aligned_from(&episode_members(labels, duration_s, telemetry))
+}
+
+/// The aligned episode of archive members, through the real decoder.
+pub fn aligned_from(members: &[(String, Vec<u8>)]) -> crate::model::AlignedEpisode {
     use crate::fingerprint::Operator;
-    let members = episode_members(labels, duration_s, telemetry);
     let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
     let key = crate::model::EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
     let decoded =

@@ -152,15 +152,7 @@ pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
 mod tests {
     use super::*;
     use crate::registry::channel_index;
-    use crate::test_support::{aligned, rows, seed_episode, tar_zst};
-
-    fn from_members(members: Vec<(String, Vec<u8>)>) -> AlignedEpisode {
-        use crate::fingerprint::Operator;
-        let raw: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
-        let key = crate::model::EpisodeKey { host_id: "h".into(), episode_id: "e".into() };
-        crate::align::Align
-            .apply(&crate::decode::Decode::default().decode_bytes(&tar_zst(&raw), key, None, "e").unwrap())
-    }
+    use crate::test_support::{aligned, aligned_from, rows, seed_episode};
 
     const SEED_PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (25.0, "clean")];
 
@@ -171,14 +163,14 @@ mod tests {
 
     #[test]
     fn seed_summary_windows_shape() {
-        let f = Window::default().apply(&from_members(seed_episode(30.0, &SEED_PHASES, 100.0, false)));
+        let f = Window::default().apply(&aligned_from(&seed_episode(30.0, &SEED_PHASES, 100.0, false)));
         assert_eq!(f.windows.starts, vec![0.0, 5.0, 10.0, 15.0, 20.0]);
         assert_eq!(f.values.len(), 5 * 230);
     }
 
     #[test]
     fn seed_phase_label_at_window_center() {
-        let f = Window::default().apply(&from_members(seed_episode(30.0, &SEED_PHASES, 100.0, false)));
+        let f = Window::default().apply(&aligned_from(&seed_episode(30.0, &SEED_PHASES, 100.0, false)));
         use Phase::*;
         assert_eq!(f.windows.labels, vec![Clean, InfectedRunning, InfectedRunning, InfectedRunning, Clean]);
     }
@@ -187,7 +179,7 @@ mod tests {
     fn seed_no_labels_returns_empty() {
         let mut members = seed_episode(30.0, &SEED_PHASES, 100.0, false);
         members.retain(|(n, _)| !n.ends_with("labels.jsonl"));
-        let f = Window::default().apply(&from_members(members));
+        let f = Window::default().apply(&aligned_from(&members));
         assert!(f.windows.is_empty() && f.values.is_empty());
     }
 
