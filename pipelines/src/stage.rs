@@ -1,6 +1,6 @@
 //! A timely operator that applies a function to each episode, a few per
-//! activation. Yielding between episodes lets downstream operators consume each
-//! batch before the next one is decoded, so memory stays flat however many
+//! activation. Yielding every few episodes lets downstream operators consume
+//! those batches before more are decoded, so memory stays flat however many
 //! episodes a worker is handed at once.
 
 use std::collections::VecDeque;
