@@ -26,14 +26,23 @@ fn workers_and_processes_give_byte_identical_validation() {
     let two = run("two", "2");
     assert_eq!(one, two, "2 workers == 1 worker");
 
-    let hostfile = dir.path().join("hosts.txt");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
     let out = dir.path().join("procs");
+    two_processes(dir.path(), &["validate", "--store", s, "--out", out.to_str().unwrap()]);
+    assert_eq!(one, std::fs::read(out.join("validation.parquet")).unwrap(), "2 processes == 1 worker");
+    let rows = validation_rows(&out.join("validation.parquet"));
+    assert_eq!(rows.len(), 120);
+}
+
+/// Runs `epiflow ARGS --processes 2 --process i` for both processes at once.
+fn two_processes(dir: &std::path::Path, args: &[&str]) {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
     let children: Vec<_> = (0..2)
         .map(|p| {
             Command::new(env!("CARGO_BIN_EXE_epiflow"))
-                .args(["validate", "--store", s, "--out", out.to_str().unwrap(), "--workers", "1"])
-                .args(["--processes", "2", "--process", &p.to_string(), "--hostfile", hostfile.to_str().unwrap(), "-q"])
+                .args(args)
+                .args(["--workers", "1", "--processes", "2", "--process", &p.to_string()])
+                .args(["--hostfile", hostfile.to_str().unwrap(), "-q"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -44,9 +53,23 @@ fn workers_and_processes_give_byte_identical_validation() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    assert_eq!(one, std::fs::read(out.join("validation.parquet")).unwrap(), "2 processes == 1 worker");
-    let rows = validation_rows(&out.join("validation.parquet"));
-    assert_eq!(rows.len(), 120);
+}
+
+#[test]
+fn features_from_two_processes_match_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    epiflow_ok(&["synth", "--out", s, "--episodes", "40", "--seed", "8", "--duration-s", "30"], 0);
+    let one = dir.path().join("one");
+    epiflow_ok(&["features", "--store", s, "--out", one.to_str().unwrap(), "--workers", "1", "-q"], 0);
+    let procs = dir.path().join("procs");
+    two_processes(dir.path(), &["features", "--store", s, "--out", procs.to_str().unwrap()]);
+    assert_eq!(tree_hash(&one.join("features")), tree_hash(&procs.join("features")));
+    assert_eq!(
+        std::fs::read(one.join("validation.parquet")).unwrap(),
+        std::fs::read(procs.join("validation.parquet")).unwrap()
+    );
 }
 
 #[test]
