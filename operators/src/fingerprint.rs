@@ -4,9 +4,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// A stable 128-bit digest of an operator's identity and, when chained, of all the
-/// operators upstream of it. Two results with the same archive hash and the same
-/// fingerprint are interchangeable, which is what makes caching sound.
+/// A stable 128-bit digest of an operator's identity (or, for the feature schema
+/// hash, of several identities). Two results with the same archive hash and the
+/// same fingerprint are interchangeable, which is what makes caching sound.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Fingerprint(pub [u8; 16]);
 
@@ -23,11 +23,6 @@ impl Fingerprint {
         let mut out = [0u8; 16];
         out.copy_from_slice(&digest[..16]);
         Fingerprint(out)
-    }
-
-    /// This fingerprint chained after `upstream`: changes whenever either changes.
-    pub fn chain(self, upstream: Fingerprint) -> Fingerprint {
-        Fingerprint::of_parts(&[&upstream.0, &self.0])
     }
 
     /// Lower-case hex, as written in manifests and cache paths.
@@ -65,8 +60,7 @@ pub trait Operator {
     /// Runs the operator on one episode.
     fn apply(&self, input: &Self::Input) -> Self::Output;
 
-    /// Name, version and configuration, hashed. Chain with upstream fingerprints
-    /// using [`Fingerprint::chain`].
+    /// Name, version and configuration, hashed.
     fn fingerprint(&self) -> Fingerprint {
         let config = serde_json::to_vec(self.config()).unwrap_or_default();
         Fingerprint::of_parts(&[Self::NAME.as_bytes(), &Self::VERSION.to_le_bytes(), &config])
@@ -76,15 +70,6 @@ pub trait Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chaining_depends_on_both_sides_and_order() {
-        let a = Fingerprint::of_parts(&[b"a"]);
-        let b = Fingerprint::of_parts(&[b"b"]);
-        assert_ne!(a.chain(b), b.chain(a));
-        assert_ne!(a.chain(b), a);
-        assert_eq!(a.chain(b), a.chain(b));
-    }
 
     #[test]
     fn parts_are_length_delimited() {

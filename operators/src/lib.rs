@@ -5,7 +5,7 @@
 //! Every operator implements [`Operator`]: a name, a version and the configuration
 //! it reads. Those three make its [`Fingerprint`], which the incremental engine uses
 //! to decide whether a cached result is still valid. Adding an operator is writing
-//! one module that implements the trait and registering it in [`OPERATORS`].
+//! one module that implements the trait and adding it as a stage of a pipeline.
 
 pub mod align;
 pub mod archive;
@@ -24,15 +24,3 @@ pub mod validate;
 pub mod window;
 
 pub use fingerprint::{Fingerprint, Operator};
-
-/// Names and versions of every registered operator, in pipeline order. The
-/// feature schema hash and `epiflow cache gc` read this list; an operator that is
-/// not listed here is never cached.
-pub const OPERATORS: &[(&str, u32)] = &[
-    (decode::Decode::NAME, decode::Decode::VERSION),
-    (align::Align::NAME, align::Align::VERSION),
-    (validate::Validate::NAME, validate::Validate::VERSION),
-    (classify::Classify::NAME, classify::Classify::VERSION),
-    (window::Window::NAME, window::Window::VERSION),
-    (tensor::Tensor::NAME, tensor::Tensor::VERSION),
-];

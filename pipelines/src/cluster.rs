@@ -27,12 +27,18 @@ impl Cluster {
         self.process == 0
     }
 
+    /// Rejects a process index outside the cluster.
+    pub fn check(&self) -> Result<(), String> {
+        if self.processes == 0 || self.process >= self.processes {
+            return Err(format!("--process {} must be below --processes {}", self.process, self.processes));
+        }
+        Ok(())
+    }
+
     /// The timely configuration for this layout.
     pub fn timely_config(&self) -> Result<timely::Config, String> {
         use timely::CommunicationConfig as C;
-        if self.process >= self.processes {
-            return Err(format!("--process {} is not below --processes {}", self.process, self.processes));
-        }
+        self.check()?;
         let communication = if self.processes > 1 {
             let addresses = match &self.hostfile {
                 Some(path) => {

@@ -11,21 +11,6 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    write_replacing(path, true, write)
-}
-
-/// Like [`write_atomically`] but without the syncs: still whole or absent for
-/// any reader and after a killed process, but a power loss may lose it. For
-/// intermediate files that are recomputed when missing or unreadable.
-pub fn write_unsynced(path: &Path, write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>) -> io::Result<()> {
-    write_replacing(path, false, write)
-}
-
-fn write_replacing(
-    path: &Path,
-    sync: bool,
-    write: impl FnOnce(&mut BufWriter<&mut File>) -> io::Result<()>,
-) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -35,14 +20,10 @@ fn write_replacing(
         write(&mut w)?;
         w.flush()?;
     }
-    if sync {
-        tmp.as_file().sync_all()?;
-    }
+    tmp.as_file().sync_all()?;
     set_mode(tmp.as_file(), 0o644)?;
     tmp.persist(path).map_err(|e| e.error)?;
-    if sync {
-        sync_dir(dir);
-    }
+    sync_dir(dir);
     Ok(())
 }
 

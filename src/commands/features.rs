@@ -28,19 +28,36 @@ pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn operators(config: &Config) -> (Window, Tensor) {
-    (Window { spec: config.window.clone() }, Tensor { config: config.tensor_config() })
+/// The feature operators of a configuration, and what their shards declare.
+struct FeatureSchema {
+    window: Window,
+    tensor: Tensor,
+    hash: String,
+    channels: Vec<&'static str>,
+    timesteps: usize,
+}
+
+impl FeatureSchema {
+    fn of(config: &Config) -> FeatureSchema {
+        let window = Window { spec: config.window.clone() };
+        let tensor = Tensor { config: config.tensor_config() };
+        FeatureSchema {
+            hash: feature_schema_hash(&window, &tensor).hex(),
+            channels: CHANNELS.iter().map(|c| c.name).collect(),
+            timesteps: tensor.config.timesteps(),
+            window,
+            tensor,
+        }
+    }
 }
 
 /// The feature part of the dataflow job.
 pub fn feature_job(out: &Path, config: &Config) -> FeatureJob {
-    let (window, tensor) = operators(config);
-    let hash = feature_schema_hash(&window, &tensor).hex();
-    let channels: Vec<&str> = CHANNELS.iter().map(|c| c.name).collect();
+    let FeatureSchema { window, tensor, hash, channels, timesteps } = FeatureSchema::of(config);
     let metadata = vec![
         ("epiflow.feature_schema_hash".to_string(), hash),
         ("epiflow.channels".to_string(), serde_json::to_string(&channels).unwrap_or_default()),
-        ("epiflow.timesteps".to_string(), tensor.config.timesteps().to_string()),
+        ("epiflow.timesteps".to_string(), timesteps.to_string()),
         ("epiflow.hz".to_string(), config.tensor.hz.to_string()),
         ("epiflow.window_s".to_string(), config.window.window_s.to_string()),
         ("epiflow.layout".to_string(), "channel-major: x[c * timesteps + t]".to_string()),
@@ -55,10 +72,7 @@ pub fn publish(out: &Path, config: &Config, output: &ValidateOutput) -> Result<u
         return Err(Error::Io(format!("{} feature shard writes failed; first: {first}", output.shard_errors.len())));
     }
     let dir = out.join("features");
-    let (window, tensor) = operators(config);
-    let hash = feature_schema_hash(&window, &tensor).hex();
-    let steps = tensor.config.timesteps();
-    let channels: Vec<&str> = CHANNELS.iter().map(|c| c.name).collect();
+    let FeatureSchema { hash, channels, timesteps: steps, .. } = FeatureSchema::of(config);
     let shards = config.features.shards;
     let keys: Vec<_> = output.featured.iter().filter(|(_, n)| *n > 0).map(|(k, _)| k.clone()).collect();
     let used: std::collections::BTreeSet<usize> = keys.iter().map(|k| shard_of(k, shards)).collect();

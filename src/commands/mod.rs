@@ -41,15 +41,14 @@ fn workers(g: &Global) -> usize {
 }
 
 fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
-    if args.processes == 0 || args.process >= args.processes {
-        return Err(Error::Usage(format!("--process {} must be below --processes {}", args.process, args.processes)));
-    }
-    Ok(Cluster {
+    let cluster = Cluster {
         workers: workers(g),
         processes: args.processes,
         process: args.process,
         hostfile: args.hostfile.clone(),
-    })
+    };
+    cluster.check().map_err(Error::Usage)?;
+    Ok(cluster)
 }
 
 /// Prints `value` as one line of JSON on stdout.

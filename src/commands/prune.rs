@@ -1,6 +1,6 @@
 //! `epiflow prune`: list, archive or delete the episodes classified as fake.
 
-use super::validate::{corpus_job, run_corpus};
+use super::validate::{corpus_job, run_corpus, warn_index_problems};
 use super::{print_json, workers};
 use crate::cli::{Global, PruneArgs};
 use crate::config::Config;
@@ -35,9 +35,7 @@ pub fn run(g: &Global, args: &PruneArgs) -> Result<ExitCode> {
         _ => Some(lock_for_action(&paths).map_err(|e| Error::io("cannot lock", &paths.log(), e))?),
     };
     let snap = snapshot(&paths.index).map_err(|e| Error::io("cannot read index", &paths.index, e))?;
-    for p in &snap.problems {
-        tracing::warn!("skipping malformed index line: {p}");
-    }
+    warn_index_problems(&snap.problems);
     if action != Action::DryRun {
         let indexed: HashSet<EpisodeKey> = snap.entries.iter().map(|e| e.key.clone()).collect();
         let n = recover(&paths, &indexed)

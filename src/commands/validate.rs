@@ -87,10 +87,15 @@ pub fn corpus_job(episodes_root: &Path, entries: Vec<IndexEntry>, config: &Confi
 /// many lines were skipped.
 pub fn read_entries(index_path: &Path) -> Result<(Vec<IndexEntry>, usize)> {
     let scan = read_index(index_path).map_err(|e| Error::io("cannot read index", index_path, e))?;
-    for p in &scan.problems {
+    warn_index_problems(&scan.problems);
+    Ok((scan.entries, scan.problems.len()))
+}
+
+/// Logs each malformed index line that a run skips.
+pub fn warn_index_problems(problems: &[epiflow_operators::model::Problem]) {
+    for p in problems {
         tracing::warn!("skipping malformed index line: {p}");
     }
-    Ok((scan.entries, scan.problems.len()))
 }
 
 /// Runs the validation dataflow with a progress bar, logging every episode that
