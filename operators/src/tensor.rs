@@ -9,7 +9,7 @@
 use crate::decode::Decode;
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, EpisodeKey, Failure, Series, N_CHANNELS};
-use crate::window::{WindowSpec, Windows};
+use crate::window::{skip_before, WindowSpec, Windows};
 use serde::{Deserialize, Serialize};
 
 /// Tensor rate and hold.
@@ -97,9 +97,15 @@ impl Operator for Tensor {
         let steps = self.config.timesteps();
         let mut x = Vec::with_capacity(windows.len() * N_CHANNELS * steps);
         let mut mask = Vec::with_capacity(x.capacity());
+        // Where each channel's points at or after the window start begin.
+        let mut cursors = vec![0; ep.channels.len()];
+        let mut edges = Vec::with_capacity(steps + 1);
         for &start in &windows.starts {
-            for series in &ep.channels {
-                self.fill_bins(series, start, steps, &mut x, &mut mask);
+            edges.clear();
+            edges.extend((0..=steps).map(|i| start + i as f64 / self.config.tensor.hz));
+            for (series, cursor) in ep.channels.iter().zip(&mut cursors) {
+                *cursor = skip_before(&series.t, *cursor, start);
+                self.fill_bins(series, *cursor, &edges, &mut x, &mut mask);
             }
         }
         TensorFeatures { windows, timesteps: steps, x, mask }
@@ -107,15 +113,13 @@ impl Operator for Tensor {
 }
 
 impl Tensor {
-    /// Appends the `steps` bins of one channel in the window starting at
-    /// `start`: one forward sweep over the channel's sorted points.
-    fn fill_bins(&self, series: &Series, start: f64, steps: usize, x: &mut Vec<f32>, mask: &mut Vec<bool>) {
+    /// Appends the bins between consecutive `edges` of one channel, whose
+    /// points from index `k` on are not before the first edge: one forward
+    /// sweep over the channel's sorted points.
+    fn fill_bins(&self, series: &Series, mut k: usize, edges: &[f64], x: &mut Vec<f32>, mask: &mut Vec<bool>) {
         let (t, v) = (&series.t, &series.v);
-        let hz = self.config.tensor.hz;
-        let mut k = t.partition_point(|&p| p < start);
-        for i in 0..steps {
-            let lo = start + i as f64 / hz;
-            let hi = start + (i + 1) as f64 / hz;
+        for bin in edges.windows(2) {
+            let (lo, hi) = (bin[0], bin[1]);
             let first = k;
             let mut sum = 0.0;
             while k < t.len() && t[k] < hi {

@@ -104,9 +104,10 @@ impl Operator for Window {
     fn apply(&self, ep: &AlignedEpisode) -> SummaryFeatures {
         let windows = self.spec.windows(ep);
         let mut values = Vec::with_capacity(windows.len() * N_CHANNELS * STATS.len());
+        let mut cursors = vec![Cursor::default(); ep.channels.len()];
         for &start in &windows.starts {
-            for series in &ep.channels {
-                let (t, v) = slice(series, start, start + self.spec.window_s);
+            for (series, cursor) in ep.channels.iter().zip(&mut cursors) {
+                let (t, v) = cursor.window(series, start, start + self.spec.window_s);
                 values.extend(summary(t, v).map(|x| x as f32));
             }
         }
@@ -114,11 +115,27 @@ impl Operator for Window {
     }
 }
 
-/// The points of a series with `lo <= t < hi` (series times are sorted).
-pub fn slice(series: &Series, lo: f64, hi: f64) -> (&[f64], &[f64]) {
-    let a = series.t.partition_point(|&t| t < lo);
-    let b = series.t.partition_point(|&t| t < hi);
-    (&series.t[a..b], &series.v[a..b])
+/// Where one series' points for the current window begin and end. Window
+/// bounds only grow from one window to the next, so the cursor moves forward
+/// over the points instead of searching afresh for each window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cursor {
+    lo: usize,
+    hi: usize,
+}
+
+impl Cursor {
+    /// The points with `lo <= t < hi`. Bounds must not decrease between calls.
+    pub fn window<'a>(&mut self, series: &'a Series, lo: f64, hi: f64) -> (&'a [f64], &'a [f64]) {
+        self.lo = skip_before(&series.t, self.lo, lo);
+        self.hi = skip_before(&series.t, self.hi.max(self.lo), hi);
+        (&series.t[self.lo..self.hi], &series.v[self.lo..self.hi])
+    }
+}
+
+/// The first index from `from` on whose time is not before `bound` (`t` sorted).
+pub fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
+    from + t[from.min(t.len())..].iter().take_while(|&&p| p < bound).count()
 }
 
 /// mean, population std, min, max, least-squares slope; NaN where undefined.
@@ -250,5 +267,18 @@ mod tests {
         let spec = WindowSpec { window_s: 20.0, stride_s: 2.5 };
         assert_eq!(spec.windows(&ep).starts, vec![0.0, 2.5, 5.0, 7.5, 10.0]);
         assert!(WindowSpec { window_s: 0.0, stride_s: 1.0 }.check().is_err());
+    }
+
+    #[test]
+    fn cursor_finds_what_a_search_finds_as_windows_move_on() {
+        let t = vec![0.0, 1.0, 1.0, 2.5, 5.0, 5.0, 7.0, 10.0];
+        let series = Series { v: t.iter().map(|x| x * 2.0).collect(), t };
+        let mut cursor = Cursor::default();
+        // Overlapping, gapped, touching points exactly, and past the last point.
+        for (lo, hi) in [(0.0, 1.0), (0.5, 5.0), (1.0, 5.0), (5.0, 7.0), (8.0, 9.0), (10.0, 12.0), (20.0, 30.0)] {
+            let a = series.t.partition_point(|&p| p < lo);
+            let b = series.t.partition_point(|&p| p < hi);
+            assert_eq!(cursor.window(&series, lo, hi), (&series.t[a..b], &series.v[a..b]), "[{lo}, {hi})");
+        }
     }
 }

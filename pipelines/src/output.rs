@@ -21,10 +21,27 @@ pub fn write_atomically(
         w.flush()?;
     }
     tmp.as_file().sync_all()?;
-    set_mode(tmp.as_file(), 0o644)?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    persist(tmp, path)?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Gives a synced temporary file mode 0644 and renames it onto `path`.
+pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    set_mode(tmp.as_file(), 0o644)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Syncs many files at once, one thread each: the file system commits them
+/// together instead of paying one journal commit per file in turn.
+pub fn sync_together(files: &[&File]) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let syncing: Vec<_> = files.iter().map(|f| s.spawn(move || f.sync_all())).collect();
+        syncing
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("a sync thread panicked"))))
+    })
 }
 
 #[cfg(unix)]

@@ -10,7 +10,7 @@
 //!   → (dimension, value) collection → count     (corpus-level counts)
 //! ```
 
-use crate::sinks::features::{shard_of, summary_batch, tensor_batch, EpisodeInfo, Kind, ShardWriters};
+use crate::sinks::features::{shard_of, EpisodeInfo, ShardWriters};
 use crate::stage::episode_stage;
 use crate::work::{StageSample, Work};
 use crate::Cluster;
@@ -331,12 +331,7 @@ fn shard_sink<'scope>(
                         if let (Ok(a), Some(writers)) = (w.state.as_mut(), writers.as_mut()) {
                             if let (Some(summary), Some(tensors)) = (&a.summary, a.tensors.take()) {
                                 let shard = shard_of(&a.aligned.facts.key, job.shards);
-                                let info = a.info();
-                                let written = summary_batch(&info, summary)
-                                    .and_then(|b| writers.write(Kind::Summary, shard, &b))
-                                    .and_then(|_| tensor_batch(&info, &tensors))
-                                    .and_then(|b| writers.write(Kind::Tensors, shard, &b));
-                                if let Err(e) = written {
+                                if let Err(e) = writers.write(shard, &a.info(), summary, &tensors) {
                                     errors.borrow_mut().push(format!("{}: {e}", a.aligned.facts.key));
                                 }
                             }
