@@ -1,6 +1,7 @@
 //! Run statistics: `run.json` (SPEC section 11) and the summary printed with
 //! `--json`.
 
+use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::validate::OperatorTotals;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -13,11 +14,22 @@ pub struct OperatorStats {
     pub cached: u64,
     pub failed: u64,
     pub wall_s: f64,
+    /// The operator's chained fingerprint (hex): what its results are keyed
+    /// by, so two runs' outputs can be told apart or matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
-impl From<OperatorTotals> for OperatorStats {
-    fn from(t: OperatorTotals) -> Self {
-        OperatorStats { computed: t.computed, cached: 0, failed: t.failed, wall_s: t.nanos as f64 / 1e9 }
+impl OperatorStats {
+    /// Totals from the dataflow, with the operator's fingerprint.
+    pub fn new(t: OperatorTotals, fingerprint: Option<Fingerprint>) -> Self {
+        OperatorStats {
+            computed: t.computed,
+            cached: 0,
+            failed: t.failed,
+            wall_s: t.nanos as f64 / 1e9,
+            fingerprint: fingerprint.map(|f| f.hex()),
+        }
     }
 }
 

@@ -242,6 +242,21 @@ fn shards_are_stable_across_workers_and_the_schema_hash_moves_only_with_the_sche
     let meta = tensor_metadata(&longer);
     assert_ne!(meta["epiflow.feature_schema_hash"], hash);
     assert_eq!(meta["epiflow.timesteps"], "40");
+
+    // run.json names each operator's chained fingerprint: the window length
+    // moves window and tensor, the threshold moves classify, nothing else.
+    let fingerprints = |out: &Path| -> std::collections::BTreeMap<String, String> {
+        let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        let ops = run["operators"].as_object().unwrap();
+        ops.iter().map(|(name, op)| (name.clone(), op["fingerprint"].as_str().unwrap().to_string())).collect()
+    };
+    let moved = |a: &Path, b: &Path| -> Vec<String> {
+        let (a, b) = (fingerprints(a), fingerprints(b));
+        assert_eq!(a.len(), 6, "{a:?}");
+        a.keys().filter(|k| a[*k] != b[*k]).cloned().collect()
+    };
+    assert_eq!(moved(&one, &longer), ["tensor", "window"]);
+    assert_eq!(moved(&one, &other), ["classify"]);
     let bad = epiflow(&["features", "--store", s, "--out", longer.to_str().unwrap(), "--tensor-hz", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tensor hz 0"), "{bad:?}");

@@ -67,14 +67,21 @@ fn align(decoded: &DecodedEpisode) -> AlignedEpisode {
     let duration = facts.meta().and_then(|m| m.duration_observed_s).filter(|d| d.is_finite() && *d > 0.0);
     let last_t = aligned.iter().filter_map(|s| s.t.last().copied()).reduce(f64::max);
     let t_end = duration.or(last_t);
+    let channels = channel_series(&aligned);
+    AlignedEpisode { facts, row_counts, t0_wall_ns: t0, t_end, phases, sources: aligned, channels }
+}
+
+/// Every channel's points (registry order) from the aligned sources. Cheap
+/// next to decoding, so a cached episode stores its sources and derives these.
+pub fn channel_series(sources: &[AlignedSource; 4]) -> Vec<Series> {
     let mut channels = vec![Series::default(); CHANNELS.len()];
     for source in Source::ALL {
-        let s = &aligned[source.index()];
+        let s = &sources[source.index()];
         for (col, ch) in channels_of(source).enumerate() {
             channels[ch] = points(CHANNELS[ch].kind, &s.t, &s.columns[col], &s.bucket_ms);
         }
     }
-    AlignedEpisode { facts, row_counts, t0_wall_ns: t0, t_end, phases, sources: aligned, channels }
+    channels
 }
 
 /// Stable sort by `t_wall_ns`; of rows sharing a timestamp the later line wins.

@@ -132,12 +132,15 @@ impl Operator for Classify {
     }
 }
 
+/// Whether a source's statistic moved enough between two phases (low, high).
+type PhaseTest<'a> = dyn Fn(f64, f64) -> bool + 'a;
+
 impl Classify {
     /// Whether one source shows inter-phase signal.
     pub fn verdict(&self, ep: &AlignedEpisode, source: Source) -> Verdict {
         let c = &self.config;
         let src = &ep.sources[source.index()];
-        let (series, stat, test): (Series, Stat, Box<dyn Fn(f64, f64) -> bool>) = match source {
+        let (series, stat, test): (Series, Stat, Box<PhaseTest>) = match source {
             Source::Proc => (
                 points(
                     Kind::Counter,

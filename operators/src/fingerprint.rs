@@ -25,6 +25,14 @@ impl Fingerprint {
         Fingerprint(out)
     }
 
+    /// This fingerprint chained with those of the operator's inputs, in
+    /// order: a result is reusable only when its own identity and everything
+    /// upstream of it are unchanged.
+    pub fn chain(self, inputs: &[Fingerprint]) -> Fingerprint {
+        let parts: Vec<&[u8]> = std::iter::once(&self.0[..]).chain(inputs.iter().map(|f| &f.0[..])).collect();
+        Fingerprint::of_parts(&parts)
+    }
+
     /// Lower-case hex, as written in manifests and cache paths.
     pub fn hex(&self) -> String {
         crate::archive::hex(&self.0)
@@ -65,6 +73,12 @@ pub trait Operator {
         let config = serde_json::to_vec(self.config()).unwrap_or_default();
         Fingerprint::of_parts(&[Self::NAME.as_bytes(), &Self::VERSION.to_le_bytes(), &config])
     }
+
+    /// The fingerprint of this operator's results given its inputs'
+    /// fingerprints (see [`Fingerprint::chain`]).
+    fn fingerprint_after(&self, inputs: &[Fingerprint]) -> Fingerprint {
+        self.fingerprint().chain(inputs)
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +88,14 @@ mod tests {
     #[test]
     fn parts_are_length_delimited() {
         assert_ne!(Fingerprint::of_parts(&[b"ab", b"c"]), Fingerprint::of_parts(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn a_chain_moves_with_every_input_and_their_order() {
+        let [a, b, c] = [b"a", b"b", b"c"].map(|p| Fingerprint::of_parts(&[p]));
+        assert_eq!(a.chain(&[b, c]), a.chain(&[b, c]));
+        assert_ne!(a.chain(&[b, c]), a.chain(&[c, b]));
+        assert_ne!(a.chain(&[b]), a.chain(&[c]));
+        assert_ne!(a.chain(&[]), a);
     }
 }

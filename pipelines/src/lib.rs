@@ -6,7 +6,9 @@
 //! Corpus-level state (the index, counts per outcome and reason) lives in
 //! differential collections, so arrivals and removals flow as diffs.
 
+pub mod cache_codec;
 pub mod cluster;
+pub mod lineage;
 pub mod output;
 pub mod sinks;
 pub mod stage;

@@ -147,13 +147,16 @@ fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
     dims
 }
 
+/// Net diff per ((counter, key), value) seen by this worker's count collection.
+type CountDiffs = BTreeMap<((String, String), isize), isize>;
+
 /// Runs validation over `cluster`. Returns the gathered output on the process
 /// that hosts worker 0, `None` on the others.
 pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Option<ValidateOutput>, String> {
     let job = Arc::new(job);
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
         let gathered = Rc::new(RefCell::new(ValidateOutput::default()));
-        let count_diffs: Rc<RefCell<BTreeMap<((String, String), isize), isize>>> = Default::default();
+        let count_diffs: Rc<RefCell<CountDiffs>> = Default::default();
         let probe = ProbeHandle::new();
         let job_w = Arc::clone(&job);
         let observer = Arc::clone(&observer);

@@ -5,11 +5,12 @@ use crate::cli::{ClusterArgs, Global};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
-use crate::stats::RunStats;
+use crate::stats::{OperatorStats, RunStats};
 use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
 use epiflow_operators::validate::{Outcome, Validate};
+use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::sinks::{quality, validation};
 use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
@@ -49,6 +50,7 @@ pub fn validate_store(
     if features {
         job.features = Some(super::features::feature_job(out, config));
     }
+    let lineage = Lineage::of(&job);
     let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
     let windows = if features { super::features::publish(out, config, &output)? } else { 0 };
     let parquet = out.join("validation.parquet");
@@ -59,7 +61,14 @@ pub fn validate_store(
         command: if features { "features" } else { "validate" }.into(),
         episodes: output.records.len() as u64,
         windows,
-        operators: output.operators.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        operators: output
+            .operators
+            .into_iter()
+            .map(|(name, totals)| {
+                let fingerprint = lineage.get(&name);
+                (name, OperatorStats::new(totals, fingerprint))
+            })
+            .collect(),
         wall_s: start.elapsed().as_secs_f64(),
         workers: cluster.workers,
         processes: cluster.processes,

@@ -474,5 +474,5 @@ pub fn pick_sample(profile: &str, rng: &mut Rng) -> (&'static str, &'static str,
 
 /// Draws an exploit module.
 pub fn pick_module(rng: &mut Rng) -> &'static str {
-    *rng.pick(&MODULES[..])
+    MODULES[rng.below(MODULES.len())]
 }

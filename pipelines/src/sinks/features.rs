@@ -476,7 +476,7 @@ mod tests {
             windows,
             timesteps: TIMESTEPS,
             x: (0..WINDOWS * tensor_width).map(|i| cell(i / tensor_width, i % tensor_width)).collect(),
-            mask: (0..WINDOWS * tensor_width).map(|i| (i + e) % 3 != 0).collect(),
+            mask: (0..WINDOWS * tensor_width).map(|i| !(i + e).is_multiple_of(3)).collect(),
         };
         (EpisodeKey { host_id: format!("h{}", e % 2), episode_id: format!("e{e:03}") }, summary, tensors)
     }
