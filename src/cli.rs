@@ -137,6 +137,20 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// The whole pipeline, reusing every result an earlier run left in OUT/cache.
+    Run {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Inspect or trim the result cache (OUT/cache).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        #[command(flatten)]
+        window: WindowArgs,
+    },
     /// List (default), archive or delete the episodes classified as fake.
     Prune(PruneArgs),
     /// Synthesize a small store in a temporary folder and run everything on it.
@@ -148,6 +162,16 @@ pub enum Command {
         #[arg(long, default_value_t = 120)]
         episodes: usize,
     },
+}
+
+/// What `epiflow cache` does.
+#[derive(Debug, Subcommand, Clone, Copy)]
+pub enum CacheAction {
+    /// Entries and bytes per operator and fingerprint; live ones are those
+    /// the current configuration uses.
+    Stats,
+    /// Removes every entry no current fingerprint uses.
+    Gc,
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by -v/-q.

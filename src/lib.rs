@@ -1,6 +1,7 @@
 //! The `epiflow` command line: configuration, run statistics and the commands
 //! that drive the dataflows of `epiflow-pipelines`.
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

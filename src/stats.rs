@@ -25,7 +25,7 @@ impl OperatorStats {
     pub fn new(t: OperatorTotals, fingerprint: Option<Fingerprint>) -> Self {
         OperatorStats {
             computed: t.computed,
-            cached: 0,
+            cached: t.cached,
             failed: t.failed,
             wall_s: t.nanos as f64 / 1e9,
             fingerprint: fingerprint.map(|f| f.hex()),

@@ -67,14 +67,24 @@ impl Operator for Decode {
     }
 
     fn apply(&self, input: &DecodeInput) -> Self::Output {
-        let file = input.path.display().to_string();
+        let bytes = self.read_archive(&input.path)?;
+        self.decode_bytes(&bytes, input.key.clone(), input.expected_sha256.clone(), &input.path.display().to_string())
+    }
+}
+
+impl Decode {
+    /// Reads an archive whole, refusing one over the size limit before
+    /// reading it. Shared by decoding and by the cache, which hashes the bytes
+    /// to learn whether it has seen them before.
+    pub fn read_archive(&self, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+        let file = path.display().to_string();
         let fail = |code, message: String| Failure {
             code,
             problem: Problem::at(&file, None, message),
             bytes: None,
             sha256: None,
         };
-        let len = match std::fs::metadata(&input.path) {
+        let len = match std::fs::metadata(path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(fail(FailureCode::MissingArchive, "archive file not found".into()))
@@ -90,13 +100,9 @@ impl Operator for Decode {
                 )
             });
         }
-        let bytes =
-            std::fs::read(&input.path).map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))?;
-        self.decode_bytes(&bytes, input.key.clone(), input.expected_sha256.clone(), &file)
+        std::fs::read(path).map_err(|e| fail(FailureCode::IoError, format!("cannot read archive: {e}")))
     }
-}
 
-impl Decode {
     /// Decodes archive bytes already in memory. `file` names the archive in
     /// problems.
     pub fn decode_bytes(
@@ -106,7 +112,18 @@ impl Decode {
         expected_sha256: Option<String>,
         file: &str,
     ) -> Result<DecodedEpisode, Failure> {
-        let sha256 = sha256_hex(bytes);
+        self.decode_hashed(bytes, sha256_hex(bytes), key, expected_sha256, file)
+    }
+
+    /// Decodes archive bytes whose sha256 the caller already computed.
+    pub fn decode_hashed(
+        &self,
+        bytes: &[u8],
+        sha256: String,
+        key: EpisodeKey,
+        expected_sha256: Option<String>,
+        file: &str,
+    ) -> Result<DecodedEpisode, Failure> {
         let failure = |code: FailureCode, member: Option<&str>, message: String| Failure {
             code,
             problem: Problem {

@@ -7,7 +7,7 @@ use std::fmt;
 /// A stable 128-bit digest of an operator's identity (or, for the feature schema
 /// hash, of several identities). Two results with the same archive hash and the
 /// same fingerprint are interchangeable, which is what makes caching sound.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Fingerprint(pub [u8; 16]);
 
 impl Fingerprint {

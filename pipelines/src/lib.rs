@@ -10,8 +10,10 @@ pub mod cache_codec;
 pub mod cluster;
 pub mod lineage;
 pub mod output;
+pub mod results;
 pub mod sinks;
 pub mod stage;
+pub mod steps;
 pub mod validate;
 pub mod work;
 

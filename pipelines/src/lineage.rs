@@ -42,6 +42,18 @@ impl Lineage {
     pub fn get(&self, name: &str) -> Option<Fingerprint> {
         self.0.get(name).copied()
     }
+
+    /// Operator name → fingerprint (hex), as cache folders are named.
+    pub fn hex(&self) -> BTreeMap<String, String> {
+        self.0.iter().map(|(name, f)| (name.to_string(), f.hex())).collect()
+    }
+
+    /// What published feature rows depend on: the window and tensor
+    /// lineages and the shard count. `None` for a job without features.
+    pub fn features(&self, shards: usize) -> Option<String> {
+        let (window, tensor) = (self.get(Window::NAME)?, self.get(Tensor::NAME)?);
+        Some(Fingerprint::of_parts(&[&window.0, &tensor.0, &(shards as u64).to_le_bytes()]).hex())
+    }
 }
 
 #[cfg(test)]
@@ -64,7 +76,9 @@ mod tests {
                 dir: "features".into(),
                 shards: 32,
                 metadata: Vec::new(),
+                published: Default::default(),
             }),
+            store: std::sync::Arc::new(crate::results::NoStore),
         };
         if let Some(d) = guest_min_load_delta {
             job.classify.config.guest_min_load_delta = d;

@@ -1,30 +1,34 @@
-//! The validation dataflow, which also classifies (one pass computes both):
+//! The corpus dataflow: validation, classification and — when asked for —
+//! windows, tensors and their shards, each operator reusing earlier results
+//! through a [`ResultStore`] (see [`crate::steps`]):
 //!
 //! ```text
 //! index (differential collection)
-//!   → exchange by episode key
-//!   → decode → align → validate → classify     (one columnar batch per episode)
-//!   → window → tensor                            (usable episodes, when features are asked for;
-//!                                                 rows staged per episode, see sinks::features)
-//!   → records gathered at worker 0              (→ validation.parquet, quality.parquet)
-//!   → (dimension, value) collection → count     (corpus-level counts)
+//!   → exchange by shard (features) or episode key
+//!   → decode → align → validate → classify → window → tensor   (one batch per episode)
+//!   → feature sink: new rows stream into this worker's shards; reports pass on
+//!   → reports gathered at worker 0               (→ validation.parquet, quality.parquet)
+//!   → (dimension, value) collection → count      (corpus-level counts)
+//!   → shard updates gathered at worker 0         (→ features/manifest.json)
 //! ```
 
-use crate::sinks::features::{shard_of, EpisodeInfo, ShardWriters};
+use crate::lineage::Lineage;
+use crate::results::ResultStore;
+use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, ShardUpdate};
+use crate::sinks::features::shard_of;
+use crate::sinks::manifest::Published;
 use crate::stage::episode_stage;
-use crate::work::{StageSample, Work};
+use crate::steps::{Episode, FeatureSteps, Steps};
+use crate::work::{StageSample, Status, Work};
 use crate::Cluster;
 use differential_dataflow::input::Input;
 use differential_dataflow::AsCollection;
-use epiflow_operators::align::Align;
-use epiflow_operators::archive::archive_path;
 use epiflow_operators::classify::{Classify, QualityRecord};
-use epiflow_operators::decode::{Decode, DecodeInput};
+use epiflow_operators::decode::Decode;
 use epiflow_operators::index::IndexEntry;
-use epiflow_operators::model::{AlignedEpisode, EpisodeKey};
-use epiflow_operators::tensor::{Tensor, TensorFeatures};
+use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Validate, ValidationRecord};
-use epiflow_operators::window::{SummaryFeatures, Window};
+use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -33,13 +37,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator as _;
-use timely::dataflow::operators::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 
-/// What a validation run needs: where the archives are, which episodes, and the
-/// operators' configurations.
-#[derive(Clone, Debug)]
+/// What a corpus run needs: where the archives are, which episodes, the
+/// operators' configurations and where results are reused from.
+#[derive(Clone)]
 pub struct ValidateJob {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
@@ -50,6 +55,8 @@ pub struct ValidateJob {
     pub classify: Classify,
     /// Windows and tensors for usable episodes, when asked for.
     pub features: Option<FeatureJob>,
+    /// Earlier results ([`crate::results::NoStore`] to compute everything).
+    pub store: Arc<dyn ResultStore>,
 }
 
 /// The feature operators and where their shards go.
@@ -62,29 +69,25 @@ pub struct FeatureJob {
     pub shards: usize,
     /// Footer metadata of every shard.
     pub metadata: Vec<(String, String)>,
+    /// What an earlier run published under the same lineage.
+    pub published: Arc<Published>,
 }
 
-/// An episode after validation and classification, on its way to features.
-#[derive(Clone, Debug)]
-struct Analyzed {
-    validation: ValidationRecord,
-    quality: QualityRecord,
-    aligned: AlignedEpisode,
-    summary: Option<SummaryFeatures>,
-    tensors: Option<TensorFeatures>,
-}
-
-impl Analyzed {
-    /// Whether features are computed for this episode.
-    fn wants_features(&self, job: &Option<FeatureJob>) -> bool {
-        job.is_some() && self.validation.outcome.is_usable()
-    }
-
-    fn info(&self) -> EpisodeInfo<'_> {
-        EpisodeInfo {
-            key: &self.aligned.facts.key,
-            profile: self.validation.profile.as_deref(),
-            sample_name: self.validation.sample_name.as_deref(),
+impl ValidateJob {
+    /// The per-episode steps of this job.
+    fn steps(&self) -> Steps {
+        Steps {
+            episodes_root: self.episodes_root.clone(),
+            decode: self.decode.clone(),
+            validate: self.validate.clone(),
+            classify: self.classify.clone(),
+            features: self.features.as_ref().map(|f| FeatureSteps {
+                window: f.window.clone(),
+                tensor: f.tensor.clone(),
+                published: Arc::clone(&f.published),
+            }),
+            lineage: Lineage::of(self),
+            store: Arc::clone(&self.store),
         }
     }
 }
@@ -93,20 +96,32 @@ impl Analyzed {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct OperatorTotals {
     pub computed: u64,
+    pub cached: u64,
     pub failed: u64,
     /// Time spent inside the operator, summed over workers.
     pub nanos: u64,
 }
 
-/// What worker 0 gathers from a validation run.
+impl OperatorTotals {
+    fn add(&mut self, sample: &StageSample) {
+        self.nanos += sample.nanos;
+        match sample.status {
+            Status::Computed => self.computed += 1,
+            Status::Cached => self.cached += 1,
+            Status::Failed => self.failed += 1,
+        }
+    }
+}
+
+/// What worker 0 gathers from a corpus run.
 #[derive(Clone, Debug, Default)]
 pub struct ValidateOutput {
     /// One record per episode, sorted by key.
     pub records: Vec<ValidationRecord>,
     /// One quality record per classified (not errored) episode, sorted by key.
     pub quality: Vec<QualityRecord>,
-    /// Episodes whose features were written, with their window counts.
-    pub featured: Vec<(EpisodeKey, usize)>,
+    /// The new content of every shard the run touched, by shard.
+    pub shard_updates: BTreeMap<usize, ShardUpdate>,
     /// Shard writes that failed (fatal for the run).
     pub shard_errors: Vec<String>,
     /// Per operator name.
@@ -123,13 +138,21 @@ pub struct EpisodeReport {
     pub validation: ValidationRecord,
     /// `None` for an episode whose archive could not be read.
     pub quality: Option<QualityRecord>,
-    /// Windows written, when features were computed.
+    /// Windows published, when features were asked for and the episode is usable.
     pub windows: Option<usize>,
     pub trace: Vec<StageSample>,
 }
 
 /// Called on worker 0 for each finished episode (progress display).
 pub type Observer = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
+
+/// What leaves the feature sink: every episode's report as it passes, and
+/// the shards' new content once the run's input is exhausted.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum SinkOut {
+    Report(EpisodeReport),
+    Shards(Result<Vec<ShardUpdate>, String>),
+}
 
 /// The (dimension, value) pairs an episode contributes to the corpus counts.
 fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
@@ -150,19 +173,18 @@ fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
 /// Net diff per ((counter, key), value) seen by this worker's count collection.
 type CountDiffs = BTreeMap<((String, String), isize), isize>;
 
-/// Runs validation over `cluster`. Returns the gathered output on the process
-/// that hosts worker 0, `None` on the others.
+/// Runs the corpus dataflow over `cluster`. Returns the gathered output on the
+/// process that hosts worker 0, `None` on the others.
 pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Option<ValidateOutput>, String> {
     let job = Arc::new(job);
+    let steps = Arc::new(job.steps());
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
         let gathered = Rc::new(RefCell::new(ValidateOutput::default()));
         let count_diffs: Rc<RefCell<CountDiffs>> = Default::default();
         let probe = ProbeHandle::new();
-        let job_w = Arc::clone(&job);
+        let (job_w, steps) = (Arc::clone(&job), Arc::clone(&steps));
         let observer = Arc::clone(&observer);
-        let (g, c) = (Rc::clone(&gathered), Rc::clone(&count_diffs));
-        let shard_errors: Rc<RefCell<Vec<String>>> = Default::default();
-        let shard_errors_w = Rc::clone(&shard_errors);
+        let (g, c, s) = (Rc::clone(&gathered), Rc::clone(&count_diffs), Rc::clone(&gathered));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, index) = scope.new_collection::<IndexEntry, isize>();
             // With features, route by shard: each shard then has exactly one writer.
@@ -172,73 +194,50 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 None => entry.key.stable_hash(),
             });
 
-            let (root, decode) = (job_w.episodes_root.clone(), job_w.decode.clone());
-            let decoded = episode_stage(spread, Decode::NAME, move |entry: IndexEntry| {
-                let input = DecodeInput {
-                    path: archive_path(&root, &entry.key.host_id, &entry.key.episode_id),
-                    key: entry.key.clone(),
-                    expected_sha256: entry.sha256.clone(),
-                };
-                Work::start(entry, input).then(Decode::NAME, |i| decode.apply(&i))
-            });
-            let aligned =
-                episode_stage(decoded, Align::NAME, |w: Work<_>| w.then(Align::NAME, |d| Ok(Align.apply(&d))));
-            let validate = job_w.validate.clone();
-            let validated = episode_stage(aligned, Validate::NAME, move |w: Work<_>| {
-                w.then(Validate::NAME, |a| Ok((validate.apply(&a), a)))
-            });
-            let classify = job_w.classify.clone();
-            let classified = episode_stage(validated, Classify::NAME, move |w: Work<_>| {
-                w.then(Classify::NAME, |(validation, aligned)| {
-                    let quality = classify.apply(&aligned);
-                    Ok(Analyzed { validation, quality, aligned, summary: None, tensors: None })
-                })
-            });
-            let windowed = feature_stage(classified, Window::NAME, job_w.features.clone(), |job, a| {
-                a.summary = Some(job.window.apply(&a.aligned));
-            });
-            let tensored = feature_stage(windowed, Tensor::NAME, job_w.features.clone(), |job, a| {
-                a.tensors = Some(job.tensor.apply(&a.aligned));
-            });
-            let shard_errors = Rc::clone(&shard_errors_w);
-            let tensored = shard_sink(tensored, job_w.features.clone(), shard_errors);
-            let reports = episode_stage(tensored, "report", |w: Work<Analyzed>| match w.state {
-                Ok(a) => EpisodeReport {
-                    validation: a.validation,
-                    quality: Some(a.quality),
-                    windows: a.summary.map(|s| s.windows.len()),
-                    trace: w.trace,
-                },
-                Err(failure) => EpisodeReport {
-                    validation: ValidationRecord::errored(&w.entry, &failure),
-                    quality: None,
-                    windows: None,
-                    trace: w.trace,
-                },
-            });
+            let st = Arc::clone(&steps);
+            let decoded = episode_stage(spread, Decode::NAME, move |entry| st.decode(entry));
+            let st = Arc::clone(&steps);
+            let aligned = episode_stage(decoded, "align", move |w| st.align(w));
+            let st = Arc::clone(&steps);
+            let validated = episode_stage(aligned, Validate::NAME, move |w| st.validate(w));
+            let st = Arc::clone(&steps);
+            let classified = episode_stage(validated, Classify::NAME, move |w| st.classify(w));
+            let st = Arc::clone(&steps);
+            let windowed = episode_stage(classified, Window::NAME, move |w| st.window(w));
+            let st = Arc::clone(&steps);
+            let tensored = episode_stage(windowed, Tensor::NAME, move |w| st.tensor(w));
+            let out = feature_sink(tensored, job_w.features.clone());
 
+            out.clone()
+                .flat_map(|(o, t, r)| match o {
+                    SinkOut::Shards(updates) => Some((updates, t, r)),
+                    SinkOut::Report(_) => None,
+                })
+                .exchange(|_| 0)
+                .inspect(move |(updates, _, _): &(Result<Vec<ShardUpdate>, String>, u64, isize)| {
+                    let mut out = s.borrow_mut();
+                    match updates {
+                        Ok(updates) => out.shard_updates.extend(updates.iter().map(|u| (u.shard, u.clone()))),
+                        Err(e) => out.shard_errors.push(e.clone()),
+                    }
+                })
+                .probe_with(&probe);
+
+            let reports = out.flat_map(|(o, t, r)| match o {
+                SinkOut::Report(report) => Some((report, t, r)),
+                SinkOut::Shards(_) => None,
+            });
             reports
                 .clone()
                 .exchange(|_| 0)
                 .inspect(move |(report, _, _): &(EpisodeReport, u64, isize)| {
                     observer(report);
                     let mut out = g.borrow_mut();
-                    for s in &report.trace {
-                        let t = out.operators.entry(s.operator.clone()).or_default();
-                        t.nanos += s.nanos;
-                        if s.failed {
-                            t.failed += 1;
-                        } else {
-                            t.computed += 1;
-                        }
+                    for sample in &report.trace {
+                        out.operators.entry(sample.operator.clone()).or_default().add(sample);
                     }
                     out.records.push(report.validation.clone());
                     out.quality.extend(report.quality.clone());
-                    if let Some(n) = report.windows {
-                        let v = &report.validation;
-                        out.featured
-                            .push((EpisodeKey { host_id: v.host_id.clone(), episode_id: v.episode_id.clone() }, n));
-                    }
                 })
                 .probe_with(&probe);
 
@@ -263,12 +262,10 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
         while !probe.done() {
             worker.step();
         }
-        let errors = shard_errors.take();
-        let out = (worker.index() == 0).then(|| {
+        (worker.index() == 0).then(|| {
             let mut out = gathered.take();
             out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
             out.quality.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
-            out.featured.sort();
             out.counts = count_diffs
                 .take()
                 .into_iter()
@@ -276,80 +273,82 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 .map(|((key, count), diff)| (key, (count * diff) as i64))
                 .collect();
             out
-        });
-        (out, errors)
+        })
     })?;
     let mut leader = None;
-    let mut errors = Vec::new();
     for result in guards.join() {
-        let (out, e) = result?;
-        errors.extend(e);
-        leader = leader.or(out);
-    }
-    match leader.as_mut() {
-        Some(out) => out.shard_errors = errors,
-        None if !errors.is_empty() => return Err(format!("writing feature shards: {}", errors.join("; "))),
-        None => {}
+        leader = leader.or(result?);
     }
     Ok(leader)
 }
 
-/// A feature operator's stage: runs `compute` on usable episodes when features
-/// are asked for, and lets every other episode pass untouched (and untimed).
-fn feature_stage<'scope>(
-    stream: Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>>,
-    name: &'static str,
-    features: Option<FeatureJob>,
-    compute: impl Fn(&FeatureJob, &mut Analyzed) + 'static,
-) -> Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>> {
-    episode_stage(stream, name, move |w: Work<Analyzed>| {
-        let wanted = w.state.as_ref().is_ok_and(|a| a.wants_features(&features));
-        match features.as_ref().filter(|_| wanted) {
-            Some(job) => w.then(name, |mut a| {
-                compute(job, &mut a);
-                Ok(a)
-            }),
-            None => w,
+/// Turns each finished episode into its report and, for usable episodes
+/// when features are asked for, feeds its rows (or the fact that its
+/// published rows are kept) to this worker's [`FeatureSink`]. When a time is
+/// complete, publishes the touched shards and sends their new content on.
+fn feature_sink<'scope>(
+    stream: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
+    job: Option<FeatureJob>,
+) -> Stream<'scope, u64, Vec<(SinkOut, u64, isize)>> {
+    let mut sink = job.as_ref().map(|job| {
+        let timesteps = job.tensor.config.timesteps();
+        FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published))
+    });
+    let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    stream.unary_frontier(Pipeline, "feature-sink", move |_, _| {
+        move |(input, frontier), output| {
+            let port = output.output_index();
+            input.for_each_stamp(|cap, batches| {
+                if sink.is_some() {
+                    if let Some(retained) = cap.retain_least(port) {
+                        held.entry(*retained.time()).or_insert(retained);
+                    }
+                }
+                let mut session = output.session(&cap);
+                for batch in batches {
+                    for (w, t, r) in batch.drain(..) {
+                        let (report, event) = report(w);
+                        if let (Some(sink), Some(event)) = (sink.as_mut(), event) {
+                            if let Err(e) = sink.apply(event) {
+                                errors.push(format!("{}: {e}", report.validation.host_id));
+                            }
+                        }
+                        session.give((SinkOut::Report(report), t, r));
+                    }
+                }
+            });
+            while let Some(entry) = held.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (time, cap) = entry.remove_entry();
+                let published = match (sink.as_mut(), errors.is_empty()) {
+                    (Some(sink), true) => sink.publish().map_err(|e| format!("publishing feature shards: {e}")),
+                    _ => Err(std::mem::take(&mut errors).join("; ")),
+                };
+                output.session(&cap).give((SinkOut::Shards(published), time, 1));
+            }
         }
     })
 }
 
-/// Writes each episode's feature rows into the shards this worker owns, in the
-/// order episodes arrive (key order), and publishes the shards when the input
-/// is exhausted. Episodes pass on without their tensors.
-fn shard_sink<'scope>(
-    stream: Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>>,
-    job: Option<FeatureJob>,
-    errors: Rc<RefCell<Vec<String>>>,
-) -> Stream<'scope, u64, Vec<(Work<Analyzed>, u64, isize)>> {
-    let Some(job) = job else { return stream };
-    let timesteps = job.tensor.config.timesteps();
-    let mut writers = Some(ShardWriters::new(&job.dir, timesteps, &job.metadata));
-    stream.unary_frontier(Pipeline, "shard-sink", move |_, _| {
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, batches| {
-                let mut session = output.session(&cap);
-                for batch in batches {
-                    for (mut w, t, r) in batch.drain(..) {
-                        if let (Ok(a), Some(writers)) = (w.state.as_mut(), writers.as_mut()) {
-                            if let (Some(summary), Some(tensors)) = (&a.summary, a.tensors.take()) {
-                                let shard = shard_of(&a.aligned.facts.key, job.shards);
-                                if let Err(e) = writers.write(shard, &a.info(), summary, &tensors) {
-                                    errors.borrow_mut().push(format!("{}: {e}", a.aligned.facts.key));
-                                }
-                            }
-                        }
-                        session.give((w, t, r));
-                    }
-                }
-            });
-            if frontier.is_empty() {
-                if let Some(w) = writers.take() {
-                    if let Err(e) = w.finish() {
-                        errors.borrow_mut().push(format!("publishing shards: {e}"));
-                    }
-                }
-            }
+/// An episode's report, and what its features do in the sink.
+fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
+    let Work { entry, trace, state } = w;
+    match state.and_then(Episode::finish) {
+        Ok((sha256, validation, quality, change)) => {
+            let windows = match &change {
+                Some(FeatureChange::Keep { windows }) => Some(*windows),
+                Some(FeatureChange::New { summary, .. }) => Some(summary.windows.len()),
+                None => None,
+            };
+            let event = change.map(|change| FeatureEvent { key: entry.key, sha256, change });
+            (EpisodeReport { validation, quality: Some(quality), windows, trace }, event)
         }
-    })
+        Err(failure) => (
+            EpisodeReport { validation: ValidationRecord::errored(&entry, &failure), quality: None, windows: None, trace },
+            None,
+        ),
+    }
 }

@@ -1,6 +1,6 @@
 //! `epiflow demo`: a small synthetic store, the whole pipeline, the results.
 
-use super::validate::{outcome_table, validate_store};
+use super::validate::{outcome_table, validate_store, Mode};
 use super::{print_json, workers};
 use crate::cli::Global;
 use crate::config::Config;
@@ -29,7 +29,7 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     bar.finish_and_clear();
     let out = store.join("derived");
     let cluster = Cluster::local(workers(g));
-    let stats = validate_store(&store, &out, &Config::default(), &cluster, quiet, true)?
+    let stats = validate_store(&store, &out, &Config::default(), &cluster, quiet, Mode::Run)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     if g.json {
         print_json(&serde_json::json!({

@@ -1,8 +1,10 @@
 //! One module per command; `run` dispatches.
 
+mod cache;
 mod demo;
 mod features;
 mod prune;
+mod run;
 mod synth;
 mod validate;
 
@@ -20,6 +22,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Synth { episodes, hosts, seed, duration_s } => synth::run(g, episodes, hosts, seed, duration_s),
         Command::Validate { cluster } => validate::run(g, &cluster),
         Command::Features { window, cluster } => features::run(g, window, &cluster),
+        Command::Run { window, cluster } => run::run(g, window, &cluster),
+        Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),
     }

@@ -11,7 +11,9 @@ use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
 use epiflow_operators::validate::{Outcome, Validate};
 use epiflow_pipelines::lineage::Lineage;
+use crate::cache::DiskCache;
 use epiflow_pipelines::output::write_atomically;
+use epiflow_pipelines::results::NoStore;
 use epiflow_pipelines::sinks::{quality, validation};
 use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
 use epiflow_pipelines::Cluster;
@@ -25,40 +27,78 @@ pub fn run(g: &Global, args: &ClusterArgs) -> Result<ExitCode> {
     let out = out_dir(g, &store);
     let cluster = cluster(g, args)?;
     let config = Config::load(g.config.as_deref())?;
-    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, false)? {
+    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Validate)? {
         report(g, &stats, &out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs validation and classification — and, with `features`, windows and
-/// tensors — and writes `validation.parquet`, `quality.parquet`, `run.json`
-/// and the feature shards under `out`. Returns the statistics on the process
-/// that hosts worker 0.
+/// What a corpus run computes, and whether it reuses earlier results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Validation and classification, all computed.
+    Validate,
+    /// Also windows and tensors, all computed.
+    Features,
+    /// Everything, reusing `OUT/cache` and the published features.
+    Run,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Validate => "validate",
+            Mode::Features => "features",
+            Mode::Run => "run",
+        }
+    }
+}
+
+/// Runs validation and classification — and, unless `mode` is validation
+/// only, windows and tensors — and writes `validation.parquet`,
+/// `quality.parquet`, `run.json` and the feature shards under `out`. Returns
+/// the statistics on the process that hosts worker 0.
 pub fn validate_store(
     store: &Path,
     out: &Path,
     config: &Config,
     cluster: &Cluster,
     quiet: bool,
-    features: bool,
+    mode: Mode,
 ) -> Result<Option<RunStats>> {
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
     let mut job = corpus_job(&store.join("episodes"), entries, config);
-    if features {
+    let cache = match mode {
+        Mode::Run => {
+            let root = out.join("cache");
+            let cache = DiskCache::open(&root).map_err(|e| Error::io("cannot open cache", &root, e))?;
+            let cache = Arc::new(cache);
+            job.store = cache.clone();
+            Some(cache)
+        }
+        Mode::Validate | Mode::Features => None,
+    };
+    if mode != Mode::Validate {
         job.features = Some(super::features::feature_job(out, config));
     }
     let lineage = Lineage::of(&job);
+    let features = super::features::reuse(&mut job, &lineage, config, mode == Mode::Run);
     let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
-    let windows = if features { super::features::publish(out, config, &output)? } else { 0 };
+    let windows = match features {
+        Some(base) => super::features::publish(out, base, &output)?,
+        None => 0,
+    };
     let parquet = out.join("validation.parquet");
     validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
     let parquet = out.join("quality.parquet");
     quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
+    if let Some(cache) = cache {
+        cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
+    }
     let mut stats = RunStats {
-        command: if features { "features" } else { "validate" }.into(),
+        command: mode.name().into(),
         episodes: output.records.len() as u64,
         windows,
         operators: output
@@ -89,6 +129,7 @@ pub fn corpus_job(episodes_root: &Path, entries: Vec<IndexEntry>, config: &Confi
         validate: Validate { config: config.validate.clone() },
         classify: Classify { config: config.classify.clone() },
         features: None,
+        store: Arc::new(NoStore),
     }
 }
 

@@ -8,7 +8,6 @@
 //! the files are the same bytes however many workers or processes ran.
 
 use super::parquet_io::writer_properties;
-use crate::output;
 use arrow_array::builder::{BooleanBufferBuilder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -273,20 +272,37 @@ fn drain_into_new<T>(v: &mut Vec<T>) -> Vec<T> {
     std::mem::replace(v, Vec::with_capacity(capacity))
 }
 
-/// The shard an episode belongs to.
+/// The shard (bucket) an episode belongs to.
 pub fn shard_of(key: &EpisodeKey, shards: usize) -> usize {
     (key.stable_hash() % shards.max(1) as u64) as usize
 }
 
-/// File name of shard `i`.
-pub fn shard_name(i: usize) -> String {
-    format!("part-{i:03}.parquet")
+/// A temporary file in `dir` for a feature file of `kind`, and a Parquet
+/// writer onto it with the properties every feature file shares.
+pub fn open_feature_writer(
+    kind: Kind,
+    dir: &Path,
+    schema: SchemaRef,
+    metadata: &[KeyValue],
+) -> io::Result<(tempfile::NamedTempFile, ArrowWriter<std::fs::File>)> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new().prefix(".part-").suffix(".tmp").tempfile_in(dir)?;
+    // Feature values rarely repeat: dictionary encoding only costs time here.
+    let props = writer_properties(kind.row_group())
+        .set_dictionary_enabled(false)
+        .set_compression(kind.compression())
+        // Min/max of 920 cells per row helps no reader skip anything.
+        .set_column_statistics_enabled(list_item("x"), EnabledStatistics::None)
+        .set_column_statistics_enabled(list_item("mask"), EnabledStatistics::None)
+        .set_key_value_metadata(Some(metadata.to_vec()))
+        .build();
+    let writer = ArrowWriter::try_new(tmp.reopen()?, schema, Some(props)).map_err(io::Error::other)?;
+    Ok((tmp, writer))
 }
 
-/// One feature file being written: a temporary file beside its final name,
-/// its Parquet writer and the rows not yet handed to the writer.
+/// One feature file being written: a temporary file, its Parquet writer and
+/// the rows not yet handed to the writer.
 struct ShardFile<R> {
-    path: PathBuf,
     tmp: tempfile::NamedTempFile,
     writer: ArrowWriter<std::fs::File>,
     schema: SchemaRef,
@@ -295,22 +311,9 @@ struct ShardFile<R> {
 }
 
 impl<R: PendingRows> ShardFile<R> {
-    fn create(kind: Kind, path: PathBuf, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
-        let dir = path.parent().ok_or_else(|| io::Error::other("shard path has no folder"))?;
-        std::fs::create_dir_all(dir)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
-        // Feature values rarely repeat: dictionary encoding only costs time here.
-        let props = writer_properties(kind.row_group())
-            .set_dictionary_enabled(false)
-            .set_compression(kind.compression())
-            // Min/max of 920 cells per row helps no reader skip anything.
-            .set_column_statistics_enabled(list_item("x"), EnabledStatistics::None)
-            .set_column_statistics_enabled(list_item("mask"), EnabledStatistics::None)
-            .set_key_value_metadata(Some(metadata.to_vec()))
-            .build();
-        let writer = ArrowWriter::try_new(tmp.reopen()?, schema.clone(), Some(props)).map_err(io::Error::other)?;
-        Ok(ShardFile { path, tmp, writer, schema, handover: kind.handover(), pending: R::default() })
+    fn create(kind: Kind, dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
+        let (tmp, writer) = open_feature_writer(kind, dir, schema.clone(), metadata)?;
+        Ok(ShardFile { tmp, writer, schema, handover: kind.handover(), pending: R::default() })
     }
 
     /// Adds one episode's rows, handing them over once enough are pending.
@@ -332,15 +335,20 @@ impl<R: PendingRows> ShardFile<R> {
 
     /// Writes what is pending and completes the file, still under its
     /// temporary name.
-    fn close(mut self) -> io::Result<(tempfile::NamedTempFile, PathBuf)> {
+    fn close(mut self) -> io::Result<tempfile::NamedTempFile> {
         self.hand_over()?;
         self.writer.close().map_err(io::Error::other)?;
-        Ok((self.tmp, self.path))
+        Ok(self.tmp)
     }
 }
 
-/// The shards one worker owns, open for writing. Rows go to a temporary file
-/// per shard; [`ShardWriters::finish`] closes them and renames them into place.
+/// A summary file and a tensor file holding the same rows, complete under
+/// temporary names.
+pub type ClosedPair = [tempfile::NamedTempFile; 2];
+
+/// New feature files of one worker, one summary + tensor pair per shard,
+/// open for writing. [`ShardWriters::close`] completes a pair; the caller
+/// names it.
 pub struct ShardWriters {
     dir: PathBuf,
     schemas: [SchemaRef; 2],
@@ -350,13 +358,23 @@ pub struct ShardWriters {
 
 impl ShardWriters {
     /// Writers under `features_dir` with `metadata` in every file footer.
-    pub fn new(features_dir: &Path, timesteps: usize, metadata: &[(String, String)]) -> ShardWriters {
+    pub fn new(features_dir: &Path, timesteps: usize, metadata: &[KeyValue]) -> ShardWriters {
         ShardWriters {
             dir: features_dir.to_path_buf(),
             schemas: [Arc::new(summary_schema()), Arc::new(tensor_schema(timesteps))],
-            metadata: metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect(),
+            metadata: metadata.to_vec(),
             open: BTreeMap::new(),
         }
+    }
+
+    /// The schema of `kind`'s files.
+    pub fn schema(&self, kind: Kind) -> SchemaRef {
+        self.schemas[kind as usize].clone()
+    }
+
+    /// The footer metadata of every file.
+    pub fn metadata(&self) -> &[KeyValue] {
+        &self.metadata
     }
 
     /// Appends one episode's summary and tensor rows to shard `shard`.
@@ -371,10 +389,10 @@ impl ShardWriters {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let [summary_schema, tensor_schema] = &self.schemas;
-                let path = |kind: Kind| self.dir.join(kind.dir()).join(shard_name(shard));
+                let dir = |kind: Kind| self.dir.join(kind.dir());
                 e.insert((
-                    ShardFile::create(Kind::Summary, path(Kind::Summary), summary_schema.clone(), &self.metadata)?,
-                    ShardFile::create(Kind::Tensors, path(Kind::Tensors), tensor_schema.clone(), &self.metadata)?,
+                    ShardFile::create(Kind::Summary, &dir(Kind::Summary), summary_schema.clone(), &self.metadata)?,
+                    ShardFile::create(Kind::Tensors, &dir(Kind::Tensors), tensor_schema.clone(), &self.metadata)?,
                 ))
             }
         };
@@ -382,69 +400,18 @@ impl ShardWriters {
         files.1.push(info, tensors)
     }
 
-    /// Closes every open shard, syncs it and renames it into place.
-    pub fn finish(self) -> io::Result<()> {
-        let mut closed = Vec::with_capacity(2 * self.open.len());
-        for (summary, tensors) in self.open.into_values() {
-            closed.push(summary.close()?);
-            closed.push(tensors.close()?);
+    /// Completes shard `shard`'s pair, if any rows went to it.
+    pub fn close(&mut self, shard: usize) -> io::Result<Option<ClosedPair>> {
+        match self.open.remove(&shard) {
+            Some((summary, tensors)) => Ok(Some([summary.close()?, tensors.close()?])),
+            None => Ok(None),
         }
-        if closed.is_empty() {
-            return Ok(());
-        }
-        output::sync_together(&closed.iter().map(|(tmp, _)| tmp.as_file()).collect::<Vec<_>>())?;
-        for (tmp, path) in closed {
-            output::persist(tmp, &path)?;
-        }
-        for kind in [Kind::Summary, Kind::Tensors] {
-            output::sync_dir(&self.dir.join(kind.dir()));
-        }
-        Ok(())
     }
 }
 
 /// The Parquet path of a list column's values.
 fn list_item(column: &str) -> ColumnPath {
     ColumnPath::new(vec![column.to_string(), "list".to_string(), "item".to_string()])
-}
-
-/// Removes shard files of `kind` that this run did not write (their episodes
-/// are gone, or the shard count was lowered).
-pub fn remove_other_shards(
-    features_dir: &Path,
-    kind: Kind,
-    written: &std::collections::BTreeSet<usize>,
-) -> io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(features_dir.join(kind.dir())) else { return Ok(()) };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let index = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")).and_then(|n| n.parse().ok());
-        if index.is_some_and(|i: usize| !written.contains(&i)) {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// `features/manifest.json`: what a reader needs to use the shards.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Manifest {
-    pub feature_schema_hash: String,
-    pub channels: Vec<&'static str>,
-    pub channel_sets: BTreeMap<&'static str, Vec<&'static str>>,
-    pub stats: Vec<&'static str>,
-    pub window: serde_json::Value,
-    pub shards: BTreeMap<&'static str, Vec<String>>,
-    pub windows: u64,
-    /// `host_id/episode_id` → shard file name and window count.
-    pub episodes: BTreeMap<String, ManifestEntry>,
-}
-
-/// Where one episode's rows are.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ManifestEntry {
-    pub shard: String,
-    pub windows: usize,
 }
 
 #[cfg(test)]
@@ -495,15 +462,16 @@ mod tests {
     fn rows_handed_over_in_batches_read_back_in_order_with_full_row_groups() {
         let dir = tempfile::tempdir().unwrap();
         let episodes: Vec<_> = (0..40).map(episode).collect();
-        let mut writers = ShardWriters::new(dir.path(), TIMESTEPS, &[("k".into(), "v".into())]);
+        let mut writers = ShardWriters::new(dir.path(), TIMESTEPS, &[KeyValue::new("k".into(), "v".to_string())]);
         for (key, summary, tensors) in &episodes {
             let info = EpisodeInfo { key, profile: Some("io-walk"), sample_name: None };
             writers.write(7, &info, summary, tensors).unwrap();
         }
-        writers.finish().unwrap();
+        let [summary_file, tensor_file] = writers.close(7).unwrap().unwrap();
+        assert!(writers.close(7).unwrap().is_none(), "a closed shard is gone");
         let rows = episodes.len() * WINDOWS;
 
-        let (groups, batch) = read(&dir.path().join("tensors").join(shard_name(7)));
+        let (groups, batch) = read(tensor_file.path());
         assert_eq!(groups, vec![TENSOR_ROW_GROUP, rows - TENSOR_ROW_GROUP], "{rows} rows over several handovers");
         let x = batch.column_by_name("x").unwrap().as_fixed_size_list();
         let mask = batch.column_by_name("mask").unwrap().as_fixed_size_list();
@@ -518,7 +486,7 @@ mod tests {
             assert_eq!(m, &tensors.mask[w * width..(w + 1) * width]);
         }
 
-        let (groups, batch) = read(&dir.path().join("summary").join(shard_name(7)));
+        let (groups, batch) = read(summary_file.path());
         assert_eq!(groups, vec![rows]);
         let width = N_CHANNELS * STATS.len();
         for (r, (e, w)) in (0..episodes.len()).flat_map(|e| (0..WINDOWS).map(move |w| (e, w))).enumerate() {
@@ -533,10 +501,5 @@ mod tests {
                 assert_eq!(batch.column(7 + c).as_primitive::<Float32Type>().value(r), summary.values[w * width + c]);
             }
         }
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("tensors"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec![shard_name(7)], "no temporary left beside the shard");
     }
 }

@@ -1,0 +1,245 @@
+//! The feature sink under change. Each shard is a few files (one summary +
+//! tensor pair each): an unchanged episode keeps its rows where they are, new
+//! rows go to one new file per shard and publication, and a shard is
+//! compacted into one file when an episode left it or when its newer files
+//! hold more than a quarter of its rows. So appending ten episodes writes
+//! ten small files instead of re-encoding the corpus, and a removal rewrites
+//! only the shards it touches.
+
+use super::features::{open_feature_writer, shard_of, ClosedPair, EpisodeInfo, Kind, ShardWriters};
+use super::manifest::{file_name, EpisodeRows, FileEntry, Published};
+use crate::output;
+use arrow_array::cast::AsArray;
+use arrow_array::{BooleanArray, RecordBatch};
+use epiflow_operators::model::EpisodeKey;
+use epiflow_operators::tensor::TensorFeatures;
+use epiflow_operators::window::SummaryFeatures;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::KeyValue;
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// More files than this in a shard and it is compacted.
+const MAX_FILES_PER_SHARD: usize = 8;
+
+/// What happened to one usable episode's features.
+#[derive(Clone, Debug)]
+pub struct FeatureEvent {
+    pub key: EpisodeKey,
+    pub sha256: String,
+    pub change: FeatureChange,
+}
+
+/// Rows kept from the published shards, or computed on this run.
+#[derive(Clone, Debug)]
+pub enum FeatureChange {
+    Keep { windows: usize },
+    New { profile: Option<String>, sample_name: Option<String>, summary: SummaryFeatures, tensors: TensorFeatures },
+}
+
+/// A shard's content after a publication, for the manifest.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardUpdate {
+    pub shard: usize,
+    pub files: Vec<FileEntry>,
+    /// Its usable episodes without a window (no rows, no file).
+    pub windowless: Vec<EpisodeRows>,
+}
+
+/// One shard while a publication is under way.
+struct OpenShard {
+    files: Vec<FileEntry>,
+    windowless: Vec<EpisodeRows>,
+    kept: HashSet<String>,
+    new: Vec<EpisodeRows>,
+}
+
+/// The shards one worker owns. Events stream in; [`FeatureSink::publish`]
+/// settles every shard they touched.
+pub struct FeatureSink {
+    dir: PathBuf,
+    shards: usize,
+    generation: u64,
+    writers: ShardWriters,
+    published: Arc<Published>,
+    open: BTreeMap<usize, OpenShard>,
+}
+
+impl FeatureSink {
+    /// A sink writing under `features_dir`, continuing from `published`.
+    pub fn new(
+        features_dir: &Path,
+        timesteps: usize,
+        metadata: &[(String, String)],
+        shards: usize,
+        published: Arc<Published>,
+    ) -> FeatureSink {
+        let metadata: Vec<KeyValue> = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+        FeatureSink {
+            dir: features_dir.to_path_buf(),
+            shards,
+            generation: published.next_generation,
+            writers: ShardWriters::new(features_dir, timesteps, &metadata),
+            published,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in one episode's features; new rows start streaming to disk.
+    pub fn apply(&mut self, event: FeatureEvent) -> io::Result<()> {
+        let shard = shard_of(&event.key, self.shards);
+        let published = &self.published;
+        let open = self.open.entry(shard).or_insert_with(|| {
+            let (files, windowless) = published.shard(shard);
+            OpenShard { files, windowless, kept: HashSet::new(), new: Vec::new() }
+        });
+        let key = event.key.to_string();
+        match event.change {
+            FeatureChange::Keep { .. } => {
+                open.kept.insert(key);
+            }
+            FeatureChange::New { profile, sample_name, summary, tensors } => {
+                let windows = summary.windows.len();
+                if windows > 0 {
+                    let info =
+                        EpisodeInfo { key: &event.key, profile: profile.as_deref(), sample_name: sample_name.as_deref() };
+                    self.writers.write(shard, &info, &summary, &tensors)?;
+                }
+                open.new.push(EpisodeRows { key, sha256: event.sha256, windows });
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles every shard touched since the last publication: drops the
+    /// episodes not kept, adds the new files or compacts, syncs and renames
+    /// the new files into place. Returns the shards' new content; the caller
+    /// publishes the manifest and then removes files no longer listed.
+    pub fn publish(&mut self) -> io::Result<Vec<ShardUpdate>> {
+        let mut updates = Vec::new();
+        let mut finished: Vec<(ClosedPair, String)> = Vec::new();
+        for (shard, open) in std::mem::take(&mut self.open) {
+            let delta = self.writers.close(shard)?;
+            let name = file_name(shard, self.generation);
+            let (files, closed) = self.settle(open.files.clone(), &open, delta, &name)?;
+            finished.extend(closed.map(|pair| (pair, name)));
+            let kept = |e: &&EpisodeRows| open.kept.contains(&e.key);
+            let windowless = open.windowless.iter().filter(kept).chain(open.new.iter().filter(|e| e.windows == 0));
+            updates.push(ShardUpdate { shard, files, windowless: windowless.cloned().collect() });
+        }
+        let files: Vec<&std::fs::File> = finished.iter().flat_map(|(pair, _)| pair.iter().map(|t| t.as_file())).collect();
+        output::sync_together(&files)?;
+        for ([summary, tensors], name) in finished {
+            output::persist(summary, &self.dir.join(Kind::Summary.dir()).join(&name))?;
+            output::persist(tensors, &self.dir.join(Kind::Tensors.dir()).join(&name))?;
+        }
+        for kind in [Kind::Summary, Kind::Tensors] {
+            output::sync_dir(&self.dir.join(kind.dir()));
+        }
+        self.generation += 1;
+        Ok(updates)
+    }
+
+    /// One shard's files after this publication, and the pair to publish
+    /// under `name`, if any.
+    fn settle(
+        &self,
+        files: Vec<FileEntry>,
+        open: &OpenShard,
+        delta: Option<ClosedPair>,
+        name: &str,
+    ) -> io::Result<(Vec<FileEntry>, Option<ClosedPair>)> {
+        let new_rows: Vec<EpisodeRows> = open.new.iter().filter(|e| e.windows > 0).cloned().collect();
+        let new_total: usize = new_rows.iter().map(|e| e.windows).sum();
+        let dirty = files.iter().any(|f| f.episodes.iter().any(|e| !open.kept.contains(&e.key)));
+        let count = files.len() + usize::from(delta.is_some());
+        let total = files.iter().map(FileEntry::rows).sum::<usize>() + new_total;
+        let largest = files.iter().map(FileEntry::rows).chain([new_total]).max().unwrap_or(0);
+        let compact = dirty || count > MAX_FILES_PER_SHARD || (count > 1 && 4 * (total - largest) > total);
+        if !compact {
+            let mut files = files;
+            if delta.is_some() {
+                files.push(FileEntry { name: name.to_string(), episodes: new_rows });
+            }
+            return Ok((files, delta));
+        }
+        let mut episodes: Vec<EpisodeRows> =
+            files.iter().flat_map(|f| &f.episodes).filter(|e| open.kept.contains(&e.key) && e.windows > 0).cloned().collect();
+        if episodes.is_empty() && delta.is_none() {
+            return Ok((Vec::new(), None));
+        }
+        let merged = self.merge(&files, &open.kept, delta.as_ref())?;
+        episodes.extend(new_rows);
+        Ok((vec![FileEntry { name: name.to_string(), episodes }], Some(merged)))
+    }
+
+    /// One new pair holding the kept rows of `files`, then every row of
+    /// `delta`.
+    fn merge(&self, files: &[FileEntry], kept: &HashSet<String>, delta: Option<&ClosedPair>) -> io::Result<ClosedPair> {
+        let mut pair = Vec::with_capacity(2);
+        for (i, kind) in [Kind::Summary, Kind::Tensors].into_iter().enumerate() {
+            let dir = self.dir.join(kind.dir());
+            let (tmp, mut writer) = open_feature_writer(kind, &dir, self.writers.schema(kind), self.writers.metadata())?;
+            for file in files {
+                let path = dir.join(&file.name);
+                copy_rows(&path, &mut writer, Some(kept)).map_err(|e| annotate(&path, e))?;
+            }
+            if let Some(delta) = delta {
+                copy_rows(delta[i].path(), &mut writer, None)?;
+            }
+            writer.close().map_err(io::Error::other)?;
+            pair.push(tmp);
+        }
+        let [summary, tensors]: [tempfile::NamedTempFile; 2] =
+            pair.try_into().map_err(|_| io::Error::other("a merge makes two files"))?;
+        Ok([summary, tensors])
+    }
+}
+
+/// Appends the rows of the feature file at `path` to `writer`, only those of
+/// episodes in `kept` when given.
+fn copy_rows(
+    path: &Path,
+    writer: &mut parquet::arrow::ArrowWriter<std::fs::File>,
+    kept: Option<&HashSet<String>>,
+) -> io::Result<()> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)
+        .and_then(|b| b.build())
+        .map_err(io::Error::other)?;
+    for batch in reader {
+        let batch = batch.map_err(io::Error::other)?;
+        let batch = match kept {
+            Some(kept) => keep_rows(&batch, kept)?,
+            None => batch,
+        };
+        if batch.num_rows() > 0 {
+            writer.write(&batch).map_err(io::Error::other)?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `batch` whose `host_id/episode_id` is in `kept`.
+fn keep_rows(batch: &RecordBatch, kept: &HashSet<String>) -> io::Result<RecordBatch> {
+    let column = |name: &str| {
+        batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| io::Error::other(format!("no {name} column")))
+    };
+    let (hosts, episodes) = (column("host_id")?, column("episode_id")?);
+    let mut key = String::new();
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|r| {
+            key.clear();
+            key.push_str(hosts.value(r));
+            key.push('/');
+            key.push_str(episodes.value(r));
+            Some(kept.contains(&key))
+        })
+        .collect();
+    arrow_select::filter::filter_record_batch(batch, &mask).map_err(io::Error::other)
+}
+
+fn annotate(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}

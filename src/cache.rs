@@ -1,0 +1,328 @@
+//! The result cache under `OUT/cache` (docs/incremental.md):
+//!
+//! ```text
+//! files.jsonl                               archive identity → sha256 (append-only)
+//! <operator>/<fingerprint>/records.jsonl    small results: "<key>\t<json>" lines (append-only)
+//! <operator>/<fingerprint>/<sha[..2]>/<sha>.arrow   large results, one file each
+//! ```
+//!
+//! One folder per (operator, fingerprint) makes `gc` exact: a folder no
+//! current fingerprint names is garbage. Entries are written whole under a
+//! temporary name and renamed, and log lines are appended in one write, so a
+//! killed run leaves at worst one partial last line, which reads as a miss.
+//! Every read is checked by its decoder; a damaged entry costs a
+//! recomputation, never a wrong result.
+
+use epiflow_operators::fingerprint::Fingerprint;
+use epiflow_pipelines::results::{FileIdentity, ResultName, ResultStore};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const MEMO: &str = "files.jsonl";
+const RECORDS: &str = "records.jsonl";
+
+/// One line of `files.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MemoLine {
+    path: PathBuf,
+    #[serde(flatten)]
+    id: FileIdentity,
+    sha256: String,
+}
+
+/// An append-only log of lines, loaded on first use.
+#[derive(Default)]
+struct Log {
+    lines: HashMap<String, String>,
+    file: Option<File>,
+}
+
+/// The on-disk result cache.
+pub struct DiskCache {
+    root: PathBuf,
+    memo: Mutex<(HashMap<PathBuf, (FileIdentity, String)>, Option<File>)>,
+    records: Mutex<HashMap<(&'static str, Fingerprint), Log>>,
+}
+
+impl DiskCache {
+    /// Opens (creating) the cache at `root` and loads the identity memo.
+    pub fn open(root: &Path) -> io::Result<DiskCache> {
+        std::fs::create_dir_all(root)?;
+        let mut memo = HashMap::new();
+        for line in read_lines(&root.join(MEMO)) {
+            if let Ok(m) = serde_json::from_str::<MemoLine>(&line) {
+                memo.insert(m.path, (m.id, m.sha256));
+            }
+        }
+        Ok(DiskCache { root: root.to_path_buf(), memo: Mutex::new((memo, None)), records: Mutex::default() })
+    }
+
+    fn dir(&self, operator: &str, fingerprint: Fingerprint) -> PathBuf {
+        self.root.join(operator).join(fingerprint.hex())
+    }
+
+    fn blob_path(&self, name: ResultName) -> PathBuf {
+        let shard = name.key.get(..2).unwrap_or("__");
+        self.dir(name.operator, name.fingerprint).join(shard).join(format!("{}.arrow", name.key))
+    }
+
+    /// Makes every log line written so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        if let Some(f) = lock(&self.memo).1.as_ref() {
+            f.sync_all()?;
+        }
+        for log in lock(&self.records).values() {
+            if let Some(f) = &log.file {
+                f.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ResultStore for DiskCache {
+    fn known_sha(&self, path: &Path, id: FileIdentity) -> Option<String> {
+        let memo = lock(&self.memo);
+        memo.0.get(path).filter(|(known, _)| *known == id).map(|(_, sha)| sha.clone())
+    }
+
+    fn remember_sha(&self, path: &Path, id: FileIdentity, sha: &str) {
+        let line = MemoLine { path: path.to_path_buf(), id, sha256: sha.to_string() };
+        let mut memo = lock(&self.memo);
+        let (map, file) = &mut *memo;
+        map.insert(line.path.clone(), (id, line.sha256.clone()));
+        if let Ok(json) = serde_json::to_string(&line) {
+            warn_on_error(&self.root.join(MEMO), append(file, &self.root.join(MEMO), &json));
+        }
+    }
+
+    fn get_blob(&self, name: ResultName) -> Option<Vec<u8>> {
+        std::fs::read(self.blob_path(name)).ok()
+    }
+
+    fn put_blob(&self, name: ResultName, bytes: &[u8]) {
+        let path = self.blob_path(name);
+        let write = || -> io::Result<()> {
+            let dir = path.parent().ok_or_else(|| io::Error::other("entry has no folder"))?;
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::Builder::new().prefix(".").suffix(".tmp").tempfile_in(dir)?;
+            tmp.write_all(bytes)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        warn_on_error(&path, write());
+    }
+
+    fn get_record(&self, name: ResultName) -> Option<String> {
+        let mut logs = lock(&self.records);
+        let log = logs.entry((name.operator, name.fingerprint)).or_insert_with(|| self.load_log(name));
+        log.lines.get(name.key).cloned()
+    }
+
+    fn put_record(&self, name: ResultName, json: &str) {
+        let path = self.dir(name.operator, name.fingerprint).join(RECORDS);
+        let mut logs = lock(&self.records);
+        let log = logs.entry((name.operator, name.fingerprint)).or_insert_with(|| self.load_log(name));
+        log.lines.insert(name.key.to_string(), json.to_string());
+        warn_on_error(&path, append(&mut log.file, &path, &format!("{}\t{json}", name.key)));
+    }
+}
+
+impl DiskCache {
+    fn load_log(&self, name: ResultName) -> Log {
+        let lines = read_lines(&self.dir(name.operator, name.fingerprint).join(RECORDS))
+            .into_iter()
+            .filter_map(|line| line.split_once('\t').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        Log { lines, file: None }
+    }
+}
+
+/// The complete lines of a log (a partial last line, left by a killed run,
+/// is not one). Missing or unreadable: none.
+fn read_lines(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().map(str::to_string).collect()
+}
+
+/// Appends one line in one write, opening the log on first use. A log whose
+/// last line was cut short by a killed run first gets the newline it lacks,
+/// so the cut line stays alone.
+fn append(file: &mut Option<File>, path: &Path, line: &str) -> io::Result<()> {
+    if file.is_none() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        if f.metadata()?.len() > 0 {
+            let mut last = [0u8];
+            f.seek(SeekFrom::End(-1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                f.write_all(b"\n")?;
+            }
+        }
+        *file = Some(f);
+    }
+    let f = file.as_mut().ok_or_else(|| io::Error::other("log not open"))?;
+    f.write_all(format!("{line}\n").as_bytes())
+}
+
+fn warn_on_error(path: &Path, result: io::Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!("cache: cannot write {}: {e} (the result will be computed again next time)", path.display());
+    }
+}
+
+/// A poisoned lock only means another worker panicked mid-update of a map
+/// that stays usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Entries and bytes of one (operator, fingerprint) folder.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FolderStats {
+    pub operator: String,
+    pub fingerprint: String,
+    pub entries: u64,
+    pub bytes: u64,
+    /// Whether the current configuration's lineage names this fingerprint.
+    pub live: bool,
+}
+
+/// Every (operator, fingerprint) folder of the cache at `root`, marked live
+/// when `live` names it.
+pub fn folders(root: &Path, live: &BTreeMap<String, String>) -> io::Result<Vec<FolderStats>> {
+    let mut out = Vec::new();
+    let Ok(operators) = std::fs::read_dir(root) else { return Ok(out) };
+    for op in operators.flatten().filter(|e| e.path().is_dir()) {
+        let operator = op.file_name().to_string_lossy().into_owned();
+        for fp in std::fs::read_dir(op.path())?.flatten().filter(|e| e.path().is_dir()) {
+            let fingerprint = fp.file_name().to_string_lossy().into_owned();
+            let (entries, bytes) = tally(&fp.path())?;
+            let live = live.get(&operator) == Some(&fingerprint);
+            out.push(FolderStats { operator: operator.clone(), fingerprint, entries, bytes, live });
+        }
+    }
+    out.sort_by(|a, b| (&a.operator, !a.live, &a.fingerprint).cmp(&(&b.operator, !b.live, &b.fingerprint)));
+    Ok(out)
+}
+
+/// Entries (blob files, plus lines of a records log) and bytes under `dir`.
+fn tally(dir: &Path) -> io::Result<(u64, u64)> {
+    let (mut entries, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            let (n, b) = tally(&e.path())?;
+            entries += n;
+            bytes += b;
+        } else {
+            bytes += meta.len();
+            entries += if e.file_name() == RECORDS { read_lines(&e.path()).len() as u64 } else { 1 };
+        }
+    }
+    Ok((entries, bytes))
+}
+
+/// Removes every folder `live` does not name, and rewrites the identity memo
+/// without entries for files that are gone or changed. Returns what was
+/// removed.
+pub fn gc(root: &Path, live: &BTreeMap<String, String>) -> io::Result<Vec<FolderStats>> {
+    let dead: Vec<FolderStats> = folders(root, live)?.into_iter().filter(|f| !f.live).collect();
+    for f in &dead {
+        std::fs::remove_dir_all(root.join(&f.operator).join(&f.fingerprint))?;
+    }
+    let memo_path = root.join(MEMO);
+    if memo_path.exists() {
+        let mut latest: BTreeMap<PathBuf, MemoLine> = BTreeMap::new();
+        for line in read_lines(&memo_path) {
+            if let Ok(m) = serde_json::from_str::<MemoLine>(&line) {
+                latest.insert(m.path.clone(), m);
+            }
+        }
+        epiflow_pipelines::output::write_atomically(&memo_path, |w| {
+            for m in latest.values().filter(|m| FileIdentity::of(&m.path) == Some(m.id)) {
+                serde_json::to_writer(&mut *w, m)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(dead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(key: &str) -> ResultName<'_> {
+        ResultName { operator: "validate", fingerprint: Fingerprint([7; 16]), key }
+    }
+
+    #[test]
+    fn results_survive_reopening_and_a_cut_last_line_is_a_miss_not_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path()).unwrap();
+        cache.put_record(name("a"), r#"{"x":1}"#);
+        cache.put_blob(ResultName { operator: "align", ..name("ab12") }, b"bytes");
+        drop(cache);
+        // A killed run's half line.
+        let log = dir.path().join("validate").join(Fingerprint([7; 16]).hex()).join(RECORDS);
+        OpenOptions::new().append(true).open(&log).unwrap().write_all(b"b\t{\"x\":").unwrap();
+
+        let cache = DiskCache::open(dir.path()).unwrap();
+        assert_eq!(cache.get_record(name("a")).as_deref(), Some(r#"{"x":1}"#));
+        assert_eq!(cache.get_record(name("b")), None);
+        assert_eq!(cache.get_blob(ResultName { operator: "align", ..name("ab12") }).as_deref(), Some(&b"bytes"[..]));
+        cache.put_record(name("c"), r#"{"x":3}"#);
+        drop(cache);
+        let cache = DiskCache::open(dir.path()).unwrap();
+        assert_eq!(cache.get_record(name("c")).as_deref(), Some(r#"{"x":3}"#), "the cut line did not swallow it");
+        let cut = cache.get_record(name("b"));
+        assert!(cut.is_none_or(|v| serde_json::from_str::<serde_json::Value>(&v).is_err()), "a cut record never parses");
+    }
+
+    #[test]
+    fn a_file_is_known_only_while_its_identity_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.tar.zst");
+        std::fs::write(&file, b"one").unwrap();
+        let id = FileIdentity::of(&file).unwrap();
+        let cache = DiskCache::open(&dir.path().join("cache")).unwrap();
+        cache.remember_sha(&file, id, "sha-one");
+        drop(cache);
+        let cache = DiskCache::open(&dir.path().join("cache")).unwrap();
+        assert_eq!(cache.known_sha(&file, id).as_deref(), Some("sha-one"));
+        // Replaced by rename, as the receiver does: a new inode.
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, b"two!").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_eq!(cache.known_sha(&file, FileIdentity::of(&file).unwrap()), None);
+    }
+
+    #[test]
+    fn gc_keeps_live_folders_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path()).unwrap();
+        let old = ResultName { operator: "window", fingerprint: Fingerprint([1; 16]), key: "k" };
+        let new = ResultName { operator: "window", fingerprint: Fingerprint([2; 16]), key: "k" };
+        cache.put_record(old, "1");
+        cache.put_record(new, "2");
+        let live = BTreeMap::from([("window".to_string(), Fingerprint([2; 16]).hex())]);
+        let stats = folders(dir.path(), &live).unwrap();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(stats.iter().filter(|f| f.live).count(), 1);
+        let removed = gc(dir.path(), &live).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].fingerprint, Fingerprint([1; 16]).hex());
+        let left = folders(dir.path(), &live).unwrap();
+        assert_eq!((left.len(), left[0].live, left[0].entries), (1, true, 1));
+    }
+}

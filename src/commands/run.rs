@@ -1,0 +1,35 @@
+//! `epiflow run`: the whole pipeline, incrementally (SPEC section 11).
+
+use super::validate::{validate_store, Mode};
+use super::{cluster, out_dir, print_json, store};
+use crate::cli::{ClusterArgs, Global, WindowArgs};
+use crate::config::Config;
+use crate::error::Result;
+use crate::stats::RunStats;
+use std::process::ExitCode;
+
+pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
+    let store = store(g)?;
+    let out = out_dir(g, &store);
+    let cluster = cluster(g, args)?;
+    let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
+    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? {
+        if g.json {
+            print_json(&stats)?;
+        } else {
+            print!("{}", operator_table(&stats));
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What each operator computed and reused, as a person reads it.
+pub fn operator_table(stats: &RunStats) -> String {
+    let mut s = format!("{} episodes, {} windows in {:.2} s\n\n", stats.episodes, stats.windows, stats.wall_s);
+    s += &format!("{:<10} {:>9} {:>9} {:>7} {:>9}\n", "operator", "computed", "cached", "failed", "wall s");
+    for (name, o) in &stats.operators {
+        s += &format!("{name:<10} {:>9} {:>9} {:>7} {:>9.2}\n", o.computed, o.cached, o.failed, o.wall_s);
+    }
+    s
+}
