@@ -41,10 +41,17 @@ struct Log {
     file: Option<File>,
 }
 
+/// Archive identity → sha256, and the log it is appended to.
+#[derive(Default)]
+struct Memo {
+    known: HashMap<PathBuf, (FileIdentity, String)>,
+    file: Option<File>,
+}
+
 /// The on-disk result cache.
 pub struct DiskCache {
     root: PathBuf,
-    memo: Mutex<(HashMap<PathBuf, (FileIdentity, String)>, Option<File>)>,
+    memo: Mutex<Memo>,
     records: Mutex<HashMap<(&'static str, Fingerprint), Log>>,
 }
 
@@ -52,13 +59,13 @@ impl DiskCache {
     /// Opens (creating) the cache at `root` and loads the identity memo.
     pub fn open(root: &Path) -> io::Result<DiskCache> {
         std::fs::create_dir_all(root)?;
-        let mut memo = HashMap::new();
+        let mut memo = Memo::default();
         for line in read_lines(&root.join(MEMO)) {
             if let Ok(m) = serde_json::from_str::<MemoLine>(&line) {
-                memo.insert(m.path, (m.id, m.sha256));
+                memo.known.insert(m.path, (m.id, m.sha256));
             }
         }
-        Ok(DiskCache { root: root.to_path_buf(), memo: Mutex::new((memo, None)), records: Mutex::default() })
+        Ok(DiskCache { root: root.to_path_buf(), memo: Mutex::new(memo), records: Mutex::default() })
     }
 
     fn dir(&self, operator: &str, fingerprint: Fingerprint) -> PathBuf {
@@ -72,7 +79,7 @@ impl DiskCache {
 
     /// Makes every log line written so far durable.
     pub fn sync(&self) -> io::Result<()> {
-        if let Some(f) = lock(&self.memo).1.as_ref() {
+        if let Some(f) = lock(&self.memo).file.as_ref() {
             f.sync_all()?;
         }
         for log in lock(&self.records).values() {
@@ -87,16 +94,15 @@ impl DiskCache {
 impl ResultStore for DiskCache {
     fn known_sha(&self, path: &Path, id: FileIdentity) -> Option<String> {
         let memo = lock(&self.memo);
-        memo.0.get(path).filter(|(known, _)| *known == id).map(|(_, sha)| sha.clone())
+        memo.known.get(path).filter(|(known, _)| *known == id).map(|(_, sha)| sha.clone())
     }
 
     fn remember_sha(&self, path: &Path, id: FileIdentity, sha: &str) {
         let line = MemoLine { path: path.to_path_buf(), id, sha256: sha.to_string() };
         let mut memo = lock(&self.memo);
-        let (map, file) = &mut *memo;
-        map.insert(line.path.clone(), (id, line.sha256.clone()));
+        memo.known.insert(line.path.clone(), (id, line.sha256.clone()));
         if let Ok(json) = serde_json::to_string(&line) {
-            warn_on_error(&self.root.join(MEMO), append(file, &self.root.join(MEMO), &json));
+            warn_on_error(&self.root.join(MEMO), append(&mut memo.file, &self.root.join(MEMO), &json));
         }
     }
 
@@ -286,7 +292,10 @@ mod tests {
         let cache = DiskCache::open(dir.path()).unwrap();
         assert_eq!(cache.get_record(name("c")).as_deref(), Some(r#"{"x":3}"#), "the cut line did not swallow it");
         let cut = cache.get_record(name("b"));
-        assert!(cut.is_none_or(|v| serde_json::from_str::<serde_json::Value>(&v).is_err()), "a cut record never parses");
+        assert!(
+            cut.is_none_or(|v| serde_json::from_str::<serde_json::Value>(&v).is_err()),
+            "a cut record never parses"
+        );
     }
 
     #[test]

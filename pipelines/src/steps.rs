@@ -11,7 +11,7 @@
 use crate::cache_codec::{decode_aligned, encode_aligned};
 use crate::lineage::Lineage;
 use crate::results::{FileIdentity, ResultName, ResultStore};
-use crate::sinks::feature_sink::FeatureChange;
+use crate::sinks::feature_sink::{FeatureChange, NewRows};
 use crate::sinks::manifest::Published;
 use crate::work::{Status, Work};
 use epiflow_operators::align::Align;
@@ -92,12 +92,12 @@ impl Episode {
         let failure = self.missing_aligned();
         let (Some(validation), Some(quality)) = (self.validation, self.quality) else { return Err(failure) };
         let change = match (self.summary, self.tensors, self.published_windows) {
-            (Some(summary), Some(tensors), _) => Some(FeatureChange::New {
+            (Some(summary), Some(tensors), _) => Some(FeatureChange::New(Box::new(NewRows {
                 profile: validation.profile.clone(),
                 sample_name: validation.sample_name.clone(),
                 summary,
                 tensors,
-            }),
+            }))),
             (_, _, Some(windows)) if validation.outcome.is_usable() => Some(FeatureChange::Keep { windows }),
             _ => None,
         };

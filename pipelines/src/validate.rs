@@ -150,7 +150,7 @@ pub type Observer = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
 /// the shards' new content once the run's input is exhausted.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum SinkOut {
-    Report(EpisodeReport),
+    Report(Box<EpisodeReport>),
     Shards(Result<Vec<ShardUpdate>, String>),
 }
 
@@ -224,7 +224,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 .probe_with(&probe);
 
             let reports = out.flat_map(|(o, t, r)| match o {
-                SinkOut::Report(report) => Some((report, t, r)),
+                SinkOut::Report(report) => Some((*report, t, r)),
                 SinkOut::Shards(_) => None,
             });
             reports
@@ -314,7 +314,7 @@ fn feature_sink<'scope>(
                                 errors.push(format!("{}: {e}", report.validation.host_id));
                             }
                         }
-                        session.give((SinkOut::Report(report), t, r));
+                        session.give((SinkOut::Report(Box::new(report)), t, r));
                     }
                 }
             });
@@ -340,14 +340,19 @@ fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
         Ok((sha256, validation, quality, change)) => {
             let windows = match &change {
                 Some(FeatureChange::Keep { windows }) => Some(*windows),
-                Some(FeatureChange::New { summary, .. }) => Some(summary.windows.len()),
+                Some(FeatureChange::New(rows)) => Some(rows.summary.windows.len()),
                 None => None,
             };
             let event = change.map(|change| FeatureEvent { key: entry.key, sha256, change });
             (EpisodeReport { validation, quality: Some(quality), windows, trace }, event)
         }
         Err(failure) => (
-            EpisodeReport { validation: ValidationRecord::errored(&entry, &failure), quality: None, windows: None, trace },
+            EpisodeReport {
+                validation: ValidationRecord::errored(&entry, &failure),
+                quality: None,
+                windows: None,
+                trace,
+            },
             None,
         ),
     }

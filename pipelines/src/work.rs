@@ -58,7 +58,11 @@ impl<T> Work<T> {
             Ok(value) => {
                 let start = Instant::now();
                 let (out, status) = f(value);
-                trace.push(StageSample { operator: operator.to_string(), nanos: start.elapsed().as_nanos() as u64, status });
+                trace.push(StageSample {
+                    operator: operator.to_string(),
+                    nanos: start.elapsed().as_nanos() as u64,
+                    status,
+                });
                 out
             }
             Err(failure) => Err(failure),

@@ -26,7 +26,12 @@ pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCo
     } else {
         print!("{}", table(&listed));
         let bytes: u64 = listed.iter().map(|f| f.bytes).sum();
-        println!("{} {verb} {} entries, {:.1} MB", root.display(), listed.iter().map(|f| f.entries).sum::<u64>(), bytes as f64 / 1e6);
+        println!(
+            "{} {verb} {} entries, {:.1} MB",
+            root.display(),
+            listed.iter().map(|f| f.entries).sum::<u64>(),
+            bytes as f64 / 1e6
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

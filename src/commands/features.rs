@@ -14,8 +14,8 @@ use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::sinks::manifest::{Manifest, Published};
 use epiflow_pipelines::validate::{FeatureJob, ValidateJob, ValidateOutput};
 use std::path::Path;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
     let store = store(g)?;
@@ -92,8 +92,11 @@ pub fn reuse(job: &mut ValidateJob, lineage: &Lineage, config: &Config, reuse: b
     Some(Manifest {
         feature_schema_hash: hash,
         channels: channels.into_iter().map(str::to_string).collect(),
-        channel_sets: [("realistic".to_string(), set(ChannelSet::Realistic)), ("oracle".to_string(), set(ChannelSet::Oracle))]
-            .into(),
+        channel_sets: [
+            ("realistic".to_string(), set(ChannelSet::Realistic)),
+            ("oracle".to_string(), set(ChannelSet::Oracle)),
+        ]
+        .into(),
         stats: STATS.iter().map(|s| s.to_string()).collect(),
         window: serde_json::json!({
             "window_s": config.window.window_s, "stride_s": config.window.stride_s,

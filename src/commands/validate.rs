@@ -1,6 +1,7 @@
 //! `epiflow validate`: the validation dataflow over the whole index.
 
 use super::{cluster, out_dir, print_json, store};
+use crate::cache::DiskCache;
 use crate::cli::{ClusterArgs, Global};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -11,7 +12,6 @@ use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
 use epiflow_operators::validate::{Outcome, Validate};
 use epiflow_pipelines::lineage::Lineage;
-use crate::cache::DiskCache;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::results::NoStore;
 use epiflow_pipelines::sinks::{quality, validation};

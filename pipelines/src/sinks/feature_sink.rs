@@ -36,7 +36,16 @@ pub struct FeatureEvent {
 #[derive(Clone, Debug)]
 pub enum FeatureChange {
     Keep { windows: usize },
-    New { profile: Option<String>, sample_name: Option<String>, summary: SummaryFeatures, tensors: TensorFeatures },
+    New(Box<NewRows>),
+}
+
+/// An episode's newly computed feature rows.
+#[derive(Clone, Debug)]
+pub struct NewRows {
+    pub profile: Option<String>,
+    pub sample_name: Option<String>,
+    pub summary: SummaryFeatures,
+    pub tensors: TensorFeatures,
 }
 
 /// A shard's content after a publication, for the manifest.
@@ -100,11 +109,15 @@ impl FeatureSink {
             FeatureChange::Keep { .. } => {
                 open.kept.insert(key);
             }
-            FeatureChange::New { profile, sample_name, summary, tensors } => {
+            FeatureChange::New(rows) => {
+                let NewRows { profile, sample_name, summary, tensors } = *rows;
                 let windows = summary.windows.len();
                 if windows > 0 {
-                    let info =
-                        EpisodeInfo { key: &event.key, profile: profile.as_deref(), sample_name: sample_name.as_deref() };
+                    let info = EpisodeInfo {
+                        key: &event.key,
+                        profile: profile.as_deref(),
+                        sample_name: sample_name.as_deref(),
+                    };
                     self.writers.write(shard, &info, &summary, &tensors)?;
                 }
                 open.new.push(EpisodeRows { key, sha256: event.sha256, windows });
@@ -129,7 +142,8 @@ impl FeatureSink {
             let windowless = open.windowless.iter().filter(kept).chain(open.new.iter().filter(|e| e.windows == 0));
             updates.push(ShardUpdate { shard, files, windowless: windowless.cloned().collect() });
         }
-        let files: Vec<&std::fs::File> = finished.iter().flat_map(|(pair, _)| pair.iter().map(|t| t.as_file())).collect();
+        let files: Vec<&std::fs::File> =
+            finished.iter().flat_map(|(pair, _)| pair.iter().map(|t| t.as_file())).collect();
         output::sync_together(&files)?;
         for ([summary, tensors], name) in finished {
             output::persist(summary, &self.dir.join(Kind::Summary.dir()).join(&name))?;
@@ -165,8 +179,12 @@ impl FeatureSink {
             }
             return Ok((files, delta));
         }
-        let mut episodes: Vec<EpisodeRows> =
-            files.iter().flat_map(|f| &f.episodes).filter(|e| open.kept.contains(&e.key) && e.windows > 0).cloned().collect();
+        let mut episodes: Vec<EpisodeRows> = files
+            .iter()
+            .flat_map(|f| &f.episodes)
+            .filter(|e| open.kept.contains(&e.key) && e.windows > 0)
+            .cloned()
+            .collect();
         if episodes.is_empty() && delta.is_none() {
             return Ok((Vec::new(), None));
         }
@@ -181,7 +199,8 @@ impl FeatureSink {
         let mut pair = Vec::with_capacity(2);
         for (i, kind) in [Kind::Summary, Kind::Tensors].into_iter().enumerate() {
             let dir = self.dir.join(kind.dir());
-            let (tmp, mut writer) = open_feature_writer(kind, &dir, self.writers.schema(kind), self.writers.metadata())?;
+            let (tmp, mut writer) =
+                open_feature_writer(kind, &dir, self.writers.schema(kind), self.writers.metadata())?;
             for file in files {
                 let path = dir.join(&file.name);
                 copy_rows(&path, &mut writer, Some(kept)).map_err(|e| annotate(&path, e))?;
@@ -224,7 +243,10 @@ fn copy_rows(
 /// The rows of `batch` whose `host_id/episode_id` is in `kept`.
 fn keep_rows(batch: &RecordBatch, kept: &HashSet<String>) -> io::Result<RecordBatch> {
     let column = |name: &str| {
-        batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| io::Error::other(format!("no {name} column")))
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| io::Error::other(format!("no {name} column")))
     };
     let (hosts, episodes) = (column("host_id")?, column("episode_id")?);
     let mut key = String::new();

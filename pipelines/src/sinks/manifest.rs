@@ -133,10 +133,7 @@ impl Published {
 
     /// The files and windowless episodes of shard `shard`.
     pub fn shard(&self, shard: usize) -> (Vec<FileEntry>, Vec<EpisodeRows>) {
-        (
-            self.files.get(&shard).cloned().unwrap_or_default(),
-            self.windowless.get(&shard).cloned().unwrap_or_default(),
-        )
+        (self.files.get(&shard).cloned().unwrap_or_default(), self.windowless.get(&shard).cloned().unwrap_or_default())
     }
 }
 
@@ -169,12 +166,14 @@ impl Manifest {
             for file in &update.files {
                 names.push(file.name.clone());
                 for e in &file.episodes {
-                    let entry = ManifestEntry { shard: Some(file.name.clone()), windows: e.windows, sha256: e.sha256.clone() };
+                    let entry =
+                        ManifestEntry { shard: Some(file.name.clone()), windows: e.windows, sha256: e.sha256.clone() };
                     self.episodes.insert(e.key.clone(), entry);
                 }
             }
             for e in &update.windowless {
-                self.episodes.insert(e.key.clone(), ManifestEntry { shard: None, windows: 0, sha256: e.sha256.clone() });
+                self.episodes
+                    .insert(e.key.clone(), ManifestEntry { shard: None, windows: 0, sha256: e.sha256.clone() });
             }
         }
         names.sort();

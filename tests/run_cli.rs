@@ -1,0 +1,310 @@
+//! `epiflow run` (SPEC section 11) on real synthetic stores: each kind of
+//! change recomputes exactly what depends on it — counted in `run.json` — and
+//! the outputs then equal those of a from-scratch run into an empty `--out`.
+//! A run killed at random moments, again and again, loses nothing.
+
+mod common;
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const OPERATORS: [&str; 6] = ["decode", "align", "validate", "classify", "window", "tensor"];
+
+fn synth(dir: &Path, episodes: usize, seed: u64) -> PathBuf {
+    let store = dir.join(format!("store-{seed}"));
+    let n = episodes.to_string();
+    let seed = seed.to_string();
+    epiflow_ok(
+        &["synth", "--out", store.to_str().unwrap(), "--episodes", &n, "--seed", &seed, "--duration-s", "40", "-q"],
+        0,
+    );
+    store
+}
+
+/// `epiflow run --json`: the printed statistics (also checked against run.json).
+fn run(store: &Path, out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["run", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json", "-q"];
+    args.extend_from_slice(extra);
+    let printed: Value = serde_json::from_str(&epiflow_ok(&args, 0)).unwrap();
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(printed, written, "--json prints run.json");
+    printed
+}
+
+/// `(computed, cached, failed)` of one operator.
+fn counts(stats: &Value, operator: &str) -> (u64, u64, u64) {
+    let o = &stats["operators"][operator];
+    let n = |k: &str| o[k].as_u64().unwrap_or_else(|| panic!("{operator}.{k} in {stats}"));
+    (n("computed"), n("cached"), n("failed"))
+}
+
+fn computed(stats: &Value, operator: &str) -> u64 {
+    counts(stats, operator).0
+}
+
+/// Every row of the feature files of `kind`, by (host, episode, window start).
+fn feature_rows(out: &Path, kind: &str) -> BTreeMap<(String, String, u64), RecordBatch> {
+    let mut rows = BTreeMap::new();
+    let dir = out.join("features").join(kind);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(
+            path.extension().is_some_and(|e| e == "parquet"),
+            "only shards in {}: {}",
+            dir.display(),
+            path.display()
+        );
+        let b = read_parquet(&path);
+        let s = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let (host, ep) = (s("host_id"), s("episode_id"));
+        let start = b.column_by_name("window_start_s").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+        for r in 0..b.num_rows() {
+            let key = (host.value(r).to_string(), ep.value(r).to_string(), start.value(r).to_bits());
+            assert!(rows.insert(key.clone(), b.slice(r, 1)).is_none(), "row {key:?} published twice");
+        }
+    }
+    rows
+}
+
+/// Everything a run publishes, in a form where two runs' outputs compare
+/// equal exactly when a reader could not tell them apart.
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    validation: Vec<ValidationRow>,
+    quality: RecordBatch,
+    summary: BTreeMap<(String, String, u64), RecordBatch>,
+    tensors: BTreeMap<(String, String, u64), RecordBatch>,
+    /// Manifest without file names: schema hash, window config, windows, and
+    /// per episode its windows and sha256.
+    manifest: Value,
+    /// run.json's corpus-level counts.
+    counts: Value,
+}
+
+fn outputs(out: &Path) -> Outputs {
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("features/manifest.json")).unwrap()).unwrap();
+    let files: Vec<String> =
+        manifest["shards"]["tensors"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    for f in &files {
+        assert!(out.join("features").join(f).exists(), "manifest lists {f}");
+    }
+    for entry in manifest["episodes"].as_object_mut().unwrap().values_mut() {
+        entry.as_object_mut().unwrap().remove("shard");
+    }
+    for k in ["shards", "generation"] {
+        manifest.as_object_mut().unwrap().remove(k);
+    }
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let counts = ["episodes", "windows", "outcomes", "reasons", "hosts", "profiles", "quality", "fake"]
+        .iter()
+        .map(|k| (k.to_string(), run[k].clone()))
+        .collect();
+    Outputs {
+        validation: validation_rows(&out.join("validation.parquet")),
+        quality: read_parquet(&out.join("quality.parquet")),
+        summary: feature_rows(out, "summary"),
+        tensors: feature_rows(out, "tensors"),
+        manifest,
+        counts,
+    }
+}
+
+/// Runs from scratch into a fresh folder and asserts `out` publishes the same.
+fn assert_equals_scratch(store: &Path, out: &Path, extra: &[&str]) {
+    let scratch = tempfile::tempdir().unwrap();
+    let stats = run(store, scratch.path(), extra);
+    assert_eq!(counts(&stats, "decode").1, 0, "a fresh --out reuses nothing");
+    assert_eq!(outputs(out), outputs(scratch.path()));
+}
+
+/// Keys of episodes with the given outcomes, from a run's validation.parquet.
+fn keys_with(out: &Path, outcomes: &[&str]) -> Vec<(String, String)> {
+    validation_rows(&out.join("validation.parquet"))
+        .into_iter()
+        .filter(|r| outcomes.contains(&r.outcome.as_str()))
+        .map(|r| (r.host_id, r.episode_id))
+        .collect()
+}
+
+fn index_lines(store: &Path) -> Vec<String> {
+    std::fs::read_to_string(store.join("index.jsonl")).unwrap().lines().map(str::to_string).collect()
+}
+
+fn line_key(line: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(line).unwrap();
+    (v["host_id"].as_str().unwrap().to_string(), v["episode_id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn nothing_changed_computes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 24, 41);
+    let out = dir.path().join("out");
+    let cold = run(&store, &out, &[]);
+    let (decoded, cached, failed) = counts(&cold, "decode");
+    assert_eq!((decoded + failed, cached), (24, 0));
+    let usable = keys_with(&out, &["accepted", "degraded"]).len() as u64;
+    assert_eq!(computed(&cold, "window"), usable);
+
+    let again = run(&store, &out, &[]);
+    for op in OPERATORS {
+        assert_eq!(computed(&again, op), 0, "{op} computed nothing: {again}");
+    }
+    assert_eq!(counts(&again, "decode").1, decoded, "every decoded archive reused");
+    assert_eq!(counts(&again, "window").1, usable);
+    assert_equals_scratch(&store, &out, &[]);
+}
+
+#[test]
+fn a_new_window_length_recomputes_only_windows_and_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 24, 42);
+    let out = dir.path().join("out");
+    run(&store, &out, &[]);
+    let usable = keys_with(&out, &["accepted", "degraded"]).len() as u64;
+
+    let longer = run(&store, &out, &["--window-s", "20"]);
+    for op in ["decode", "align", "validate", "classify"] {
+        assert_eq!(computed(&longer, op), 0, "{op} reused: {longer}");
+    }
+    assert_eq!((computed(&longer, "window"), computed(&longer, "tensor")), (usable, usable));
+    assert_equals_scratch(&store, &out, &["--window-s", "20"]);
+}
+
+#[test]
+fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 24, 43);
+    let out = dir.path().join("out");
+    run(&store, &out, &[]);
+
+    // Five accepted episodes of another store, appended as the receiver does.
+    let other = synth(dir.path(), 12, 44);
+    let other_out = dir.path().join("other-out");
+    run(&other, &other_out, &[]);
+    let accepted = keys_with(&other_out, &["accepted"]);
+    assert!(accepted.len() >= 5, "the other store has 5 accepted episodes");
+    let mut index = index_lines(&store);
+    for line in index_lines(&other).iter().filter(|l| accepted[..5].contains(&line_key(l))) {
+        let (host, id) = line_key(line);
+        let rel = format!("episodes/{host}/{id}.tar.zst");
+        std::fs::create_dir_all(store.join(format!("episodes/{host}"))).unwrap();
+        std::fs::copy(other.join(&rel), store.join(&rel)).unwrap();
+        index.push(line.clone());
+    }
+    std::fs::write(store.join("index.jsonl"), index.join("\n") + "\n").unwrap();
+
+    let appended = run(&store, &out, &[]);
+    for op in OPERATORS {
+        assert_eq!(computed(&appended, op), 5, "{op} computed the 5 new episodes alone: {appended}");
+    }
+    assert_eq!(appended["episodes"], 29);
+    assert_equals_scratch(&store, &out, &[]);
+
+    // Three usable episodes leave the index (as prune's atomic rewrite does).
+    let gone: Vec<_> = keys_with(&out, &["accepted", "degraded"]).into_iter().take(3).collect();
+    let kept: Vec<String> = index_lines(&store).into_iter().filter(|l| !gone.contains(&line_key(l))).collect();
+    std::fs::write(store.join("index.jsonl.tmp"), kept.join("\n") + "\n").unwrap();
+    std::fs::rename(store.join("index.jsonl.tmp"), store.join("index.jsonl")).unwrap();
+
+    let removed = run(&store, &out, &[]);
+    for op in OPERATORS {
+        assert_eq!(computed(&removed, op), 0, "{op}: a removal computes nothing");
+    }
+    assert_eq!(removed["episodes"], 26);
+    let now = outputs(&out);
+    for (host, id) in &gone {
+        assert!(!now.validation.iter().any(|r| &r.host_id == host && &r.episode_id == id));
+        assert!(!now.summary.keys().chain(now.tensors.keys()).any(|(h, e, _)| h == host && e == id));
+        assert!(now.manifest["episodes"].get(format!("{host}/{id}")).is_none());
+        let quality_ids =
+            now.quality.column_by_name("episode_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        assert!(!quality_ids.iter().any(|q| q == Some(id.as_str())));
+    }
+    assert_equals_scratch(&store, &out, &[]);
+}
+
+#[test]
+fn a_classifier_threshold_recomputes_only_classification() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 24, 45);
+    let out = dir.path().join("out");
+    let cold = run(&store, &out, &[]);
+    let config = dir.path().join("strict.toml");
+    // Thresholds no real signal reaches: every judged source looks flat.
+    let strict = "[classify]\nproc_min_cpu_delta = 1e9\nnetflow_min_delta_bps = 1e15\nqmp_min_delta_bps = 1e15\nguest_min_load_delta = 1e9\n";
+    std::fs::write(&config, strict).unwrap();
+    let config = config.to_str().unwrap();
+
+    let strict = run(&store, &out, &["--config", config]);
+    assert_eq!(computed(&strict, "classify"), computed(&cold, "classify"));
+    for op in ["decode", "align", "validate", "window", "tensor"] {
+        assert_eq!(computed(&strict, op), 0, "{op} reused: {strict}");
+    }
+    assert_ne!(strict["quality"], cold["quality"], "the threshold changed some verdicts");
+    assert_equals_scratch(&store, &out, &["--config", config]);
+
+    // Under the default configuration the strict classifier's entries are
+    // unused: `cache stats` says so and `cache gc` drops exactly them.
+    let cache = |action: &str| -> Value {
+        let args = ["cache", action, "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+        serde_json::from_str(&epiflow_ok(&args, 0)).unwrap()
+    };
+    let folders = cache("stats")["folders"].as_array().unwrap().clone();
+    let classify: Vec<&Value> = folders.iter().filter(|f| f["operator"] == "classify").collect();
+    assert_eq!(classify.len(), 2);
+    assert_eq!(classify.iter().filter(|f| f["live"] == true).count(), 1);
+    assert!(folders.iter().filter(|f| f["operator"] != "classify").all(|f| f["live"] == true));
+    let removed = cache("gc")["folders"].as_array().unwrap().clone();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["operator"], "classify");
+    assert_eq!(removed[0]["live"], false);
+    let default = run(&store, &out, &[]);
+    assert_eq!(computed(&default, "classify"), 0, "the default classifier's entries survived gc");
+    let strict_again = run(&store, &out, &["--config", config]);
+    assert_eq!(computed(&strict_again, "classify"), computed(&cold, "classify"), "gc dropped the strict ones");
+}
+
+#[test]
+fn a_run_killed_at_random_moments_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 60, 46);
+    let out = dir.path().join("out");
+    let clean = dir.path().join("clean");
+    let started = std::time::Instant::now();
+    run(&store, &clean, &[]);
+    let cold_ms = started.elapsed().as_millis() as u64;
+
+    // A cheap deterministic spread of kill moments over a cold run's length.
+    // The window length changes every time, so every run has features to
+    // recompute and shards to publish, and most get cut short somewhere.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let (mut killed, mut runs) = (0, 0);
+    while killed < 20 && runs < 80 {
+        let i = runs;
+        runs += 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let window = ["10", "20", "15"][i % 3];
+        let args =
+            ["run", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q", "--window-s", window];
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_epiflow"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(x % (cold_ms * 2 / 3).max(1)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert_eq!(killed, 20, "20 of {runs} runs were killed while running");
+    run(&store, &out, &[]);
+    assert_eq!(outputs(&out), outputs(&clean));
+}
