@@ -265,3 +265,79 @@ fn keep_rows(batch: &RecordBatch, kept: &HashSet<String>) -> io::Result<RecordBa
 fn annotate(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::features::tests::{episode, read, TIMESTEPS, WINDOWS};
+    use crate::sinks::manifest::Manifest;
+
+    /// A sink over one shard continuing from what `dir` has published.
+    fn sink(dir: &Path) -> FeatureSink {
+        let published = Published::from_manifest(Manifest::read(dir), "L", 1);
+        FeatureSink::new(dir, TIMESTEPS, &[], 1, Arc::new(published))
+    }
+
+    fn new(e: usize) -> FeatureEvent {
+        let (key, summary, tensors) = episode(e);
+        let rows = NewRows { profile: None, sample_name: None, summary, tensors };
+        FeatureEvent { key, sha256: format!("sha{e}"), change: FeatureChange::New(Box::new(rows)) }
+    }
+
+    fn keep(e: usize) -> FeatureEvent {
+        FeatureEvent { key: episode(e).0, sha256: format!("sha{e}"), change: FeatureChange::Keep { windows: WINDOWS } }
+    }
+
+    /// Publishes and returns, per listed file, the episode ids its tensor rows hold.
+    fn publish(dir: &Path, mut sink: FeatureSink) -> Vec<Vec<String>> {
+        let updates = sink.publish().unwrap().into_iter().map(|u| (u.shard, u)).collect();
+        let base = Manifest { lineage: "L".into(), generation: sink.generation - 1, ..Manifest::default() };
+        let manifest = base.publish(dir, &updates).unwrap();
+        manifest.shards["tensors"]
+            .iter()
+            .map(|f| {
+                let (_, batch) = read(&dir.join(f));
+                let ids = batch.column_by_name("episode_id").unwrap().as_string::<i32>();
+                let mut ids: Vec<String> = ids.iter().map(|s| s.unwrap().to_string()).collect();
+                ids.dedup();
+                ids
+            })
+            .collect()
+    }
+
+    fn ids(es: &[usize]) -> Vec<String> {
+        es.iter().map(|e| format!("e{e:03}")).collect()
+    }
+
+    #[test]
+    fn kept_rows_stay_put_appends_add_a_file_and_a_removal_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = sink(dir.path());
+        (0..6).for_each(|e| first.apply(new(e)).unwrap());
+        assert_eq!(publish(dir.path(), first), vec![ids(&[0, 1, 2, 3, 4, 5])]);
+
+        // One new episode: a seventh of the rows goes to a file of its own.
+        let mut second = sink(dir.path());
+        (0..6).for_each(|e| second.apply(keep(e)).unwrap());
+        second.apply(new(6)).unwrap();
+        assert_eq!(publish(dir.path(), second), vec![ids(&[0, 1, 2, 3, 4, 5]), ids(&[6])]);
+
+        // Episode 2 is gone: the shard becomes one file without it.
+        let mut third = sink(dir.path());
+        [0, 1, 3, 4, 5, 6].into_iter().for_each(|e| third.apply(keep(e)).unwrap());
+        assert_eq!(publish(dir.path(), third), vec![ids(&[0, 1, 3, 4, 5, 6])]);
+        let files = std::fs::read_dir(dir.path().join("tensors")).unwrap().count();
+        assert_eq!(files, 1, "replaced files and temporaries are gone");
+
+        // Compacted rows are the computed ones, cell for cell.
+        let name = &Manifest::read(dir.path()).unwrap().shards["tensors"][0];
+        let (_, batch) = read(&dir.path().join(name));
+        let x = batch.column_by_name("x").unwrap().as_fixed_size_list();
+        let (_, _, tensors) = episode(6);
+        let width = tensors.width();
+        let last = batch.num_rows() - 1;
+        let cells = x.value(last);
+        let cells = cells.as_primitive::<arrow_array::types::Float32Type>().values();
+        assert_eq!(cells, &tensors.x[(WINDOWS - 1) * width..WINDOWS * width]);
+    }
+}

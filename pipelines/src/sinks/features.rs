@@ -415,19 +415,19 @@ fn list_item(column: &str) -> ColumnPath {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, Float64Type};
     use epiflow_operators::registry::Phase;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    const TIMESTEPS: usize = 3;
-    const WINDOWS: usize = 9;
+    pub(crate) const TIMESTEPS: usize = 3;
+    pub(crate) const WINDOWS: usize = 9;
 
     /// Episode `e`'s features: every value tells which episode, window and
     /// cell it came from, so a row out of place cannot go unnoticed.
-    fn episode(e: usize) -> (EpisodeKey, SummaryFeatures, TensorFeatures) {
+    pub(crate) fn episode(e: usize) -> (EpisodeKey, SummaryFeatures, TensorFeatures) {
         let windows = Windows {
             starts: (0..WINDOWS).map(|w| w as f64 * 5.0).collect(),
             labels: (0..WINDOWS).map(|w| Phase::ALL[(e + w) % 5]).collect(),
@@ -449,7 +449,7 @@ mod tests {
     }
 
     /// Row group sizes and all rows of one file.
-    fn read(path: &Path) -> (Vec<usize>, RecordBatch) {
+    pub(crate) fn read(path: &Path) -> (Vec<usize>, RecordBatch) {
         let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
         let groups = builder.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect();
         let mut batches: Vec<RecordBatch> =
