@@ -222,33 +222,42 @@ impl Steps {
     /// Validate: the acceptance record.
     pub fn validate(&self, w: Work<Episode>) -> Work<Episode> {
         let key = ResultKeys::of(&w.entry);
-        w.step(Validate::NAME, |mut ep| {
-            if ep.validation.is_some() {
-                return (Ok(ep), Status::Cached);
-            }
-            let record = match ep.aligned() {
-                Ok(aligned) => self.validate.apply(aligned),
-                Err(failure) => return (Err(failure), Status::Failed),
-            };
-            self.put_record(Validate::NAME, &key.validation(&ep.sha), &record);
-            ep.validation = Some(record);
-            (Ok(ep), Status::Computed)
-        })
+        self.record_step(
+            w,
+            Validate::NAME,
+            |sha| key.validation(sha),
+            |ep| &mut ep.validation,
+            |a| self.validate.apply(a),
+        )
     }
 
     /// Classify: the quality record.
     pub fn classify(&self, w: Work<Episode>) -> Work<Episode> {
         let key = ResultKeys::of(&w.entry);
-        w.step(Classify::NAME, |mut ep| {
-            if ep.quality.is_some() {
+        self.record_step(w, Classify::NAME, |sha| key.quality(sha), |ep| &mut ep.quality, |a| self.classify.apply(a))
+    }
+
+    /// An operator with a small record as its result: reused when decoding
+    /// found it in the store, else computed on the aligned episode and stored
+    /// under `key(sha)`.
+    fn record_step<R: serde::Serialize>(
+        &self,
+        w: Work<Episode>,
+        operator: &'static str,
+        key: impl FnOnce(&str) -> String,
+        slot: fn(&mut Episode) -> &mut Option<R>,
+        compute: impl FnOnce(&AlignedEpisode) -> R,
+    ) -> Work<Episode> {
+        w.step(operator, |mut ep| {
+            if slot(&mut ep).is_some() {
                 return (Ok(ep), Status::Cached);
             }
             let record = match ep.aligned() {
-                Ok(aligned) => self.classify.apply(aligned),
+                Ok(aligned) => compute(aligned),
                 Err(failure) => return (Err(failure), Status::Failed),
             };
-            self.put_record(Classify::NAME, &key.quality(&ep.sha), &record);
-            ep.quality = Some(record);
+            self.put_record(operator, &key(&ep.sha), &record);
+            *slot(&mut ep) = Some(record);
             (Ok(ep), Status::Computed)
         })
     }
