@@ -311,7 +311,8 @@ fn feature_sink<'scope>(
                         let (report, event) = report(w);
                         if let (Some(sink), Some(event)) = (sink.as_mut(), event) {
                             if let Err(e) = sink.apply(event) {
-                                errors.push(format!("{}: {e}", report.validation.host_id));
+                                let v = &report.validation;
+                                errors.push(format!("{}/{}: {e}", v.host_id, v.episode_id));
                             }
                         }
                         session.give((SinkOut::Report(Box::new(report)), t, r));

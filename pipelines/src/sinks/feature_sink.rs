@@ -136,7 +136,7 @@ impl FeatureSink {
         for (shard, open) in std::mem::take(&mut self.open) {
             let delta = self.writers.close(shard)?;
             let name = file_name(shard, self.generation);
-            let (files, closed) = self.settle(open.files.clone(), &open, delta, &name)?;
+            let (files, closed) = self.settle(&open, delta, &name)?;
             finished.extend(closed.map(|pair| (pair, name)));
             let kept = |e: &&EpisodeRows| open.kept.contains(&e.key);
             let windowless = open.windowless.iter().filter(kept).chain(open.new.iter().filter(|e| e.windows == 0));
@@ -160,11 +160,11 @@ impl FeatureSink {
     /// under `name`, if any.
     fn settle(
         &self,
-        files: Vec<FileEntry>,
         open: &OpenShard,
         delta: Option<ClosedPair>,
         name: &str,
     ) -> io::Result<(Vec<FileEntry>, Option<ClosedPair>)> {
+        let files = &open.files;
         let new_rows: Vec<EpisodeRows> = open.new.iter().filter(|e| e.windows > 0).cloned().collect();
         let new_total: usize = new_rows.iter().map(|e| e.windows).sum();
         let dirty = files.iter().any(|f| f.episodes.iter().any(|e| !open.kept.contains(&e.key)));
@@ -173,7 +173,7 @@ impl FeatureSink {
         let largest = files.iter().map(FileEntry::rows).chain([new_total]).max().unwrap_or(0);
         let compact = dirty || count > MAX_FILES_PER_SHARD || (count > 1 && 4 * (total - largest) > total);
         if !compact {
-            let mut files = files;
+            let mut files = files.clone();
             if delta.is_some() {
                 files.push(FileEntry { name: name.to_string(), episodes: new_rows });
             }
@@ -188,7 +188,7 @@ impl FeatureSink {
         if episodes.is_empty() && delta.is_none() {
             return Ok((Vec::new(), None));
         }
-        let merged = self.merge(&files, &open.kept, delta.as_ref())?;
+        let merged = self.merge(files, &open.kept, delta.as_ref())?;
         episodes.extend(new_rows);
         Ok((vec![FileEntry { name: name.to_string(), episodes }], Some(merged)))
     }
