@@ -111,7 +111,8 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
 /// - bucket: `v / bucket_s` with `bucket_s` from `bucket_ms` when positive, else
 ///   the gap to the source's previous row (none at the first row).
 pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
-    let mut out = Series::default();
+    // At most one point per row: one allocation per vector.
+    let mut out = Series { t: Vec::with_capacity(t.len()), v: Vec::with_capacity(t.len()) };
     let mut push = |t: f64, v: f64| {
         out.t.push(t);
         out.v.push(v);
