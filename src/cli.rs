@@ -144,6 +144,14 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Keep running: bring every output of `run` up to date as episodes are
+    /// appended to the index (or pruned from it). Ctrl-C stops it cleanly.
+    Watch {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Inspect or trim the result cache (OUT/cache).
     Cache {
         #[command(subcommand)]

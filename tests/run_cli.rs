@@ -2,6 +2,7 @@
 //! change recomputes exactly what depends on it — counted in `run.json` — and
 //! the outputs then equal those of a from-scratch run into an empty `--out`.
 //! A run killed at random moments, again and again, loses nothing.
+//! `epiflow watch` follows appends and prune while it runs.
 
 mod common;
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
@@ -187,15 +188,7 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
     run(&other, &other_out, &[]);
     let accepted = keys_with(&other_out, &["accepted"]);
     assert!(accepted.len() >= 5, "the other store has 5 accepted episodes");
-    let mut index = index_lines(&store);
-    for line in index_lines(&other).iter().filter(|l| accepted[..5].contains(&line_key(l))) {
-        let (host, id) = line_key(line);
-        let rel = format!("episodes/{host}/{id}.tar.zst");
-        std::fs::create_dir_all(store.join(format!("episodes/{host}"))).unwrap();
-        std::fs::copy(other.join(&rel), store.join(&rel)).unwrap();
-        index.push(line.clone());
-    }
-    std::fs::write(store.join("index.jsonl"), index.join("\n") + "\n").unwrap();
+    append_from(&other, &store, &accepted[..5]);
 
     let appended = run(&store, &out, &[]);
     for op in OPERATORS {
@@ -215,8 +208,29 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
         assert_eq!(computed(&removed, op), 0, "{op}: a removal computes nothing");
     }
     assert_eq!(removed["episodes"], 26);
-    let now = outputs(&out);
-    for (host, id) in &gone {
+    assert_gone(&out, &gone);
+    assert_equals_scratch(&store, &out, &[]);
+}
+
+/// Copies the archives of `keys` from store `from` into store `to` and then
+/// appends their index lines in one write, as the receiver does.
+fn append_from(from: &Path, to: &Path, keys: &[(String, String)]) {
+    let mut lines = String::new();
+    for line in index_lines(from).iter().filter(|l| keys.contains(&line_key(l))) {
+        let (host, id) = line_key(line);
+        let rel = format!("episodes/{host}/{id}.tar.zst");
+        std::fs::create_dir_all(to.join(format!("episodes/{host}"))).unwrap();
+        std::fs::copy(from.join(&rel), to.join(&rel)).unwrap();
+        lines += &format!("{line}\n");
+    }
+    let mut index = std::fs::OpenOptions::new().append(true).open(to.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, lines.as_bytes()).unwrap();
+}
+
+/// None of `keys` is in any output of `out`.
+fn assert_gone(out: &Path, keys: &[(String, String)]) {
+    let now = outputs(out);
+    for (host, id) in keys {
         assert!(!now.validation.iter().any(|r| &r.host_id == host && &r.episode_id == id));
         assert!(!now.summary.keys().chain(now.tensors.keys()).any(|(h, e, _)| h == host && e == id));
         assert!(now.manifest["episodes"].get(format!("{host}/{id}")).is_none());
@@ -224,7 +238,107 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
             now.quality.column_by_name("episode_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
         assert!(!quality_ids.iter().any(|q| q == Some(id.as_str())));
     }
+}
+
+/// A running `epiflow watch --json`: one line of statistics per epoch.
+/// Killed if the test fails before interrupting it.
+struct Watch {
+    child: std::process::Child,
+    epochs: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Watch {
+    fn start(store: &Path, out: &Path) -> Watch {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_epiflow"))
+            .args(["watch", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json", "-q"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, epochs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if tx.send(serde_json::from_str::<Value>(&line).unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, epochs }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does; returns the exit status.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "watch stops within a minute of Ctrl-C");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Epochs until one reports `episodes`; their operator counts summed.
+    fn until_episodes(&self, episodes: u64) -> BTreeMap<String, u64> {
+        let mut computed = BTreeMap::new();
+        loop {
+            let stats = self.epochs.recv_timeout(std::time::Duration::from_secs(120)).expect("an epoch within 2 min");
+            for op in OPERATORS {
+                *computed.entry(op.to_string()).or_default() +=
+                    stats["operators"][op]["computed"].as_u64().unwrap_or(0);
+            }
+            if stats["episodes"] == episodes {
+                return computed;
+            }
+        }
+    }
+}
+
+#[test]
+fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 20, 51);
+    let out = dir.path().join("out");
+    let mut watch = Watch::start(&store, &out);
+    watch.until_episodes(20);
     assert_equals_scratch(&store, &out, &[]);
+
+    // Five episodes arrive while it runs: processed alone, outputs catch up.
+    let other = synth(dir.path(), 8, 52);
+    let other_out = dir.path().join("other-out");
+    run(&other, &other_out, &[]);
+    let accepted = keys_with(&other_out, &["accepted"]);
+    append_from(&other, &store, &accepted[..5]);
+    let computed = watch.until_episodes(25);
+    for op in OPERATORS {
+        assert_eq!(computed[op], 5, "{op} computed the 5 new episodes alone");
+    }
+    assert_equals_scratch(&store, &out, &[]);
+
+    // prune --archive replaces the index: the archived episodes disappear.
+    let before: Vec<_> = index_lines(&store).iter().map(|l| line_key(l)).collect();
+    epiflow_ok(&["prune", "--store", store.to_str().unwrap(), "--archive", "-q"], 1);
+    let after: Vec<_> = index_lines(&store).iter().map(|l| line_key(l)).collect();
+    let archived: Vec<_> = before.into_iter().filter(|k| !after.contains(k)).collect();
+    assert!(!archived.is_empty(), "the synth store has episodes to prune");
+    let computed = watch.until_episodes(after.len() as u64);
+    assert!(computed.values().all(|n| *n == 0), "a retraction computes nothing: {computed:?}");
+    assert_gone(&out, &archived);
+    assert_equals_scratch(&store, &out, &[]);
+
+    // Ctrl-C: the watch finishes cleanly.
+    let status = watch.interrupt();
+    assert!(status.success(), "Ctrl-C ends watch with status 0: {status:?}");
 }
 
 #[test]

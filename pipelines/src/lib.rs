@@ -8,6 +8,7 @@
 
 pub mod cache_codec;
 pub mod cluster;
+pub mod index_feed;
 pub mod lineage;
 pub mod output;
 pub mod results;

@@ -66,7 +66,6 @@ mod tests {
     fn job(window: WindowSpec, guest_min_load_delta: Option<f64>, max_line_bytes: Option<u64>) -> ValidateJob {
         let mut job = ValidateJob {
             episodes_root: "episodes".into(),
-            entries: Vec::new(),
             decode: Decode::default(),
             validate: Validate::default(),
             classify: Classify::default(),

@@ -137,7 +137,12 @@ impl Steps {
     /// Decode: learns the archive's sha256 (remembered by file identity, so an
     /// unchanged archive is not read), looks up every reusable result, and
     /// loads the aligned episode only when an operator will need it.
-    pub fn decode(&self, entry: IndexEntry) -> Work<Episode> {
+    ///
+    /// `first_epoch`: whether rows published before this run may stand for
+    /// the episode. The first epoch carries the whole index; later ones (of
+    /// `epiflow watch`) carry only new or changed entries, whose earlier rows
+    /// the sink has already dropped.
+    pub fn decode(&self, entry: IndexEntry, first_epoch: bool) -> Work<Episode> {
         let path = archive_path(&self.episodes_root, &entry.key.host_id, &entry.key.episode_id);
         let keys = ResultKeys::of(&entry);
         Work::start(entry.clone(), ()).step(Decode::NAME, |()| {
@@ -162,7 +167,11 @@ impl Steps {
             let mut ep = Episode {
                 validation: self.record(Validate::NAME, &keys.validation(&sha)),
                 quality: self.record(Classify::NAME, &keys.quality(&sha)),
-                published_windows: self.features.as_ref().and_then(|f| f.published.windows_of(&keys.episode, &sha)),
+                published_windows: self
+                    .features
+                    .as_ref()
+                    .filter(|_| first_epoch)
+                    .and_then(|f| f.published.windows_of(&keys.episode, &sha)),
                 sha,
                 ..Episode::default()
             };

@@ -3,15 +3,23 @@
 //! through a [`ResultStore`] (see [`crate::steps`]):
 //!
 //! ```text
-//! index (differential collection)
+//! index (differential collection, fed epoch by epoch from an IndexFeed)
 //!   → exchange by shard (features) or episode key
-//!   → decode → align → validate → classify → window → tensor   (one batch per episode)
-//!   → feature sink: new rows stream into this worker's shards; reports pass on
+//!   → insertions: decode → align → validate → classify → window → tensor
+//!                                                   (one batch per episode)
+//!   → feature sink: new rows stream into this worker's shards; reports pass
+//!     on; retractions replay the episode's report with diff -1 and drop its rows
 //!   → reports gathered at worker 0               (→ validation.parquet, quality.parquet)
 //!   → (dimension, value) collection → count      (corpus-level counts)
 //!   → shard updates gathered at worker 0         (→ features/manifest.json)
 //! ```
+//!
+//! A batch run is one epoch holding the whole index. `epiflow watch` keeps
+//! the input open: each change of the index is one more epoch, and when the
+//! dataflow has finished an epoch worker 0 hands the corpus as it now stands
+//! to the caller, which publishes it.
 
+use crate::index_feed::{IndexFeed, Once, Poll};
 use crate::lineage::Lineage;
 use crate::results::ResultStore;
 use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, ShardUpdate};
@@ -31,25 +39,24 @@ use epiflow_operators::validate::{Validate, ValidationRecord};
 use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator as _;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::operators::{Capability, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 
-/// What a corpus run needs: where the archives are, which episodes, the
-/// operators' configurations and where results are reused from.
+/// What a corpus run needs: where the archives are, the operators'
+/// configurations and where results are reused from.
 #[derive(Clone)]
 pub struct ValidateJob {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
-    /// The index entries to validate. Only worker 0 feeds them in.
-    pub entries: Vec<IndexEntry>,
     pub decode: Decode,
     pub validate: Validate,
     pub classify: Classify,
@@ -113,19 +120,26 @@ impl OperatorTotals {
     }
 }
 
-/// What worker 0 gathers from a corpus run.
+/// The corpus as worker 0 sees it when an epoch is complete.
 #[derive(Clone, Debug, Default)]
 pub struct ValidateOutput {
+    /// Which epoch this is: 0 for a batch run.
+    pub epoch: u64,
     /// One record per episode, sorted by key.
     pub records: Vec<ValidationRecord>,
     /// One quality record per classified (not errored) episode, sorted by key.
     pub quality: Vec<QualityRecord>,
-    /// The new content of every shard the run touched, by shard.
+    /// Every shard's content as last published, by shard.
     pub shard_updates: BTreeMap<usize, ShardUpdate>,
-    /// Shard writes that failed (fatal for the run).
+    /// Shard writes that failed in this epoch (fatal).
     pub shard_errors: Vec<String>,
-    /// Per operator name.
+    /// Per operator name, this epoch's work.
     pub operators: BTreeMap<String, OperatorTotals>,
+    /// Index entries inserted and retracted by this epoch.
+    pub inserted: u64,
+    pub retracted: u64,
+    /// From feeding the epoch's changes to the dataflow finishing it.
+    pub elapsed: Duration,
     /// Corpus-level counts from the differential `count`: (dimension, value) →
     /// episodes. Dimensions: `outcome`, `reason`, `host`, `profile`, and for
     /// classified episodes `quality` (each prune reason) and `fake`.
@@ -173,18 +187,107 @@ fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
 /// Net diff per ((counter, key), value) seen by this worker's count collection.
 type CountDiffs = BTreeMap<((String, String), isize), isize>;
 
-/// Runs the corpus dataflow over `cluster`. Returns the gathered output on the
-/// process that hosts worker 0, `None` on the others.
-pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Option<ValidateOutput>, String> {
+/// How long an idle leader waits between polls of its [`IndexFeed`].
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// Called on worker 0 with the corpus as it stands after each epoch; an
+/// error stops the run.
+pub type EpochSink = Arc<dyn Fn(&ValidateOutput) -> Result<(), String> + Send + Sync>;
+
+/// Worker 0's view of the corpus, updated by each epoch's diffs.
+#[derive(Default)]
+struct Gathered {
+    records: BTreeMap<(String, String), ValidationRecord>,
+    quality: BTreeMap<(String, String), QualityRecord>,
+    shard_updates: BTreeMap<usize, ShardUpdate>,
+    shard_errors: Vec<String>,
+    operators: BTreeMap<String, OperatorTotals>,
+    counts: CountDiffs,
+    inserted: u64,
+    retracted: u64,
+}
+
+impl Gathered {
+    fn report(&mut self, report: &EpisodeReport, diff: isize) {
+        let v = &report.validation;
+        let key = (v.host_id.clone(), v.episode_id.clone());
+        if diff < 0 {
+            self.retracted += 1;
+            self.records.remove(&key);
+            self.quality.remove(&key);
+            return;
+        }
+        self.inserted += 1;
+        for sample in &report.trace {
+            self.operators.entry(sample.operator.clone()).or_default().add(sample);
+        }
+        if let Some(q) = &report.quality {
+            self.quality.insert(key.clone(), q.clone());
+        }
+        self.records.insert(key, v.clone());
+    }
+
+    /// The corpus after `epoch`, which took `elapsed`; per-epoch tallies
+    /// start again.
+    fn snapshot(&mut self, epoch: u64, elapsed: Duration) -> ValidateOutput {
+        self.counts.retain(|_, diff| *diff != 0);
+        ValidateOutput {
+            epoch,
+            records: self.records.values().cloned().collect(),
+            quality: self.quality.values().cloned().collect(),
+            shard_updates: self.shard_updates.clone(),
+            shard_errors: std::mem::take(&mut self.shard_errors),
+            operators: std::mem::take(&mut self.operators),
+            inserted: std::mem::take(&mut self.inserted),
+            retracted: std::mem::take(&mut self.retracted),
+            elapsed,
+            counts: self.counts.iter().map(|((key, count), diff)| (key.clone(), (count * diff) as i64)).collect(),
+        }
+    }
+}
+
+/// Runs the corpus dataflow over `entries` (the whole index, one epoch).
+/// Returns the gathered output on the process that hosts worker 0, `None` on
+/// the others.
+pub fn run(
+    job: ValidateJob,
+    entries: Vec<IndexEntry>,
+    cluster: &Cluster,
+    observer: Observer,
+) -> Result<Option<ValidateOutput>, String> {
+    execute(job, cluster, observer, Box::new(Once::new(entries)), None)
+}
+
+/// Runs the corpus dataflow on the changes `feed` reports, one epoch per
+/// change, handing the corpus to `on_epoch` after each, until the feed
+/// closes. Returns the last epoch's output on the leader.
+pub fn follow(
+    job: ValidateJob,
+    cluster: &Cluster,
+    observer: Observer,
+    feed: Box<dyn IndexFeed>,
+    on_epoch: EpochSink,
+) -> Result<Option<ValidateOutput>, String> {
+    execute(job, cluster, observer, feed, Some(on_epoch))
+}
+
+fn execute(
+    job: ValidateJob,
+    cluster: &Cluster,
+    observer: Observer,
+    feed: Box<dyn IndexFeed>,
+    on_epoch: Option<EpochSink>,
+) -> Result<Option<ValidateOutput>, String> {
     let job = Arc::new(job);
     let steps = Arc::new(job.steps());
+    let live = on_epoch.is_some();
+    let feed = Mutex::new(Some(feed));
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
-        let gathered = Rc::new(RefCell::new(ValidateOutput::default()));
-        let count_diffs: Rc<RefCell<CountDiffs>> = Default::default();
+        let gathered = Rc::new(RefCell::new(Gathered::default()));
         let probe = ProbeHandle::new();
         let (job_w, steps) = (Arc::clone(&job), Arc::clone(&steps));
         let observer = Arc::clone(&observer);
-        let (g, c, s) = (Rc::clone(&gathered), Rc::clone(&count_diffs), Rc::clone(&gathered));
+        let (g, c, s) = (Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             let (input, index) = scope.new_collection::<IndexEntry, isize>();
             // With features, route by shard: each shard then has exactly one writer.
@@ -193,9 +296,11 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 Some(n) => shard_of(&entry.key, n) as u64,
                 None => entry.key.stable_hash(),
             });
+            let retracted = spread.clone().filter(|(_, _, diff)| *diff < 0);
+            let inserted = spread.filter(|(_, _, diff)| *diff > 0).map(|(e, t, r)| ((e, t == 0), t, r));
 
             let st = Arc::clone(&steps);
-            let decoded = episode_stage(spread, Decode::NAME, move |entry| st.decode(entry));
+            let decoded = episode_stage(inserted, Decode::NAME, move |(entry, first)| st.decode(entry, first));
             let st = Arc::clone(&steps);
             let aligned = episode_stage(decoded, "align", move |w| st.align(w));
             let st = Arc::clone(&steps);
@@ -206,7 +311,7 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
             let windowed = episode_stage(classified, Window::NAME, move |w| st.window(w));
             let st = Arc::clone(&steps);
             let tensored = episode_stage(windowed, Tensor::NAME, move |w| st.tensor(w));
-            let out = feature_sink(tensored, job_w.features.clone());
+            let out = feature_sink(tensored, retracted, SinkState::new(job_w.features.as_ref(), live));
 
             out.clone()
                 .flat_map(|(o, t, r)| match o {
@@ -230,14 +335,11 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
             reports
                 .clone()
                 .exchange(|_| 0)
-                .inspect(move |(report, _, _): &(EpisodeReport, u64, isize)| {
-                    observer(report);
-                    let mut out = g.borrow_mut();
-                    for sample in &report.trace {
-                        out.operators.entry(sample.operator.clone()).or_default().add(sample);
+                .inspect(move |(report, _, diff): &(EpisodeReport, u64, isize)| {
+                    if *diff > 0 {
+                        observer(report);
                     }
-                    out.records.push(report.validation.clone());
-                    out.quality.extend(report.quality.clone());
+                    g.borrow_mut().report(report, *diff);
                 })
                 .probe_with(&probe);
 
@@ -248,87 +350,160 @@ pub fn run(job: ValidateJob, cluster: &Cluster, observer: Observer) -> Result<Op
                 .inner
                 .exchange(|_| 0)
                 .inspect(move |(kv, _, diff): &(((String, String), isize), u64, isize)| {
-                    *c.borrow_mut().entry(kv.clone()).or_default() += diff;
+                    *c.borrow_mut().counts.entry(kv.clone()).or_default() += diff;
                 })
                 .probe_with(&probe);
             input
         });
-        if worker.index() == 0 {
-            for entry in &job.entries {
-                input.insert(entry.clone());
+        // The leader's first worker feeds the index; the others only follow.
+        let feed = if worker.index() == 0 { feed.lock().ok().and_then(|mut f| f.take()) } else { None };
+        let Some(mut feed) = feed else {
+            drop(input);
+            worker.step_or_park_while(None, || !probe.done());
+            return Ok(None);
+        };
+        let (mut epoch, mut last, mut failure) = (0u64, None, None);
+        loop {
+            match feed.poll() {
+                Poll::Closed => break,
+                Poll::Idle => {
+                    worker.step_or_park(Some(IDLE_POLL));
+                }
+                Poll::Changes(changes) => {
+                    let start = Instant::now();
+                    for (entry, diff) in changes {
+                        input.update(entry, diff);
+                    }
+                    input.advance_to(epoch + 1);
+                    input.flush();
+                    worker.step_or_park_while(None, || probe.less_equal(&epoch));
+                    let output = gathered.borrow_mut().snapshot(epoch, start.elapsed());
+                    if let Some(Err(e)) = on_epoch.as_ref().map(|publish| publish(&output)) {
+                        failure = Some(e);
+                        break;
+                    }
+                    last = Some(output);
+                    epoch += 1;
+                }
             }
         }
-        input.close();
-        while !probe.done() {
-            worker.step();
-        }
-        (worker.index() == 0).then(|| {
-            let mut out = gathered.take();
-            out.records.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
-            out.quality.sort_by(|a, b| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
-            out.counts = count_diffs
-                .take()
-                .into_iter()
-                .filter(|(_, diff)| *diff != 0)
-                .map(|((key, count), diff)| (key, (count * diff) as i64))
-                .collect();
-            out
-        })
+        drop(input);
+        worker.step_or_park_while(None, || !probe.done());
+        failure.map_or(Ok(last), Err)
     })?;
     let mut leader = None;
     for result in guards.join() {
-        leader = leader.or(result?);
+        leader = leader.or(result??);
     }
     Ok(leader)
 }
 
+/// The feature sink's state on one worker.
+struct SinkState {
+    /// `None` without features.
+    sink: Option<FeatureSink>,
+    /// Failed shard writes since the last publication.
+    errors: Vec<String>,
+    /// Each episode's report as published, so that a followed run can
+    /// retract it (empty in a batch run, which never retracts).
+    remembered: HashMap<IndexEntry, EpisodeReport>,
+    live: bool,
+}
+
+impl SinkState {
+    fn new(job: Option<&FeatureJob>, live: bool) -> SinkState {
+        let sink = job.map(|job| {
+            let timesteps = job.tensor.config.timesteps();
+            FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published))
+        });
+        SinkState { sink, errors: Vec::new(), remembered: HashMap::new(), live }
+    }
+
+    /// Feeds one event to the sink, keeping a failure for the publication.
+    fn apply(&mut self, event: FeatureEvent, epoch: u64) {
+        let Some(sink) = self.sink.as_mut() else { return };
+        let key = event.key.clone();
+        if let Err(e) = sink.apply(event, epoch) {
+            self.errors.push(format!("{key}: {e}"));
+        }
+    }
+
+    /// A finished episode: its rows go to the sink; returns its report.
+    fn arrived(&mut self, w: Work<Episode>, epoch: u64) -> EpisodeReport {
+        let entry = self.live.then(|| w.entry.clone());
+        let (report, event) = report(w);
+        if let Some(event) = event {
+            self.apply(event, epoch);
+        }
+        if let Some(entry) = entry {
+            self.remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
+        }
+        report
+    }
+
+    /// An index entry retracted: its rows leave the sink; returns the
+    /// report to retract.
+    fn retracted(&mut self, entry: IndexEntry, epoch: u64) -> Option<EpisodeReport> {
+        let report = self.remembered.remove(&entry)?;
+        if report.windows.is_some() {
+            self.apply(FeatureEvent { key: entry.key, sha256: String::new(), change: FeatureChange::Remove }, epoch);
+        }
+        Some(report)
+    }
+
+    /// Publishes the shards `epoch` touched, or says why it cannot.
+    fn publish(&mut self, epoch: u64) -> Result<Vec<ShardUpdate>, String> {
+        match (self.sink.as_mut(), self.errors.is_empty()) {
+            (Some(sink), true) => sink.publish(epoch).map_err(|e| format!("publishing feature shards: {e}")),
+            _ => Err(std::mem::take(&mut self.errors).join("; ")),
+        }
+    }
+}
+
 /// Turns each finished episode into its report and, for usable episodes
 /// when features are asked for, feeds its rows (or the fact that its
-/// published rows are kept) to this worker's [`FeatureSink`]. When a time is
-/// complete, publishes the touched shards and sends their new content on.
+/// published rows are kept) to this worker's [`FeatureSink`]; replays the
+/// report of each retracted entry with its diff and drops its rows. When an
+/// epoch is complete, publishes the shards it touched and sends their new
+/// content on.
 fn feature_sink<'scope>(
-    stream: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
-    job: Option<FeatureJob>,
+    episodes: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
+    retractions: Stream<'scope, u64, Vec<(IndexEntry, u64, isize)>>,
+    mut state: SinkState,
 ) -> Stream<'scope, u64, Vec<(SinkOut, u64, isize)>> {
-    let mut sink = job.as_ref().map(|job| {
-        let timesteps = job.tensor.config.timesteps();
-        FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published))
-    });
     let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
-    let mut errors: Vec<String> = Vec::new();
-    stream.unary_frontier(Pipeline, "feature-sink", move |_, _| {
-        move |(input, frontier), output| {
+    let hold = state.sink.is_some();
+    episodes.binary_frontier(retractions, Pipeline, Pipeline, "feature-sink", move |_, _| {
+        move |(arrivals, arrivals_frontier), (retractions, retractions_frontier), output| {
             let port = output.output_index();
-            input.for_each_stamp(|cap, batches| {
-                if sink.is_some() {
-                    if let Some(retained) = cap.retain_least(port) {
-                        held.entry(*retained.time()).or_insert(retained);
-                    }
+            arrivals.for_each_stamp(|cap, batches| {
+                if let Some(retained) = cap.retain_least(port).filter(|_| hold) {
+                    held.entry(*retained.time()).or_insert(retained);
                 }
                 let mut session = output.session(&cap);
-                for batch in batches {
-                    for (w, t, r) in batch.drain(..) {
-                        let (report, event) = report(w);
-                        if let (Some(sink), Some(event)) = (sink.as_mut(), event) {
-                            if let Err(e) = sink.apply(event) {
-                                let v = &report.validation;
-                                errors.push(format!("{}/{}: {e}", v.host_id, v.episode_id));
-                            }
-                        }
+                for (w, t, r) in batches.flat_map(|batch| batch.drain(..)) {
+                    let report = state.arrived(w, t);
+                    session.give((SinkOut::Report(Box::new(report)), t, r));
+                }
+            });
+            retractions.for_each_stamp(|cap, batches| {
+                if let Some(retained) = cap.retain_least(port).filter(|_| hold) {
+                    held.entry(*retained.time()).or_insert(retained);
+                }
+                let mut session = output.session(&cap);
+                for (entry, t, r) in batches.flat_map(|batch| batch.drain(..)) {
+                    if let Some(report) = state.retracted(entry, t) {
                         session.give((SinkOut::Report(Box::new(report)), t, r));
                     }
                 }
             });
             while let Some(entry) = held.first_entry() {
-                if frontier.less_equal(entry.key()) {
+                let epoch = *entry.key();
+                if arrivals_frontier.less_equal(&epoch) || retractions_frontier.less_equal(&epoch) {
                     break;
                 }
-                let (time, cap) = entry.remove_entry();
-                let published = match (sink.as_mut(), errors.is_empty()) {
-                    (Some(sink), true) => sink.publish().map_err(|e| format!("publishing feature shards: {e}")),
-                    _ => Err(std::mem::take(&mut errors).join("; ")),
-                };
-                output.session(&cap).give((SinkOut::Shards(published), time, 1));
+                let cap = entry.remove();
+                output.session(&cap).give((SinkOut::Shards(state.publish(epoch)), epoch, 1));
             }
         }
     })
@@ -342,7 +517,7 @@ fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
             let windows = match &change {
                 Some(FeatureChange::Keep { windows }) => Some(*windows),
                 Some(FeatureChange::New(rows)) => Some(rows.summary.windows.len()),
-                None => None,
+                Some(FeatureChange::Remove) | None => None,
             };
             let event = change.map(|change| FeatureEvent { key: entry.key, sha256, change });
             (EpisodeReport { validation, quality: Some(quality), windows, trace }, event)

@@ -2,7 +2,7 @@
 //! publication of the feature shards and manifest.
 
 use super::validate::{report, validate_store, Mode};
-use super::{cluster, out_dir, store};
+use super::CorpusArgs;
 use crate::cli::{ClusterArgs, Global, WindowArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -18,10 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
-    let store = store(g)?;
-    let out = out_dir(g, &store);
-    let cluster = cluster(g, args)?;
-    let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
+    let CorpusArgs { store, out, cluster, config } = CorpusArgs::of(g, window, args)?;
     if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Features)? {
         report(g, &stats, &out)?;
     }
@@ -109,8 +106,11 @@ pub fn reuse(job: &mut ValidateJob, lineage: &Lineage, config: &Config, reuse: b
 }
 
 /// Publishes the manifest of the run's shards (then removes the files it no
-/// longer lists). Returns the number of windows published.
-pub fn publish(out: &Path, manifest: Manifest, output: &ValidateOutput) -> Result<u64> {
+/// longer lists). Epoch `e` of a followed run wrote files of generation
+/// `base + e`, which the manifest records. Returns the number of windows
+/// published.
+pub fn publish(out: &Path, mut manifest: Manifest, output: &ValidateOutput) -> Result<u64> {
+    manifest.generation += output.epoch;
     if let Some(first) = output.shard_errors.first() {
         return Err(Error::Io(format!("{} feature shard writes failed; first: {first}", output.shard_errors.len())));
     }

@@ -7,6 +7,7 @@ mod prune;
 mod run;
 mod synth;
 mod validate;
+mod watch;
 
 use crate::cli::{Cli, ClusterArgs, Command, Global};
 use crate::error::{Error, Result};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { cluster } => validate::run(g, &cluster),
         Command::Features { window, cluster } => features::run(g, window, &cluster),
         Command::Run { window, cluster } => run::run(g, window, &cluster),
+        Command::Watch { window, cluster } => watch::run(g, window, &cluster),
         Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),
@@ -53,6 +55,25 @@ fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
     };
     cluster.check().map_err(Error::Usage)?;
     Ok(cluster)
+}
+
+/// What a corpus command works on: store, output folder, cluster, and the
+/// configuration with the command line's window overrides.
+struct CorpusArgs {
+    store: PathBuf,
+    out: PathBuf,
+    cluster: Cluster,
+    config: crate::config::Config,
+}
+
+impl CorpusArgs {
+    fn of(g: &Global, window: crate::cli::WindowArgs, args: &ClusterArgs) -> Result<CorpusArgs> {
+        let store = store(g)?;
+        let out = out_dir(g, &store);
+        let cluster = cluster(g, args)?;
+        let config = crate::config::Config::load(g.config.as_deref())?.with_overrides(window.into())?;
+        Ok(CorpusArgs { store, out, cluster, config })
+    }
 }
 
 /// Prints `value` as one line of JSON on stdout.

@@ -1,18 +1,14 @@
 //! `epiflow run`: the whole pipeline, incrementally (SPEC section 11).
 
 use super::validate::{validate_store, Mode};
-use super::{cluster, out_dir, print_json, store};
+use super::{print_json, CorpusArgs};
 use crate::cli::{ClusterArgs, Global, WindowArgs};
-use crate::config::Config;
 use crate::error::Result;
 use crate::stats::RunStats;
 use std::process::ExitCode;
 
 pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
-    let store = store(g)?;
-    let out = out_dir(g, &store);
-    let cluster = cluster(g, args)?;
-    let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
+    let CorpusArgs { store, out, cluster, config } = CorpusArgs::of(g, window, args)?;
     if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? {
         if g.json {
             print_json(&stats)?;

@@ -10,14 +10,15 @@ use crate::stats::{OperatorStats, RunStats};
 use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
-use epiflow_operators::validate::{Outcome, Validate};
+use epiflow_operators::validate::{Outcome, Validate, ValidationRecord};
 use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::results::NoStore;
+use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::{quality, validation};
 use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
 use epiflow_pipelines::Cluster;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,8 @@ pub enum Mode {
     Features,
     /// Everything, reusing `OUT/cache` and the published features.
     Run,
+    /// Like `Run`, following the index as it changes.
+    Watch,
 }
 
 impl Mode {
@@ -50,7 +53,13 @@ impl Mode {
             Mode::Validate => "validate",
             Mode::Features => "features",
             Mode::Run => "run",
+            Mode::Watch => "watch",
         }
+    }
+
+    /// Whether earlier results are reused.
+    fn reuses(self) -> bool {
+        matches!(self, Mode::Run | Mode::Watch)
     }
 }
 
@@ -69,62 +78,103 @@ pub fn validate_store(
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
-    let mut job = corpus_job(&store.join("episodes"), entries, config);
-    let cache = match mode {
-        Mode::Run => {
+    let (job, publisher) = prepare(store, out, config, cluster, mode)?;
+    let Some(output) = run_corpus(job, entries, cluster, quiet)? else { return Ok(None) };
+    publisher.publish(&output, start, index_problems).map(Some)
+}
+
+/// The dataflow job of a corpus run under `config`, and what publishes its
+/// outputs under `out`.
+pub fn prepare(
+    store: &Path,
+    out: &Path,
+    config: &Config,
+    cluster: &Cluster,
+    mode: Mode,
+) -> Result<(ValidateJob, Publisher)> {
+    let mut job = corpus_job(&store.join("episodes"), config);
+    let cache = match mode.reuses() {
+        true => {
             let root = out.join("cache");
             let cache = DiskCache::open(&root).map_err(|e| Error::io("cannot open cache", &root, e))?;
             let cache = Arc::new(cache);
             job.store = cache.clone();
             Some(cache)
         }
-        Mode::Validate | Mode::Features => None,
+        false => None,
     };
     if mode != Mode::Validate {
         job.features = Some(super::features::feature_job(out, config));
     }
     let lineage = Lineage::of(&job);
-    let features = super::features::reuse(&mut job, &lineage, config, mode == Mode::Run);
-    let Some(output) = run_corpus(job, cluster, quiet)? else { return Ok(None) };
-    let windows = match features {
-        Some(base) => super::features::publish(out, base, &output)?,
-        None => 0,
-    };
-    let parquet = out.join("validation.parquet");
-    validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
-    let parquet = out.join("quality.parquet");
-    quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
-    if let Some(cache) = cache {
-        cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
-    }
-    let mut stats = RunStats {
-        command: mode.name().into(),
-        episodes: output.records.len() as u64,
-        windows,
-        operators: output
-            .operators
-            .into_iter()
-            .map(|(name, totals)| {
-                let fingerprint = lineage.get(&name);
-                (name, OperatorStats::new(totals, fingerprint))
-            })
-            .collect(),
-        wall_s: start.elapsed().as_secs_f64(),
+    let manifest = super::features::reuse(&mut job, &lineage, config, mode.reuses());
+    let publisher = Publisher {
+        out: out.to_path_buf(),
+        mode,
+        lineage,
+        cache,
+        manifest,
         workers: cluster.workers,
         processes: cluster.processes,
-        index_problems,
-        ..Default::default()
     };
-    stats.set_counts(&output.counts);
-    write_run_json(out, &stats)?;
-    Ok(Some(stats))
+    Ok((job, publisher))
 }
 
-/// The validation job over `entries` whose archives are under `episodes_root`.
-pub fn corpus_job(episodes_root: &Path, entries: Vec<IndexEntry>, config: &Config) -> ValidateJob {
+/// Publishes what a corpus run (or one epoch of a followed run) gathered.
+pub struct Publisher {
+    out: PathBuf,
+    mode: Mode,
+    lineage: Lineage,
+    cache: Option<Arc<DiskCache>>,
+    /// The features manifest to fill in, when features are computed.
+    manifest: Option<Manifest>,
+    workers: usize,
+    processes: usize,
+}
+
+impl Publisher {
+    /// Writes the feature manifest (the shards are already in place),
+    /// `validation.parquet`, `quality.parquet`, syncs the cache and writes
+    /// `run.json`, whose statistics it returns, timed from `start`: when the
+    /// run (or the epoch) began.
+    pub fn publish(&self, output: &ValidateOutput, start: Instant, index_problems: usize) -> Result<RunStats> {
+        let out = &self.out;
+        let windows = match &self.manifest {
+            Some(base) => super::features::publish(out, base.clone(), output)?,
+            None => 0,
+        };
+        let parquet = out.join("validation.parquet");
+        validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
+        let parquet = out.join("quality.parquet");
+        quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
+        if let Some(cache) = &self.cache {
+            cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
+        }
+        let mut stats = RunStats {
+            command: self.mode.name().into(),
+            episodes: output.records.len() as u64,
+            windows,
+            operators: output
+                .operators
+                .iter()
+                .map(|(name, totals)| (name.clone(), OperatorStats::new(*totals, self.lineage.get(name))))
+                .collect(),
+            wall_s: start.elapsed().as_secs_f64(),
+            workers: self.workers,
+            processes: self.processes,
+            index_problems,
+            ..Default::default()
+        };
+        stats.set_counts(&output.counts);
+        write_run_json(out, &stats)?;
+        Ok(stats)
+    }
+}
+
+/// The validation job over archives under `episodes_root`.
+pub fn corpus_job(episodes_root: &Path, config: &Config) -> ValidateJob {
     ValidateJob {
         episodes_root: episodes_root.to_path_buf(),
-        entries,
         decode: Decode { config: config.decode.clone() },
         validate: Validate { config: config.validate.clone() },
         classify: Classify { config: config.classify.clone() },
@@ -148,31 +198,44 @@ pub fn warn_index_problems(problems: &[epiflow_operators::model::Problem]) {
     }
 }
 
-/// Runs the validation dataflow with a progress bar, logging every episode that
-/// is not accepted. `None` on processes other than the leader.
-pub fn run_corpus(job: ValidateJob, cluster: &Cluster, quiet: bool) -> Result<Option<ValidateOutput>> {
-    let bar = progress::bar(job.entries.len() as u64, "validate", quiet);
+/// Runs the validation dataflow over `entries` with a progress bar, logging
+/// every episode that is not accepted. `None` on processes other than the
+/// leader.
+pub fn run_corpus(
+    job: ValidateJob,
+    entries: Vec<IndexEntry>,
+    cluster: &Cluster,
+    quiet: bool,
+) -> Result<Option<ValidateOutput>> {
+    let bar = progress::bar(entries.len() as u64, "validate", quiet);
     let observer_bar = bar.clone();
     let output = run_dataflow(
         job,
+        entries,
         cluster,
         Arc::new(move |report| {
             observer_bar.inc(1);
-            let record = &report.validation;
-            if record.outcome != Outcome::Accepted {
-                let detail = record.detail.as_deref().unwrap_or("");
-                let reasons = record.reasons.join(", ");
-                let key = format!("{}/{}", record.host_id, record.episode_id);
-                match record.outcome {
-                    Outcome::Degraded => tracing::info!("{key}: degraded [{reasons}] {detail}"),
-                    _ => tracing::warn!("{key}: {} [{reasons}] {detail}", record.outcome.name()),
-                }
-            }
+            log_outcome(&report.validation);
         }),
     )
     .map_err(Error::Dataflow)?;
     bar.finish_and_clear();
     Ok(output)
+}
+
+/// Logs an episode that is not accepted: degraded at info, the rest as
+/// warnings.
+pub fn log_outcome(record: &ValidationRecord) {
+    if record.outcome == Outcome::Accepted {
+        return;
+    }
+    let detail = record.detail.as_deref().unwrap_or("");
+    let reasons = record.reasons.join(", ");
+    let key = format!("{}/{}", record.host_id, record.episode_id);
+    match record.outcome {
+        Outcome::Degraded => tracing::info!("{key}: degraded [{reasons}] {detail}"),
+        _ => tracing::warn!("{key}: {} [{reasons}] {detail}", record.outcome.name()),
+    }
 }
 
 /// Writes `run.json` atomically.

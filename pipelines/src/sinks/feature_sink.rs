@@ -32,11 +32,15 @@ pub struct FeatureEvent {
     pub change: FeatureChange,
 }
 
-/// Rows kept from the published shards, or computed on this run.
+/// Rows kept from the published shards, computed on this run, or retracted.
 #[derive(Clone, Debug)]
 pub enum FeatureChange {
-    Keep { windows: usize },
+    Keep {
+        windows: usize,
+    },
     New(Box<NewRows>),
+    /// The episode left the index after the first epoch: its rows go.
+    Remove,
 }
 
 /// An episode's newly computed feature rows.
@@ -65,14 +69,36 @@ struct OpenShard {
     new: Vec<EpisodeRows>,
 }
 
+/// A shard's files and windowless episodes.
+type ShardContent = (Vec<FileEntry>, Vec<EpisodeRows>);
+
+impl OpenShard {
+    /// Epoch 0 carries the whole index: the shard starts from what the last
+    /// run published and keeps only the episodes the epoch confirms. Later
+    /// epochs (of `epiflow watch`) carry changes: the shard starts from what
+    /// this sink settled and keeps every episode not retracted or replaced.
+    fn starting(published: &Published, settled: &BTreeMap<usize, ShardContent>, shard: usize, epoch: u64) -> Self {
+        if epoch == 0 {
+            let (files, windowless) = published.shard(shard);
+            return OpenShard { files, windowless, kept: HashSet::new(), new: Vec::new() };
+        }
+        let (files, windowless) = settled.get(&shard).cloned().unwrap_or_default();
+        let kept = files.iter().flat_map(|f| &f.episodes).chain(&windowless).map(|e| e.key.clone()).collect();
+        OpenShard { files, windowless, kept, new: Vec::new() }
+    }
+}
+
 /// The shards one worker owns. Events stream in; [`FeatureSink::publish`]
 /// settles every shard they touched.
 pub struct FeatureSink {
     dir: PathBuf,
     shards: usize,
-    generation: u64,
+    /// The generation of epoch 0's files; epoch `e` writes `base + e`.
+    base_generation: u64,
     writers: ShardWriters,
     published: Arc<Published>,
+    /// Each shard's content as this sink last settled it.
+    settled: BTreeMap<usize, ShardContent>,
     open: BTreeMap<usize, OpenShard>,
 }
 
@@ -89,27 +115,30 @@ impl FeatureSink {
         FeatureSink {
             dir: features_dir.to_path_buf(),
             shards,
-            generation: published.next_generation,
+            base_generation: published.next_generation,
             writers: ShardWriters::new(features_dir, timesteps, &metadata),
             published,
+            settled: BTreeMap::new(),
             open: BTreeMap::new(),
         }
     }
 
-    /// Takes in one episode's features; new rows start streaming to disk.
-    pub fn apply(&mut self, event: FeatureEvent) -> io::Result<()> {
+    /// Takes in one episode's features in epoch `epoch`; new rows start
+    /// streaming to disk.
+    pub fn apply(&mut self, event: FeatureEvent, epoch: u64) -> io::Result<()> {
         let shard = shard_of(&event.key, self.shards);
-        let published = &self.published;
-        let open = self.open.entry(shard).or_insert_with(|| {
-            let (files, windowless) = published.shard(shard);
-            OpenShard { files, windowless, kept: HashSet::new(), new: Vec::new() }
-        });
+        let (published, settled) = (&self.published, &self.settled);
+        let open = self.open.entry(shard).or_insert_with(|| OpenShard::starting(published, settled, shard, epoch));
         let key = event.key.to_string();
         match event.change {
             FeatureChange::Keep { .. } => {
                 open.kept.insert(key);
             }
+            FeatureChange::Remove => {
+                open.kept.remove(&key);
+            }
             FeatureChange::New(rows) => {
+                open.kept.remove(&key);
                 let NewRows { profile, sample_name, summary, tensors } = *rows;
                 let windows = summary.windows.len();
                 if windows > 0 {
@@ -126,21 +155,28 @@ impl FeatureSink {
         Ok(())
     }
 
-    /// Settles every shard touched since the last publication: drops the
-    /// episodes not kept, adds the new files or compacts, syncs and renames
-    /// the new files into place. Returns the shards' new content; the caller
-    /// publishes the manifest and then removes files no longer listed.
-    pub fn publish(&mut self) -> io::Result<Vec<ShardUpdate>> {
+    /// Settles every shard touched in epoch `epoch`: drops the episodes not
+    /// kept, adds the new files or compacts, syncs and renames the new files
+    /// into place. Returns the shards' new content; the caller publishes the
+    /// manifest and then removes files no longer listed.
+    pub fn publish(&mut self, epoch: u64) -> io::Result<Vec<ShardUpdate>> {
         let mut updates = Vec::new();
         let mut finished: Vec<(ClosedPair, String)> = Vec::new();
         for (shard, open) in std::mem::take(&mut self.open) {
             let delta = self.writers.close(shard)?;
-            let name = file_name(shard, self.generation);
+            let name = file_name(shard, self.base_generation + epoch);
             let (files, closed) = self.settle(&open, delta, &name)?;
             finished.extend(closed.map(|pair| (pair, name)));
             let kept = |e: &&EpisodeRows| open.kept.contains(&e.key);
-            let windowless = open.windowless.iter().filter(kept).chain(open.new.iter().filter(|e| e.windows == 0));
-            updates.push(ShardUpdate { shard, files, windowless: windowless.cloned().collect() });
+            let windowless: Vec<EpisodeRows> = open
+                .windowless
+                .iter()
+                .filter(kept)
+                .chain(open.new.iter().filter(|e| e.windows == 0))
+                .cloned()
+                .collect();
+            self.settled.insert(shard, (files.clone(), windowless.clone()));
+            updates.push(ShardUpdate { shard, files, windowless });
         }
         let files: Vec<&std::fs::File> =
             finished.iter().flat_map(|(pair, _)| pair.iter().map(|t| t.as_file())).collect();
@@ -152,7 +188,6 @@ impl FeatureSink {
         for kind in [Kind::Summary, Kind::Tensors] {
             output::sync_dir(&self.dir.join(kind.dir()));
         }
-        self.generation += 1;
         Ok(updates)
     }
 
@@ -288,10 +323,15 @@ mod tests {
         FeatureEvent { key: episode(e).0, sha256: format!("sha{e}"), change: FeatureChange::Keep { windows: WINDOWS } }
     }
 
-    /// Publishes and returns, per listed file, the episode ids its tensor rows hold.
-    fn publish(dir: &Path, mut sink: FeatureSink) -> Vec<Vec<String>> {
-        let updates = sink.publish().unwrap().into_iter().map(|u| (u.shard, u)).collect();
-        let base = Manifest { lineage: "L".into(), generation: sink.generation - 1, ..Manifest::default() };
+    fn remove(e: usize) -> FeatureEvent {
+        FeatureEvent { key: episode(e).0, sha256: String::new(), change: FeatureChange::Remove }
+    }
+
+    /// Publishes epoch `epoch` and returns, per listed file, the episode ids
+    /// its tensor rows hold.
+    fn publish(dir: &Path, sink: &mut FeatureSink, epoch: u64) -> Vec<Vec<String>> {
+        let updates = sink.publish(epoch).unwrap().into_iter().map(|u| (u.shard, u)).collect();
+        let base = Manifest { lineage: "L".into(), generation: sink.base_generation + epoch, ..Manifest::default() };
         let manifest = base.publish(dir, &updates).unwrap();
         manifest.shards["tensors"]
             .iter()
@@ -313,19 +353,19 @@ mod tests {
     fn kept_rows_stay_put_appends_add_a_file_and_a_removal_compacts() {
         let dir = tempfile::tempdir().unwrap();
         let mut first = sink(dir.path());
-        (0..6).for_each(|e| first.apply(new(e)).unwrap());
-        assert_eq!(publish(dir.path(), first), vec![ids(&[0, 1, 2, 3, 4, 5])]);
+        (0..6).for_each(|e| first.apply(new(e), 0).unwrap());
+        assert_eq!(publish(dir.path(), &mut first, 0), vec![ids(&[0, 1, 2, 3, 4, 5])]);
 
         // One new episode: a seventh of the rows goes to a file of its own.
         let mut second = sink(dir.path());
-        (0..6).for_each(|e| second.apply(keep(e)).unwrap());
-        second.apply(new(6)).unwrap();
-        assert_eq!(publish(dir.path(), second), vec![ids(&[0, 1, 2, 3, 4, 5]), ids(&[6])]);
+        (0..6).for_each(|e| second.apply(keep(e), 0).unwrap());
+        second.apply(new(6), 0).unwrap();
+        assert_eq!(publish(dir.path(), &mut second, 0), vec![ids(&[0, 1, 2, 3, 4, 5]), ids(&[6])]);
 
         // Episode 2 is gone: the shard becomes one file without it.
         let mut third = sink(dir.path());
-        [0, 1, 3, 4, 5, 6].into_iter().for_each(|e| third.apply(keep(e)).unwrap());
-        assert_eq!(publish(dir.path(), third), vec![ids(&[0, 1, 3, 4, 5, 6])]);
+        [0, 1, 3, 4, 5, 6].into_iter().for_each(|e| third.apply(keep(e), 0).unwrap());
+        assert_eq!(publish(dir.path(), &mut third, 0), vec![ids(&[0, 1, 3, 4, 5, 6])]);
         let files = std::fs::read_dir(dir.path().join("tensors")).unwrap().count();
         assert_eq!(files, 1, "replaced files and temporaries are gone");
 
@@ -339,5 +379,27 @@ mod tests {
         let cells = x.value(last);
         let cells = cells.as_primitive::<arrow_array::types::Float32Type>().values();
         assert_eq!(cells, &tensors.x[(WINDOWS - 1) * width..WINDOWS * width]);
+    }
+
+    #[test]
+    fn later_epochs_keep_what_they_do_not_mention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = sink(dir.path());
+        (0..4).for_each(|e| live.apply(new(e), 0).unwrap());
+        assert_eq!(publish(dir.path(), &mut live, 0), vec![ids(&[0, 1, 2, 3])]);
+
+        // Epoch 1 names only its changes: one arrival, one retraction.
+        live.apply(remove(1), 1).unwrap();
+        live.apply(new(4), 1).unwrap();
+        assert_eq!(publish(dir.path(), &mut live, 1), vec![ids(&[0, 2, 3, 4])], "a retraction compacts");
+
+        // An arrival alone adds a file; a replaced episode's old rows go.
+        live.apply(new(5), 2).unwrap();
+        assert_eq!(publish(dir.path(), &mut live, 2), vec![ids(&[0, 2, 3, 4]), ids(&[5])]);
+        live.apply(new(0), 3).unwrap();
+        assert_eq!(publish(dir.path(), &mut live, 3), vec![ids(&[2, 3, 4, 5, 0])]);
+        let manifest = Manifest::read(dir.path()).unwrap();
+        assert_eq!(manifest.windows, 5 * WINDOWS as u64);
+        assert_eq!(manifest.generation, 3);
     }
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Latency of `epiflow watch`: from an episode's index line being appended to
+every output being republished (watch prints its epoch's statistics after
+run.json, the last output, is written).
+
+    python3 benches/watch_latency.py BIN STORE EXTRA [ROUNDS]
+
+STORE: a receiver store (its outputs go to STORE/derived, so a store that
+was `run` before starts from a warm cache). EXTRA: another store whose
+archives are appended to STORE one at a time, ROUNDS of them (default 10),
+one second apart. STORE is changed: use a copy.
+"""
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def main():
+    bin_, store, extra = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
+    lines = (extra / "index.jsonl").read_text().splitlines()[:rounds]
+    watch = subprocess.Popen([bin_, "watch", "--store", str(store), "--json", "-q"], stdout=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    first = json.loads(watch.stdout.readline())
+    print(f"epoch 0: {first['episodes']} episodes after {time.monotonic() - start:.2f} s")
+    latencies = []
+    for line in lines:
+        row = json.loads(line)
+        rel = Path("episodes") / row["host_id"] / f"{row['episode_id']}.tar.zst"
+        (store / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(extra / rel, store / rel)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        with open(store / "index.jsonl", "a") as index:
+            index.write(line + "\n")
+        stats = json.loads(watch.stdout.readline())
+        latencies.append(time.monotonic() - t0)
+        print(f"+1 → {stats['episodes']} episodes: {latencies[-1]:.3f} s (epoch wall {stats['wall_s']:.3f} s)")
+    watch.send_signal(2)
+    code = watch.wait(timeout=60)
+    print(f"latency over {len(latencies)} appends: min {min(latencies):.3f} s, "
+          f"median {statistics.median(latencies):.3f} s, max {max(latencies):.3f} s; exit {code}")
+
+
+if __name__ == "__main__":
+    main()
