@@ -6,6 +6,7 @@
 //! Corpus-level state (the index, counts per outcome and reason) lives in
 //! differential collections, so arrivals and removals flow as diffs.
 
+pub mod balance;
 pub mod cache_codec;
 pub mod cluster;
 pub mod index_feed;

@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! index (differential collection, fed epoch by epoch from an IndexFeed)
-//!   → exchange by shard (features) or episode key
+//!   → exchange to the worker the leader placed each entry on (largest first;
+//!     with features, the worker owning the entry's shard)
 //!   → insertions: decode → align → validate → classify → window → tensor
 //!                                                   (one batch per episode)
-//!   → feature sink: new rows stream into this worker's shards; reports pass
-//!     on; retractions replay the episode's report with diff -1 and drop its rows
+//!   → reports; retractions replay the episode's report with diff -1
+//!   → feature sink: new rows stream into the shard's files; kept rows stay;
+//!     retracted rows go
 //!   → reports gathered at worker 0               (→ validation.parquet, quality.parquet)
 //!   → (dimension, value) collection → count      (corpus-level counts)
 //!   → shard updates gathered at worker 0         (→ features/manifest.json)
@@ -19,11 +21,11 @@
 //! dataflow has finished an epoch worker 0 hands the corpus as it now stands
 //! to the caller, which publishes it.
 
+use crate::balance::Balancer;
 use crate::index_feed::{IndexFeed, Once, Poll};
 use crate::lineage::Lineage;
 use crate::results::ResultStore;
 use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, ShardUpdate};
-use crate::sinks::features::shard_of;
 use crate::sinks::manifest::Published;
 use crate::stage::episode_stage;
 use crate::steps::{Episode, FeatureSteps, Steps};
@@ -160,12 +162,12 @@ pub struct EpisodeReport {
 /// Called on worker 0 for each finished episode (progress display).
 pub type Observer = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
 
-/// What leaves the feature sink: every episode's report as it passes, and
-/// the shards' new content once the run's input is exhausted.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-enum SinkOut {
+/// What leaves the report stage: every episode's report (with its diff),
+/// and what its features do in the sink of its shard.
+#[derive(Clone, Debug)]
+enum Reported {
     Report(Box<EpisodeReport>),
-    Shards(Result<Vec<ShardUpdate>, String>),
+    Features(FeatureEvent),
 }
 
 /// The (dimension, value) pairs an episode contributes to the corpus counts.
@@ -289,13 +291,14 @@ fn execute(
         let observer = Arc::clone(&observer);
         let (g, c, s) = (Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, index) = scope.new_collection::<IndexEntry, isize>();
-            // With features, route by shard: each shard then has exactly one writer.
-            let shards = job_w.features.as_ref().map(|f| f.shards);
-            let spread = index.inner.exchange(move |(entry, _, _): &(IndexEntry, u64, isize)| match shards {
-                Some(n) => shard_of(&entry.key, n) as u64,
-                None => entry.key.stable_hash(),
-            });
+            // Index entries with the worker the leader placed them on (see
+            // `balance`): with features, the one owning their shard, so each
+            // shard has one writer.
+            let (input, index) = scope.new_collection::<(u64, IndexEntry), isize>();
+            let spread = index
+                .inner
+                .exchange(|((worker, _), _, _): &((u64, IndexEntry), u64, isize)| *worker)
+                .map(|((_, entry), t, r)| (entry, t, r));
             let retracted = spread.clone().filter(|(_, _, diff)| *diff < 0);
             let inserted = spread.filter(|(_, _, diff)| *diff > 0).map(|(e, t, r)| ((e, t == 0), t, r));
 
@@ -311,26 +314,28 @@ fn execute(
             let windowed = episode_stage(classified, Window::NAME, move |w| st.window(w));
             let st = Arc::clone(&steps);
             let tensored = episode_stage(windowed, Tensor::NAME, move |w| st.tensor(w));
-            let out = feature_sink(tensored, retracted, SinkState::new(job_w.features.as_ref(), live));
+            let out = report_stage(tensored, retracted, live);
 
-            out.clone()
-                .flat_map(|(o, t, r)| match o {
-                    SinkOut::Shards(updates) => Some((updates, t, r)),
-                    SinkOut::Report(_) => None,
-                })
-                .exchange(|_| 0)
-                .inspect(move |(updates, _, _): &(Result<Vec<ShardUpdate>, String>, u64, isize)| {
-                    let mut out = s.borrow_mut();
-                    match updates {
-                        Ok(updates) => out.shard_updates.extend(updates.iter().map(|u| (u.shard, u.clone()))),
-                        Err(e) => out.shard_errors.push(e.clone()),
-                    }
-                })
-                .probe_with(&probe);
+            if let Some(features) = &job_w.features {
+                let events = out.clone().flat_map(|(o, t, r)| match o {
+                    Reported::Features(event) => Some((event, t, r)),
+                    Reported::Report(_) => None,
+                });
+                feature_sink(events, features)
+                    .exchange(|_| 0)
+                    .inspect(move |(updates, _, _): &(ShardPublication, u64, isize)| {
+                        let mut out = s.borrow_mut();
+                        match updates {
+                            Ok(updates) => out.shard_updates.extend(updates.iter().map(|u| (u.shard, u.clone()))),
+                            Err(e) => out.shard_errors.push(e.clone()),
+                        }
+                    })
+                    .probe_with(&probe);
+            }
 
             let reports = out.flat_map(|(o, t, r)| match o {
-                SinkOut::Report(report) => Some((*report, t, r)),
-                SinkOut::Shards(_) => None,
+                Reported::Report(report) => Some((*report, t, r)),
+                Reported::Features(_) => None,
             });
             reports
                 .clone()
@@ -362,6 +367,7 @@ fn execute(
             worker.step_or_park_while(None, || !probe.done());
             return Ok(None);
         };
+        let mut balancer = Balancer::new(worker.peers(), job.features.as_ref().map(|f| f.shards));
         let (mut epoch, mut last, mut failure) = (0u64, None, None);
         loop {
             match feed.poll() {
@@ -371,8 +377,8 @@ fn execute(
                 }
                 Poll::Changes(changes) => {
                     let start = Instant::now();
-                    for (entry, diff) in changes {
-                        input.update(entry, diff);
+                    for (placed, diff) in balancer.place(changes) {
+                        input.update(placed, diff);
                     }
                     input.advance_to(epoch + 1);
                     input.flush();
@@ -398,112 +404,86 @@ fn execute(
     Ok(leader)
 }
 
-/// The feature sink's state on one worker.
-struct SinkState {
-    /// `None` without features.
-    sink: Option<FeatureSink>,
-    /// Failed shard writes since the last publication.
-    errors: Vec<String>,
-    /// Each episode's report as published, so that a followed run can
-    /// retract it (empty in a batch run, which never retracts).
-    remembered: HashMap<IndexEntry, EpisodeReport>,
-    live: bool,
-}
-
-impl SinkState {
-    fn new(job: Option<&FeatureJob>, live: bool) -> SinkState {
-        let sink = job.map(|job| {
-            let timesteps = job.tensor.config.timesteps();
-            FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published))
-        });
-        SinkState { sink, errors: Vec::new(), remembered: HashMap::new(), live }
-    }
-
-    /// Feeds one event to the sink, keeping a failure for the publication.
-    fn apply(&mut self, event: FeatureEvent, epoch: u64) {
-        let Some(sink) = self.sink.as_mut() else { return };
-        let key = event.key.clone();
-        if let Err(e) = sink.apply(event, epoch) {
-            self.errors.push(format!("{key}: {e}"));
-        }
-    }
-
-    /// A finished episode: its rows go to the sink; returns its report.
-    fn arrived(&mut self, w: Work<Episode>, epoch: u64) -> EpisodeReport {
-        let entry = self.live.then(|| w.entry.clone());
-        let (report, event) = report(w);
-        if let Some(event) = event {
-            self.apply(event, epoch);
-        }
-        if let Some(entry) = entry {
-            self.remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
-        }
-        report
-    }
-
-    /// An index entry retracted: its rows leave the sink; returns the
-    /// report to retract.
-    fn retracted(&mut self, entry: IndexEntry, epoch: u64) -> Option<EpisodeReport> {
-        let report = self.remembered.remove(&entry)?;
-        if report.windows.is_some() {
-            self.apply(FeatureEvent { key: entry.key, sha256: String::new(), change: FeatureChange::Remove }, epoch);
-        }
-        Some(report)
-    }
-
-    /// Publishes the shards `epoch` touched, or says why it cannot.
-    fn publish(&mut self, epoch: u64) -> Result<Vec<ShardUpdate>, String> {
-        match (self.sink.as_mut(), self.errors.is_empty()) {
-            (Some(sink), true) => sink.publish(epoch).map_err(|e| format!("publishing feature shards: {e}")),
-            _ => Err(std::mem::take(&mut self.errors).join("; ")),
-        }
-    }
-}
-
 /// Turns each finished episode into its report and, for usable episodes
-/// when features are asked for, feeds its rows (or the fact that its
-/// published rows are kept) to this worker's [`FeatureSink`]; replays the
-/// report of each retracted entry with its diff and drops its rows. When an
-/// epoch is complete, publishes the shards it touched and sends their new
-/// content on.
-fn feature_sink<'scope>(
+/// when features are asked for, the event for its shard's sink (new rows, or
+/// the fact that its published rows are kept). In a followed run (`live`)
+/// it remembers each report, without its trace, so that a retracted index
+/// entry replays its report with diff -1 and removes its rows.
+fn report_stage<'scope>(
     episodes: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
     retractions: Stream<'scope, u64, Vec<(IndexEntry, u64, isize)>>,
-    mut state: SinkState,
-) -> Stream<'scope, u64, Vec<(SinkOut, u64, isize)>> {
-    let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
-    let hold = state.sink.is_some();
-    episodes.binary_frontier(retractions, Pipeline, Pipeline, "feature-sink", move |_, _| {
-        move |(arrivals, arrivals_frontier), (retractions, retractions_frontier), output| {
-            let port = output.output_index();
+    live: bool,
+) -> Stream<'scope, u64, Vec<(Reported, u64, isize)>> {
+    let mut remembered: HashMap<IndexEntry, EpisodeReport> = HashMap::new();
+    episodes.binary(retractions, Pipeline, Pipeline, "report", move |_, _| {
+        move |arrivals, retractions, output| {
             arrivals.for_each_stamp(|cap, batches| {
-                if let Some(retained) = cap.retain_least(port).filter(|_| hold) {
-                    held.entry(*retained.time()).or_insert(retained);
-                }
                 let mut session = output.session(&cap);
                 for (w, t, r) in batches.flat_map(|batch| batch.drain(..)) {
-                    let report = state.arrived(w, t);
-                    session.give((SinkOut::Report(Box::new(report)), t, r));
+                    let entry = live.then(|| w.entry.clone());
+                    let (report, event) = report(w);
+                    if let Some(entry) = entry {
+                        remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
+                    }
+                    session.give_iterator(event.map(|e| (Reported::Features(e), t, r)).into_iter());
+                    session.give((Reported::Report(Box::new(report)), t, r));
                 }
             });
             retractions.for_each_stamp(|cap, batches| {
-                if let Some(retained) = cap.retain_least(port).filter(|_| hold) {
-                    held.entry(*retained.time()).or_insert(retained);
-                }
                 let mut session = output.session(&cap);
                 for (entry, t, r) in batches.flat_map(|batch| batch.drain(..)) {
-                    if let Some(report) = state.retracted(entry, t) {
-                        session.give((SinkOut::Report(Box::new(report)), t, r));
+                    let Some(report) = remembered.remove(&entry) else { continue };
+                    if report.windows.is_some() {
+                        let event =
+                            FeatureEvent { key: entry.key, sha256: String::new(), change: FeatureChange::Remove };
+                        session.give((Reported::Features(event), t, r));
+                    }
+                    session.give((Reported::Report(Box::new(report)), t, r));
+                }
+            });
+        }
+    })
+}
+
+/// One worker's publication of the shards an epoch touched, or why it failed.
+type ShardPublication = Result<Vec<ShardUpdate>, String>;
+
+/// Feeds each feature event to this worker's [`FeatureSink`] (the leader
+/// placed the episode on its shard's owner); when an epoch is complete, publishes the shards it
+/// touched and sends their new content on — or the shard writes that failed.
+fn feature_sink<'scope>(
+    events: Stream<'scope, u64, Vec<(FeatureEvent, u64, isize)>>,
+    job: &FeatureJob,
+) -> Stream<'scope, u64, Vec<(ShardPublication, u64, isize)>> {
+    let timesteps = job.tensor.config.timesteps();
+    let mut sink = FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published));
+    let mut errors: Vec<String> = Vec::new();
+    let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+    events.unary_frontier(Pipeline, "feature-sink", move |_, _| {
+        move |(input, frontier), output| {
+            let port = output.output_index();
+            input.for_each_stamp(|cap, batches| {
+                if let Some(retained) = cap.retain_least(port) {
+                    held.entry(*retained.time()).or_insert(retained);
+                }
+                for (event, epoch, _) in batches.flat_map(|batch| batch.drain(..)) {
+                    let key = event.key.clone();
+                    if let Err(e) = sink.apply(event, epoch) {
+                        errors.push(format!("{key}: {e}"));
                     }
                 }
             });
             while let Some(entry) = held.first_entry() {
                 let epoch = *entry.key();
-                if arrivals_frontier.less_equal(&epoch) || retractions_frontier.less_equal(&epoch) {
+                if frontier.less_equal(&epoch) {
                     break;
                 }
                 let cap = entry.remove();
-                output.session(&cap).give((SinkOut::Shards(state.publish(epoch)), epoch, 1));
+                let published = match errors.is_empty() {
+                    true => sink.publish(epoch).map_err(|e| format!("publishing feature shards: {e}")),
+                    false => Err(std::mem::take(&mut errors).join("; ")),
+                };
+                output.session(&cap).give((published, epoch, 1));
             }
         }
     })
