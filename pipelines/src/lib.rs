@@ -2,7 +2,7 @@
 //! differential-dataflow graphs, and the sinks that publish their results.
 //!
 //! Per-episode work moves through timely operators as one message per episode
-//! (a columnar batch), spread over workers by a stable hash of the episode key.
+//! (a columnar batch), placed on workers by the leader (see [`balance`]).
 //! Corpus-level state (the index, counts per outcome and reason) lives in
 //! differential collections, so arrivals and removals flow as diffs.
 

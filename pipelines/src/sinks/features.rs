@@ -2,8 +2,8 @@
 //! `features/tensors/part-NNN.parquet` and `features/manifest.json`.
 //!
 //! An episode always lands in the same shard (a stable hash of its key). The
-//! dataflow routes episodes to workers by shard, so each shard has one writer,
-//! and a worker receives its episodes in key order: it streams their rows into
+//! leader places whole shards on workers, so each shard has one writer, and a
+//! worker receives its episodes in the leader's feeding order: it streams their rows into
 //! its open shards as they are computed (one row group per shard in memory) and
 //! the files are the same bytes however many workers or processes ran.
 
