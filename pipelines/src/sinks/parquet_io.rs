@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub fn writer_properties(row_group_rows: usize) -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_size(row_group_rows.max(1))
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .set_created_by(format!("epiflow {}", env!("CARGO_PKG_VERSION")))
 }
 
