@@ -95,17 +95,18 @@ impl Operator for Tensor {
     fn apply(&self, ep: &AlignedEpisode) -> TensorFeatures {
         let windows = self.config.window.windows(ep);
         let steps = self.config.timesteps();
-        let mut x = Vec::with_capacity(windows.len() * N_CHANNELS * steps);
-        let mut mask = Vec::with_capacity(x.capacity());
+        let mut x = vec![0.0; windows.len() * N_CHANNELS * steps];
+        let mut mask = vec![false; x.len()];
         // Where each channel's points at or after the window start begin.
         let mut cursors = vec![0; ep.channels.len()];
         let mut edges = Vec::with_capacity(steps + 1);
+        let mut cells = x.chunks_exact_mut(steps.max(1)).zip(mask.chunks_exact_mut(steps.max(1)));
         for &start in &windows.starts {
             edges.clear();
             edges.extend((0..=steps).map(|i| start + i as f64 / self.config.tensor.hz));
-            for (series, cursor) in ep.channels.iter().zip(&mut cursors) {
+            for ((series, cursor), (x, mask)) in ep.channels.iter().zip(&mut cursors).zip(&mut cells) {
                 *cursor = skip_before(&series.t, *cursor, start);
-                self.fill_bins(series, *cursor, &edges, &mut x, &mut mask);
+                self.fill_bins(series, *cursor, &edges, x, mask);
             }
         }
         TensorFeatures { windows, timesteps: steps, x, mask }
@@ -113,12 +114,13 @@ impl Operator for Tensor {
 }
 
 impl Tensor {
-    /// Appends the bins between consecutive `edges` of one channel, whose
-    /// points from index `k` on are not before the first edge: one forward
-    /// sweep over the channel's sorted points.
-    fn fill_bins(&self, series: &Series, mut k: usize, edges: &[f64], x: &mut Vec<f32>, mask: &mut Vec<bool>) {
-        let (t, v) = (&series.t, &series.v);
-        for bin in edges.windows(2) {
+    /// Fills one channel's bins (`x` and `mask`, one cell per pair of
+    /// consecutive `edges`) from its points, of which those from index `k` on
+    /// are not before the first edge: one forward sweep over the sorted points.
+    /// Cells start as 0 / false, which is what a bin with nothing to show keeps.
+    fn fill_bins(&self, series: &Series, mut k: usize, edges: &[f64], x: &mut [f32], mask: &mut [bool]) {
+        let (t, v) = (&series.t[..series.v.len()], &series.v[..]);
+        for ((bin, x), present) in edges.windows(2).zip(x).zip(mask) {
             let (lo, hi) = (bin[0], bin[1]);
             let first = k;
             let mut sum = 0.0;
@@ -126,17 +128,16 @@ impl Tensor {
                 sum += v[k];
                 k += 1;
             }
-            let (value, present) = if k > first {
-                (sum / (k - first) as f64, true)
-            } else {
+            if k > first {
+                *x = (sum / (k - first) as f64) as f32;
+                *present = true;
+            } else if let Some(p) = first.checked_sub(1) {
                 // Empty: hold the latest point before the bin when recent enough.
-                match first.checked_sub(1) {
-                    Some(p) if lo - t[p] <= self.config.tensor.hold_s => (v[p], true),
-                    _ => (0.0, false),
+                if lo - t[p] <= self.config.tensor.hold_s {
+                    *x = v[p] as f32;
+                    *present = true;
                 }
-            };
-            x.push(value as f32);
-            mask.push(present);
+            }
         }
     }
 

@@ -139,30 +139,53 @@ pub fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
 }
 
 /// mean, population std, min, max, least-squares slope; NaN where undefined.
-/// Two passes: sums and extremes, then centred moments.
+/// Two passes: sums and extremes, then centred moments. Each pass keeps
+/// [`LANES`] independent partial sums so that consecutive additions do not
+/// wait on one another (a single running sum is bound by the add latency).
 pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
     if v.is_empty() {
         return [f64::NAN; 5];
     }
+    let (t, v) = (&t[..v.len()], v);
     let n = v.len() as f64;
-    let (mut sum_t, mut sum_v) = (0.0, 0.0);
-    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (&a, &b) in t.iter().zip(v) {
-        sum_t += a;
-        sum_v += b;
-        min = min.min(b);
-        max = max.max(b);
-    }
-    let (t_mean, mean) = (sum_t / n, sum_v / n);
-    let (mut var_v, mut var_t, mut cov) = (0.0, 0.0, 0.0);
-    for (&a, &b) in t.iter().zip(v) {
+    let (mut sum_t, mut sum_v) = ([0.0; LANES], [0.0; LANES]);
+    let (mut min, mut max) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
+    for_lanes(t, v, |lane, a, b| {
+        sum_t[lane] += a;
+        sum_v[lane] += b;
+        min[lane] = min[lane].min(b);
+        max[lane] = max[lane].max(b);
+    });
+    let (t_mean, mean) = (sum_t.iter().sum::<f64>() / n, sum_v.iter().sum::<f64>() / n);
+    let (min, max) = (min.into_iter().fold(f64::INFINITY, f64::min), max.into_iter().fold(f64::NEG_INFINITY, f64::max));
+    let (mut var_v, mut var_t, mut cov) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    for_lanes(t, v, |lane, a, b| {
         let (dt, dv) = (a - t_mean, b - mean);
-        var_v += dv * dv;
-        var_t += dt * dt;
-        cov += dt * dv;
-    }
+        var_v[lane] += dv * dv;
+        var_t[lane] += dt * dt;
+        cov[lane] += dt * dv;
+    });
+    let (var_v, var_t, cov) = (var_v.iter().sum::<f64>(), var_t.iter().sum::<f64>(), cov.iter().sum::<f64>());
     let slope = if v.len() < 2 || var_t == 0.0 { f64::NAN } else { cov / var_t };
     [mean, (var_v / n).sqrt(), min, max, slope]
+}
+
+/// Independent accumulators per pass in [`summary`].
+const LANES: usize = 4;
+
+/// Calls `step(lane, t, v)` for every point, point `i` in lane `i % LANES`.
+#[inline(always)]
+fn for_lanes(t: &[f64], v: &[f64], mut step: impl FnMut(usize, f64, f64)) {
+    let (t_chunks, v_chunks) = (t.chunks_exact(LANES), v.chunks_exact(LANES));
+    let (t_rest, v_rest) = (t_chunks.remainder(), v_chunks.remainder());
+    for (tc, vc) in t_chunks.zip(v_chunks) {
+        for lane in 0..LANES {
+            step(lane, tc[lane], vc[lane]);
+        }
+    }
+    for (lane, (&a, &b)) in t_rest.iter().zip(v_rest).enumerate() {
+        step(lane, a, b);
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +290,28 @@ mod tests {
         let spec = WindowSpec { window_s: 20.0, stride_s: 2.5 };
         assert_eq!(spec.windows(&ep).starts, vec![0.0, 2.5, 5.0, 7.5, 10.0]);
         assert!(WindowSpec { window_s: 0.0, stride_s: 1.0 }.check().is_err());
+    }
+
+    #[test]
+    fn summary_in_lanes_agrees_with_one_running_sum_for_every_remainder() {
+        for len in 1..=11 {
+            let t: Vec<f64> = (0..len).map(|i| 100.0 + i as f64 * 0.37).collect();
+            let v: Vec<f64> = (0..len).map(|i| ((i * 7919) % 13) as f64 * 1.5e6 - 3.0e6).collect();
+            let n = len as f64;
+            let (tm, vm) = (t.iter().sum::<f64>() / n, v.iter().sum::<f64>() / n);
+            let moment = |f: &dyn Fn(f64, f64) -> f64| t.iter().zip(&v).map(|(&a, &b)| f(a - tm, b - vm)).sum::<f64>();
+            let (var_v, var_t, cov) = (moment(&|_, dv| dv * dv), moment(&|dt, _| dt * dt), moment(&|dt, dv| dt * dv));
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let slope = if len < 2 { f64::NAN } else { cov / var_t };
+            let want = [vm, (var_v / n).sqrt(), min, max, slope];
+            for (got, want) in summary(&t, &v).into_iter().zip(want) {
+                assert!(
+                    (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{len} points: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]
