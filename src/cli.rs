@@ -54,6 +54,26 @@ pub struct ClusterArgs {
     pub hostfile: Option<PathBuf>,
 }
 
+/// Split configuration overrides (over the configuration file's `[split]`).
+#[derive(Debug, Args, Clone)]
+pub struct SplitArgs {
+    /// The `host` split's test host (default: the host covering the most profiles).
+    #[arg(long, value_name = "HOST")]
+    pub test_host: Option<String>,
+    /// Degraded episodes train too (default: accepted only).
+    #[arg(long)]
+    pub include_degraded: bool,
+}
+
+impl SplitArgs {
+    /// `config` with these overrides applied.
+    pub fn over(self, mut config: epiflow_operators::split::SplitConfig) -> epiflow_operators::split::SplitConfig {
+        config.test_host = self.test_host.or(config.test_host);
+        config.include_degraded |= self.include_degraded;
+        config
+    }
+}
+
 /// Window configuration overrides (over the configuration file).
 #[derive(Debug, Args, Clone, Copy)]
 pub struct WindowArgs {
@@ -142,6 +162,8 @@ pub enum Command {
         #[command(flatten)]
         window: WindowArgs,
         #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
         cluster: ClusterArgs,
     },
     /// Keep running: bring every output of `run` up to date as episodes are
@@ -149,6 +171,8 @@ pub enum Command {
     Watch {
         #[command(flatten)]
         window: WindowArgs,
+        #[command(flatten)]
+        split: SplitArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use epiflow_operators::classify::ClassifyConfig;
 use epiflow_operators::decode::DecodeConfig;
+use epiflow_operators::split::SplitConfig;
 use epiflow_operators::tensor::{TensorConfig, TensorSpec};
 use epiflow_operators::validate::ValidateConfig;
 use epiflow_operators::window::WindowSpec;
@@ -21,6 +22,8 @@ pub struct Config {
     pub window: WindowSpec,
     pub tensor: TensorSpec,
     pub features: FeaturesConfig,
+    /// The held-out splits (`[split]`: `test_host`, `include_degraded`).
+    pub split: SplitConfig,
 }
 
 /// How feature shards are laid out.
@@ -89,5 +92,14 @@ mod tests {
         assert_eq!(c.decode, DecodeConfig::default());
         assert!(toml::from_str::<Config>("[validate]\nrow_gate = 0.25\n").is_err());
         assert!(toml::from_str::<Config>("[unknown]\n").is_err());
+    }
+
+    #[test]
+    fn the_readme_configuration_parses_with_every_section() {
+        let readme = include_str!("../README.md");
+        let block = readme.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+        let c: Config = toml::from_str(block).unwrap();
+        assert_eq!(c.split.test_host.as_deref(), Some("lab-rack-01"));
+        assert_eq!((c.features.shards, c.classify.guest_min_load_delta), (32, 0.3));
     }
 }

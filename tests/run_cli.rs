@@ -82,6 +82,9 @@ struct Outputs {
     manifest: Value,
     /// run.json's corpus-level counts.
     counts: Value,
+    /// Per recipe: the split file's rows (absent when the recipe failed) and
+    /// its summary.
+    splits: BTreeMap<String, (Option<RecordBatch>, Value)>,
 }
 
 fn outputs(out: &Path) -> Outputs {
@@ -110,7 +113,20 @@ fn outputs(out: &Path) -> Outputs {
         tensors: feature_rows(out, "tensors"),
         manifest,
         counts,
+        splits: split_outputs(out),
     }
+}
+
+fn split_outputs(out: &Path) -> BTreeMap<String, (Option<RecordBatch>, Value)> {
+    ["host", "sample", "time"]
+        .iter()
+        .map(|recipe| {
+            let parquet = out.join(format!("splits/{recipe}.parquet"));
+            let json = std::fs::read_to_string(out.join(format!("splits/{recipe}.json"))).unwrap();
+            let rows = parquet.exists().then(|| read_parquet(&parquet));
+            (recipe.to_string(), (rows, serde_json::from_str(&json).unwrap()))
+        })
+        .collect()
 }
 
 /// Runs from scratch into a fresh folder and asserts `out` publishes the same.
@@ -237,7 +253,17 @@ fn assert_gone(out: &Path, keys: &[(String, String)]) {
         let quality_ids =
             now.quality.column_by_name("episode_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
         assert!(!quality_ids.iter().any(|q| q == Some(id.as_str())));
+        for (recipe, (rows, _)) in &now.splits {
+            let ids = rows.as_ref().map(|b| strings(b, "episode_id")).unwrap_or_default();
+            assert!(!ids.contains(id), "{id} still in the {recipe} split");
+        }
     }
+}
+
+/// A string column of a batch.
+fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let column = batch.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    column.iter().map(|v| v.unwrap().to_string()).collect()
 }
 
 /// A running `epiflow watch --json`: one line of statistics per epoch.
@@ -339,6 +365,52 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     // Ctrl-C: the watch finishes cleanly.
     let status = watch.interrupt();
     assert!(status.success(), "Ctrl-C ends watch with status 0: {status:?}");
+}
+
+#[test]
+fn splits_place_every_trainable_episode_on_one_side_and_name_what_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 80, 11);
+    let out = dir.path().join("out");
+    run(&store, &out, &[]);
+    let quality = read_parquet(&out.join("quality.parquet"));
+    let fake = quality.column_by_name("fake").unwrap().as_any().downcast_ref::<arrow_array::BooleanArray>().unwrap();
+    let fakes: Vec<String> = strings(&quality, "episode_id")
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| fake.value(*i))
+        .map(|(_, e)| e)
+        .collect();
+    let trainable: Vec<(String, String)> =
+        keys_with(&out, &["accepted"]).into_iter().filter(|(_, e)| !fakes.contains(e)).collect();
+    assert!(trainable.len() >= 20, "a store worth splitting: {} trainable", trainable.len());
+    for (recipe, (rows, summary)) in split_outputs(&out) {
+        let rows = rows.unwrap_or_else(|| panic!("{recipe}: no split: {summary}"));
+        let keys: Vec<(String, String)> =
+            strings(&rows, "host_id").into_iter().zip(strings(&rows, "episode_id")).collect();
+        let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{recipe}: an episode on two sides");
+        let unplaced = summary["unplaced"].as_u64().unwrap() as usize;
+        assert_eq!(keys.len() + unplaced, trainable.len(), "{recipe}: every trainable episode, nothing else");
+        assert!(keys.iter().all(|k| trainable.contains(k)), "{recipe}: only accepted, non-fake episodes");
+        let sides = strings(&rows, "side");
+        for side in ["train", "val", "test"] {
+            let n = sides.iter().filter(|s| *s == side).count();
+            assert_eq!(summary["episodes"][side], n, "{recipe}: {side} count in the summary");
+        }
+        if recipe == "host" {
+            let test_host = summary["test_host"].as_str().unwrap();
+            let hosts = strings(&rows, "host_id");
+            assert!(sides.iter().zip(&hosts).all(|(s, h)| (s == "test") == (h == test_host)));
+        }
+    }
+    // An unknown test host: the host split fails, naming it; the others stand.
+    run(&store, &out, &["--test-host", "no-such-host"]);
+    let splits = split_outputs(&out);
+    let (rows, summary) = &splits["host"];
+    assert!(rows.is_none(), "no host.parquet for a failed split");
+    assert!(summary["error"].as_str().unwrap().contains("no-such-host"), "{summary}");
+    assert!(splits["sample"].0.is_some() && splits["time"].0.is_some());
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod model;
 pub mod registry;
 pub mod rows;
 pub mod schema;
+pub mod split;
 pub mod tensor;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

@@ -3,7 +3,7 @@
 //!
 //! Per-episode work moves through timely operators as one message per episode
 //! (a columnar batch), placed on workers by the leader (see [`balance`]).
-//! Corpus-level state (the index, counts per outcome and reason) lives in
+//! Corpus-level state (the index, counts per outcome and reason, the splits) lives in
 //! differential collections, so arrivals and removals flow as diffs.
 
 pub mod balance;
@@ -14,6 +14,7 @@ pub mod lineage;
 pub mod output;
 pub mod results;
 pub mod sinks;
+pub mod splits;
 pub mod stage;
 pub mod steps;
 pub mod validate;

@@ -77,6 +77,7 @@ mod tests {
                 metadata: Vec::new(),
                 published: Default::default(),
             }),
+            splits: None,
             store: std::sync::Arc::new(crate::results::NoStore),
         };
         if let Some(d) = guest_min_load_delta {

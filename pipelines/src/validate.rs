@@ -13,6 +13,8 @@
 //!     retracted rows go
 //!   → reports gathered at worker 0               (→ validation.parquet, quality.parquet)
 //!   → (dimension, value) collection → count      (corpus-level counts)
+//!   → training candidates → reduce (split operator, whole corpus under one key)
+//!     → split facts gathered at worker 0         (→ splits/, for run and watch)
 //!   → shard updates gathered at worker 0         (→ features/manifest.json)
 //! ```
 //!
@@ -27,6 +29,7 @@ use crate::lineage::Lineage;
 use crate::results::ResultStore;
 use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, ShardUpdate};
 use crate::sinks::manifest::Published;
+use crate::splits::{split_facts, SplitFact, SplitState};
 use crate::stage::episode_stage;
 use crate::steps::{Episode, FeatureSteps, Steps};
 use crate::work::{StageSample, Status, Work};
@@ -36,6 +39,7 @@ use differential_dataflow::AsCollection;
 use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::IndexEntry;
+use epiflow_operators::split::{Candidate, Recipe, Split, SplitConfig};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Validate, ValidationRecord};
 use epiflow_operators::window::Window;
@@ -64,6 +68,8 @@ pub struct ValidateJob {
     pub classify: Classify,
     /// Windows and tensors for usable episodes, when asked for.
     pub features: Option<FeatureJob>,
+    /// The held-out splits of the training candidates, when asked for.
+    pub splits: Option<SplitConfig>,
     /// Earlier results ([`crate::results::NoStore`] to compute everything).
     pub store: Arc<dyn ResultStore>,
 }
@@ -135,6 +141,9 @@ pub struct ValidateOutput {
     pub shard_updates: BTreeMap<usize, ShardUpdate>,
     /// Shard writes that failed in this epoch (fatal).
     pub shard_errors: Vec<String>,
+    /// Each recipe's split, when the job asked for splits and some episode
+    /// may train.
+    pub splits: BTreeMap<Recipe, Result<Split, String>>,
     /// Per operator name, this epoch's work.
     pub operators: BTreeMap<String, OperatorTotals>,
     /// Index entries inserted and retracted by this epoch.
@@ -186,6 +195,9 @@ fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
     dims
 }
 
+/// Split facts leaving the split `reduce` (all under the one key 0).
+type SplitFacts<'scope> = Stream<'scope, u64, Vec<((u8, SplitFact), u64, isize)>>;
+
 /// Net diff per ((counter, key), value) seen by this worker's count collection.
 type CountDiffs = BTreeMap<((String, String), isize), isize>;
 
@@ -203,6 +215,8 @@ struct Gathered {
     quality: BTreeMap<(String, String), QualityRecord>,
     shard_updates: BTreeMap<usize, ShardUpdate>,
     shard_errors: Vec<String>,
+    /// The split facts, when the job asks for splits.
+    splits: Option<SplitState>,
     operators: BTreeMap<String, OperatorTotals>,
     counts: CountDiffs,
     inserted: u64,
@@ -239,6 +253,7 @@ impl Gathered {
             quality: self.quality.values().cloned().collect(),
             shard_updates: self.shard_updates.clone(),
             shard_errors: std::mem::take(&mut self.shard_errors),
+            splits: self.splits.as_ref().map(SplitState::splits).unwrap_or_default(),
             operators: std::mem::take(&mut self.operators),
             inserted: std::mem::take(&mut self.inserted),
             retracted: std::mem::take(&mut self.retracted),
@@ -246,6 +261,24 @@ impl Gathered {
             counts: self.counts.iter().map(|((key, count), diff)| (key.clone(), (count * diff) as i64)).collect(),
         }
     }
+}
+
+/// The split facts of the training candidates among `reports`: every
+/// candidate under one key, so the split operator sees the whole corpus and
+/// its output changes by the facts an arrival or a removal moves.
+fn splits<'scope>(
+    reports: Stream<'scope, u64, Vec<(EpisodeReport, u64, isize)>>,
+    config: SplitConfig,
+) -> SplitFacts<'scope> {
+    let include_degraded = config.include_degraded;
+    reports
+        .as_collection()
+        .flat_map(move |r| Candidate::of(&r.validation, r.quality.as_ref(), include_degraded).map(|c| (0u8, c)))
+        .reduce(move |_, candidates, facts| {
+            let candidates = candidates.iter().filter(|(_, n)| *n > 0).map(|(c, _)| (*c).clone()).collect();
+            facts.extend(split_facts(&config, candidates).into_iter().map(|fact| (fact, 1)));
+        })
+        .inner
 }
 
 /// Runs the corpus dataflow over `entries` (the whole index, one epoch).
@@ -285,11 +318,12 @@ fn execute(
     let live = on_epoch.is_some();
     let feed = Mutex::new(Some(feed));
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
-        let gathered = Rc::new(RefCell::new(Gathered::default()));
+        let split_state = job.splits.as_ref().map(|_| SplitState::default());
+        let gathered = Rc::new(RefCell::new(Gathered { splits: split_state, ..Gathered::default() }));
         let probe = ProbeHandle::new();
         let (job_w, steps) = (Arc::clone(&job), Arc::clone(&steps));
         let observer = Arc::clone(&observer);
-        let (g, c, s) = (Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered));
+        let (g, c, s, sp) = (Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             // Index entries with the worker the leader placed them on (see
             // `balance`): with features, the one owning their shard, so each
@@ -347,6 +381,17 @@ fn execute(
                     g.borrow_mut().report(report, *diff);
                 })
                 .probe_with(&probe);
+
+            if let Some(config) = job_w.splits.clone() {
+                splits(reports.clone(), config)
+                    .exchange(|_| 0)
+                    .inspect(move |((_, fact), _, diff): &((u8, SplitFact), u64, isize)| {
+                        if let Some(state) = &mut sp.borrow_mut().splits {
+                            state.update(fact.clone(), *diff);
+                        }
+                    })
+                    .probe_with(&probe);
+            }
 
             reports
                 .as_collection()

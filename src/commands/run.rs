@@ -2,13 +2,14 @@
 
 use super::validate::{validate_store, Mode};
 use super::{print_json, CorpusArgs};
-use crate::cli::{ClusterArgs, Global, WindowArgs};
+use crate::cli::{ClusterArgs, Global, SplitArgs, WindowArgs};
 use crate::error::Result;
 use crate::stats::RunStats;
 use std::process::ExitCode;
 
-pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
-    let CorpusArgs { store, out, cluster, config } = CorpusArgs::of(g, window, args)?;
+pub fn run(g: &Global, window: WindowArgs, split: SplitArgs, args: &ClusterArgs) -> Result<ExitCode> {
+    let CorpusArgs { store, out, cluster, mut config } = CorpusArgs::of(g, window, args)?;
+    config.split = split.over(config.split);
     if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? {
         if g.json {
             print_json(&stats)?;

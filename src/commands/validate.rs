@@ -15,7 +15,7 @@ use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::results::NoStore;
 use epiflow_pipelines::sinks::manifest::Manifest;
-use epiflow_pipelines::sinks::{quality, validation};
+use epiflow_pipelines::sinks::{quality, splits, validation};
 use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
 use epiflow_pipelines::Cluster;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,9 @@ pub fn prepare(
     if mode != Mode::Validate {
         job.features = Some(super::features::feature_job(out, config));
     }
+    if mode.reuses() {
+        job.splits = Some(config.split.clone());
+    }
     let lineage = Lineage::of(&job);
     let manifest = super::features::reuse(&mut job, &lineage, config, mode.reuses());
     let publisher = Publisher {
@@ -147,6 +150,13 @@ impl Publisher {
         validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
         let parquet = out.join("quality.parquet");
         quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
+        let dir = out.join("splits");
+        for (recipe, split) in &output.splits {
+            if let Err(e) = split {
+                tracing::warn!("no {recipe} split: {e}");
+            }
+            splits::write(&dir, *recipe, split).map_err(|e| Error::io("cannot write", &dir, e))?;
+        }
         if let Some(cache) = &self.cache {
             cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
         }
@@ -179,6 +189,7 @@ pub fn corpus_job(episodes_root: &Path, config: &Config) -> ValidateJob {
         validate: Validate { config: config.validate.clone() },
         classify: Classify { config: config.classify.clone() },
         features: None,
+        splits: None,
         store: Arc::new(NoStore),
     }
 }

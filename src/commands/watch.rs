@@ -7,7 +7,7 @@
 
 use super::validate::{log_outcome, prepare, warn_index_problems, Mode};
 use super::{print_json, CorpusArgs};
-use crate::cli::{ClusterArgs, Global, WindowArgs};
+use crate::cli::{ClusterArgs, Global, SplitArgs, WindowArgs};
 use crate::error::{Error, Result};
 use crate::stats::RunStats;
 use epiflow_pipelines::index_feed::{IndexFeed, IndexFollower, Poll};
@@ -20,8 +20,9 @@ use std::time::Instant;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: i32 = 130;
 
-pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCode> {
-    let CorpusArgs { store, out, cluster, config } = CorpusArgs::of(g, window, args)?;
+pub fn run(g: &Global, window: WindowArgs, split: SplitArgs, args: &ClusterArgs) -> Result<ExitCode> {
+    let CorpusArgs { store, out, cluster, mut config } = CorpusArgs::of(g, window, args)?;
+    config.split = split.over(config.split);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // The first signal asks the epoch under way to finish; a second one

@@ -4,4 +4,5 @@ pub mod features;
 pub mod manifest;
 pub mod parquet_io;
 pub mod quality;
+pub mod splits;
 pub mod validation;
