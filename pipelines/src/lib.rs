@@ -9,8 +9,10 @@
 pub mod balance;
 pub mod cache_codec;
 pub mod cluster;
+pub mod feature_reader;
 pub mod index_feed;
 pub mod lineage;
+pub mod normalise;
 pub mod output;
 pub mod results;
 pub mod sinks;

@@ -1,0 +1,202 @@
+//! Reading the feature shards back for training: the windows of one split's
+//! sides, restricted to a channel set, as dense row-major matrices.
+//!
+//! Shards are read one record batch at a time, and only the columns the
+//! channel set needs (summary files: the set's `<channel>:<stat>` columns;
+//! tensor files: `x` and `mask`, of which only the set's channels are kept),
+//! so memory holds what training uses and nothing of the rest of the corpus.
+
+use crate::sinks::features::Kind;
+use crate::sinks::manifest::Manifest;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int32Type};
+use arrow_array::{Array, RecordBatch};
+use epiflow_operators::model::N_CHANNELS;
+use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::split::Side;
+use epiflow_operators::window::STATS;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::Path;
+
+/// Rows per record batch read from a shard.
+const READ_BATCH: usize = 1024;
+
+/// The windows of one side: `x` is `rows × width`, row-major. For tensors a
+/// row is channel-major (`c * timesteps + t` over the set's channels) and
+/// `mask` has the same layout; summaries have no mask (NaN marks a missing
+/// statistic).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Windows {
+    pub width: usize,
+    pub x: Vec<f32>,
+    pub mask: Option<Vec<bool>>,
+    /// Class ids (SPEC phases).
+    pub labels: Vec<u8>,
+    /// Index into [`SideWindows::episodes`] per row.
+    pub episode: Vec<u32>,
+}
+
+impl Windows {
+    /// Number of windows.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// One window's features.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.width..(i + 1) * self.width]
+    }
+}
+
+/// The windows of every side, with the episodes they come from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SideWindows {
+    pub sides: BTreeMap<Side, Windows>,
+    /// (host, episode) of each [`Windows::episode`] index.
+    pub episodes: Vec<(String, String)>,
+}
+
+/// Reads every window whose episode `sides` places, from the shards
+/// `manifest` lists under `features_dir`, keeping the channels of `set`.
+pub fn read_windows(
+    features_dir: &Path,
+    manifest: &Manifest,
+    kind: Kind,
+    set: ChannelSet,
+    sides: &HashMap<(String, String), Side>,
+) -> io::Result<SideWindows> {
+    let channels = set.indices();
+    let timesteps = manifest.window.get("timesteps").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
+    let width = match kind {
+        Kind::Summary => channels.len() * STATS.len(),
+        Kind::Tensors => channels.len() * timesteps,
+    };
+    let wanted = columns(kind, &channels);
+    let layout = Layout { kind, channels, timesteps, width };
+    let mut out = SideWindows::default();
+    let mut episode_ids: HashMap<(String, String), u32> = HashMap::new();
+    for file in manifest.shards.get(kind.dir()).into_iter().flatten() {
+        let path = features_dir.join(file);
+        let bad =
+            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()));
+        let reader =
+            std::fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(|e| bad(&e))?;
+        let schema = builder.schema().clone();
+        let roots: Vec<usize> = wanted.iter().filter_map(|name| schema.index_of(name).ok()).collect();
+        if roots.len() != wanted.len() {
+            return Err(bad(&format!("missing columns: expected {}", wanted.join(", "))));
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let batches = builder.with_projection(mask).with_batch_size(READ_BATCH).build().map_err(|e| bad(&e))?;
+        for batch in batches {
+            let batch = batch.map_err(|e| bad(&e))?;
+            append_batch(&batch, &layout, sides, &mut episode_ids, &mut out).map_err(|e| bad(&e))?;
+        }
+    }
+    out.episodes = vec![Default::default(); episode_ids.len()];
+    for (key, id) in episode_ids {
+        out.episodes[id as usize] = key;
+    }
+    Ok(out)
+}
+
+/// What a row of the output holds.
+struct Layout {
+    kind: Kind,
+    /// Registry indices of the kept channels.
+    channels: Vec<usize>,
+    timesteps: usize,
+    width: usize,
+}
+
+/// The columns to read, in the order [`BatchFeatures::of`] expects them.
+fn columns(kind: Kind, channels: &[usize]) -> Vec<String> {
+    let mut names: Vec<String> = ["host_id", "episode_id", "label"].map(String::from).to_vec();
+    match kind {
+        Kind::Summary => {
+            let registry = epiflow_operators::registry::CHANNELS;
+            names.extend(channels.iter().flat_map(|&c| STATS.map(|s| format!("{}:{s}", registry[c].name))));
+        }
+        Kind::Tensors => names.extend(["x", "mask"].map(String::from)),
+    }
+    names
+}
+
+/// A batch's feature columns, looked up once per batch.
+enum BatchFeatures<'a> {
+    Summary(Vec<&'a arrow_array::Float32Array>),
+    Tensors { x: &'a arrow_array::FixedSizeListArray, mask: &'a arrow_array::FixedSizeListArray },
+}
+
+impl<'a> BatchFeatures<'a> {
+    fn of(batch: &'a RecordBatch, kind: Kind) -> Result<Self, String> {
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
+        Ok(match kind {
+            // Feature columns follow the three id columns, in `columns` order.
+            Kind::Summary => BatchFeatures::Summary(
+                (3..batch.num_columns())
+                    .map(|c| batch.column(c).as_primitive_opt::<Float32Type>().ok_or("a feature is not float32".into()))
+                    .collect::<Result<_, String>>()?,
+            ),
+            Kind::Tensors => BatchFeatures::Tensors {
+                x: column("x")?.as_fixed_size_list_opt().ok_or("x is not a fixed-size list")?,
+                mask: column("mask")?.as_fixed_size_list_opt().ok_or("mask is not a fixed-size list")?,
+            },
+        })
+    }
+
+    /// Appends row `row`'s features for `channels` to `windows`.
+    fn append(&self, row: usize, channels: &[usize], timesteps: usize, windows: &mut Windows) -> Result<(), String> {
+        match self {
+            BatchFeatures::Summary(columns) => {
+                windows.x.extend(columns.iter().map(|v| if v.is_null(row) { f32::NAN } else { v.value(row) }));
+            }
+            BatchFeatures::Tensors { x, mask } => {
+                let (xv, mv) = (x.value(row), mask.value(row));
+                let xv = xv.as_primitive_opt::<Float32Type>().ok_or("x items are not float32")?;
+                let mv = mv.as_boolean_opt().ok_or("mask items are not boolean")?;
+                if xv.len() != N_CHANNELS * timesteps || mv.len() != xv.len() {
+                    return Err(format!("x has {} cells, expected {}", xv.len(), N_CHANNELS * timesteps));
+                }
+                let cells = windows.mask.get_or_insert_with(Vec::new);
+                for &c in channels {
+                    let range = c * timesteps..(c + 1) * timesteps;
+                    windows.x.extend_from_slice(&xv.values()[range.clone()]);
+                    cells.extend(range.map(|i| mv.value(i)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends the rows of `batch` whose episode has a side.
+fn append_batch(
+    batch: &RecordBatch,
+    layout: &Layout,
+    sides: &HashMap<(String, String), Side>,
+    episode_ids: &mut HashMap<(String, String), u32>,
+    out: &mut SideWindows,
+) -> Result<(), String> {
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
+    let hosts = column("host_id")?.as_string_opt::<i32>().ok_or("host_id is not a string")?;
+    let episodes = column("episode_id")?.as_string_opt::<i32>().ok_or("episode_id is not a string")?;
+    let labels = column("label")?.as_primitive_opt::<Int32Type>().ok_or("label is not int32")?;
+    let features = BatchFeatures::of(batch, layout.kind)?;
+    for row in 0..batch.num_rows() {
+        let key = (hosts.value(row).to_string(), episodes.value(row).to_string());
+        let Some(&side) = sides.get(&key) else { continue };
+        let next_id = episode_ids.len() as u32;
+        let id = *episode_ids.entry(key).or_insert(next_id);
+        let windows = out.sides.entry(side).or_insert_with(|| Windows { width: layout.width, ..Windows::default() });
+        let label = u8::try_from(labels.value(row)).map_err(|_| format!("label {} out of range", labels.value(row)))?;
+        features.append(row, &layout.channels, layout.timesteps, windows)?;
+        windows.labels.push(label);
+        windows.episode.push(id);
+    }
+    Ok(())
+}

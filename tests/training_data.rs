@@ -1,0 +1,128 @@
+//! Reading the feature shards back for training (`feature_reader`), on the
+//! outputs of a real `epiflow run`: the windows of each side of a split, for
+//! both channel sets and both feature kinds, equal the shards' rows with the
+//! set's channels picked out.
+
+mod common;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use common::*;
+use epiflow_operators::registry::{ChannelSet, CHANNELS};
+use epiflow_operators::split::Side;
+use epiflow_operators::window::STATS;
+use epiflow_pipelines::feature_reader::read_windows;
+use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::sinks::manifest::Manifest;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// (host, episode) → side, from a split file.
+fn sides(out: &Path, recipe: &str) -> HashMap<(String, String), Side> {
+    let b = read_parquet(&out.join(format!("splits/{recipe}.parquet")));
+    let s = |name: &str| -> Vec<String> {
+        b.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect()
+    };
+    let side = |name: &str| match name {
+        "train" => Side::Train,
+        "val" => Side::Val,
+        _ => Side::Test,
+    };
+    s("host_id").into_iter().zip(s("episode_id")).zip(s("side")).map(|(k, v)| (k, side(&v))).collect()
+}
+
+/// Every row of the shards of `kind`, by (host, episode, window start bits):
+/// (label, all 46 channels' features, the mask for tensors).
+type FullRows = BTreeMap<(String, String, u64), (i32, Vec<f32>, Vec<bool>)>;
+
+/// One window as compared: label, feature bits, mask.
+type Compared = (u8, Vec<u32>, Vec<bool>);
+
+fn full_rows(features: &Path, manifest: &Manifest, kind: Kind) -> FullRows {
+    let mut rows = FullRows::new();
+    for file in &manifest.shards[kind.dir()] {
+        let b = read_parquet(&features.join(file));
+        let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
+        let (hosts, episodes) = (s("host_id"), s("episode_id"));
+        let starts = b.column_by_name("window_start_s").unwrap().as_primitive::<arrow_array::types::Float64Type>();
+        let labels = b.column_by_name("label").unwrap().as_primitive::<arrow_array::types::Int32Type>();
+        for r in 0..b.num_rows() {
+            let (x, mask) = match kind {
+                Kind::Summary => {
+                    let x = CHANNELS
+                        .iter()
+                        .flat_map(|c| STATS.map(|s| format!("{}:{s}", c.name)))
+                        .map(|name| b.column_by_name(&name).unwrap().as_primitive::<Float32Type>().value(r))
+                        .collect();
+                    (x, Vec::new())
+                }
+                Kind::Tensors => {
+                    let x = b.column_by_name("x").unwrap().as_fixed_size_list().value(r);
+                    let m = b.column_by_name("mask").unwrap().as_fixed_size_list().value(r);
+                    (
+                        x.as_primitive::<Float32Type>().values().to_vec(),
+                        m.as_boolean().iter().map(|v| v.unwrap()).collect(),
+                    )
+                }
+            };
+            let key = (hosts.value(r).to_string(), episodes.value(r).to_string(), starts.value(r).to_bits());
+            rows.insert(key, (labels.value(r), x, mask));
+        }
+    }
+    rows
+}
+
+#[test]
+fn each_side_s_windows_are_the_shard_rows_with_the_set_s_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    let (s, o) = (store.to_str().unwrap(), out.to_str().unwrap());
+    epiflow_ok(&["synth", "--out", s, "--episodes", "40", "--seed", "5", "--duration-s", "40", "-q"], 0);
+    epiflow_ok(&["run", "--store", s, "--out", o, "-q"], 0);
+    let features = out.join("features");
+    let manifest = Manifest::read(&features).unwrap();
+    let timesteps = manifest.window["timesteps"].as_u64().unwrap() as usize;
+    let sides = sides(&out, "time");
+    for kind in [Kind::Summary, Kind::Tensors] {
+        let full = full_rows(&features, &manifest, kind);
+        for set in [ChannelSet::Realistic, ChannelSet::Oracle] {
+            let channels = set.indices();
+            let per_channel = if kind == Kind::Summary { STATS.len() } else { timesteps };
+            let got = read_windows(&features, &manifest, kind, set, &sides).unwrap();
+            // What the shards hold for the placed episodes, channels picked out,
+            // in the reader's order (shards in manifest order, rows in file order)
+            // compared as multisets per side.
+            let mut expected: BTreeMap<Side, Vec<Compared>> = BTreeMap::new();
+            for ((host, episode, _), (label, x, mask)) in &full {
+                let Some(side) = sides.get(&(host.clone(), episode.clone())) else { continue };
+                let pick = |c: usize| c * per_channel..(c + 1) * per_channel;
+                let xs = channels.iter().flat_map(|&c| x[pick(c)].iter().map(|v| v.to_bits())).collect();
+                let ms = if mask.is_empty() {
+                    Vec::new()
+                } else {
+                    channels.iter().flat_map(|&c| mask[pick(c)].to_vec()).collect()
+                };
+                expected.entry(*side).or_default().push((*label as u8, xs, ms));
+            }
+            assert!(expected.len() == 3, "{kind:?}: windows on all three sides");
+            for (side, mut rows) in expected {
+                let w = &got.sides[&side];
+                assert_eq!(w.width, channels.len() * per_channel, "{kind:?} {set:?}");
+                let mut read: Vec<Compared> = (0..w.rows())
+                    .map(|i| {
+                        let mask =
+                            w.mask.as_ref().map(|m| m[i * w.width..(i + 1) * w.width].to_vec()).unwrap_or_default();
+                        (w.labels[i], w.row(i).iter().map(|v| v.to_bits()).collect(), mask)
+                    })
+                    .collect();
+                rows.sort();
+                read.sort();
+                assert_eq!(read, rows, "{kind:?} {set:?} {side:?}");
+                for &e in &w.episode {
+                    let key = &got.episodes[e as usize];
+                    assert_eq!(sides[key], side, "{key:?} read into the wrong side");
+                }
+            }
+        }
+    }
+}
