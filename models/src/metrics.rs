@@ -1,0 +1,105 @@
+//! How a classifier is judged: macro F1 over the phases, and the class
+//! weights that make training care about rare phases as much as common ones.
+
+use crate::CLASSES;
+
+/// Confusion counts: `counts[truth][predicted]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Confusion {
+    pub counts: [[u64; CLASSES]; CLASSES],
+}
+
+impl Confusion {
+    /// Counts `predicted` against `truth`, window by window.
+    pub fn of(truth: &[u8], predicted: &[u8]) -> Confusion {
+        let mut c = Confusion::default();
+        for (&t, &p) in truth.iter().zip(predicted) {
+            c.counts[t as usize][p as usize] += 1;
+        }
+        c
+    }
+
+    /// F1 of each class that occurs in the truth (`None` for the others).
+    pub fn f1(&self) -> [Option<f64>; CLASSES] {
+        std::array::from_fn(|k| {
+            let support: u64 = self.counts[k].iter().sum();
+            if support == 0 {
+                return None;
+            }
+            let tp = self.counts[k][k] as f64;
+            let predicted: u64 = self.counts.iter().map(|row| row[k]).sum();
+            let precision = if predicted == 0 { 0.0 } else { tp / predicted as f64 };
+            let recall = tp / support as f64;
+            Some(if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) })
+        })
+    }
+
+    /// Mean F1 over the classes that occur in the truth: a phase absent from
+    /// a side cannot be scored there, and is not averaged in as zero.
+    pub fn macro_f1(&self) -> f64 {
+        let scores: Vec<f64> = self.f1().into_iter().flatten().collect();
+        if scores.is_empty() {
+            0.0
+        } else {
+            scores.iter().sum::<f64>() / scores.len() as f64
+        }
+    }
+}
+
+/// Inverse class frequency, scaled so that the weighted count of every
+/// present class is the same and the weights average 1 over the windows;
+/// absent classes get 0.
+pub fn class_weights(labels: &[u8]) -> [f32; CLASSES] {
+    let mut n = [0u64; CLASSES];
+    for &l in labels {
+        n[l as usize] += 1;
+    }
+    let present = n.iter().filter(|&&c| c > 0).count().max(1) as f64;
+    n.map(|c| if c == 0 { 0.0 } else { (labels.len() as f64 / (present * c as f64)) as f32 })
+}
+
+/// The class with the highest probability in each row of `probs`
+/// (`rows × CLASSES`); the first on ties.
+pub fn argmax(probs: &[f32]) -> Vec<u8> {
+    probs
+        .chunks_exact(CLASSES)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
+                .0 as u8
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_f1_by_hand_over_the_classes_present() {
+        // Class 0: tp 2, fp 1, fn 0 → p 2/3, r 1, F1 0.8. Class 1: tp 1, fp 0,
+        // fn 1 → p 1, r 1/2, F1 2/3. Classes 2–4 absent: not averaged.
+        let c = Confusion::of(&[0, 0, 1, 1], &[0, 0, 1, 0]);
+        assert!((c.f1()[0].unwrap() - 0.8).abs() < 1e-12);
+        assert!((c.f1()[1].unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(c.f1()[2], None);
+        assert!((c.macro_f1() - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(Confusion::of(&[3, 3], &[3, 3]).macro_f1(), 1.0);
+    }
+
+    #[test]
+    fn class_weights_balance_the_present_classes() {
+        let labels = [0, 0, 0, 1];
+        let w = class_weights(&labels);
+        assert_eq!(w, [4.0 / 6.0, 2.0, 0.0, 0.0, 0.0]);
+        let total: f32 = labels.iter().map(|&l| w[l as usize]).sum();
+        assert!((total - labels.len() as f32).abs() < 1e-6, "weights average 1 per window");
+    }
+
+    #[test]
+    fn argmax_picks_the_most_likely_class_per_row() {
+        let probs = [0.1, 0.6, 0.1, 0.1, 0.1, 0.3, 0.3, 0.2, 0.1, 0.1];
+        assert_eq!(argmax(&probs), vec![1, 0]);
+    }
+}
