@@ -1,6 +1,10 @@
 //! Command-line interface (SPEC section 9).
 
 use clap::{Args, Parser, Subcommand};
+use epiflow_models::arch::Arch;
+use epiflow_models::sink::ModelsConfig;
+use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::split::Recipe;
 use std::path::PathBuf;
 
 /// epiflow: from a malware lab's telemetry corpus to validated, quality-checked,
@@ -72,6 +76,52 @@ impl SplitArgs {
         config.include_degraded |= self.include_degraded;
         config
     }
+}
+
+/// Which models to train (over the configuration file's `[train]`).
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    /// Train on this split: host, sample or time (repeatable).
+    #[arg(long = "split", value_name = "RECIPE", value_parser = parse_recipe)]
+    pub splits: Vec<Recipe>,
+    /// Only this architecture: gbt, mlp, cnn, gru, lstm, transformer (repeatable; default: all).
+    #[arg(long = "arch", value_name = "A", value_parser = parse_arch)]
+    pub archs: Vec<Arch>,
+    /// Only this channel set: realistic or oracle (repeatable; default: both).
+    #[arg(long = "channels", value_name = "SET", value_parser = parse_channels)]
+    pub channels: Vec<ChannelSet>,
+}
+
+impl TrainArgs {
+    /// `config` with these choices applied: each list given replaces the file's.
+    pub fn over(self, mut config: ModelsConfig) -> ModelsConfig {
+        config.splits = pick(self.splits, config.splits);
+        config.archs = pick(self.archs, config.archs);
+        config.channels = pick(self.channels, config.channels);
+        config
+    }
+}
+
+/// The list given on the command line, else the configuration file's.
+fn pick<T>(given: Vec<T>, file: Vec<T>) -> Vec<T> {
+    if given.is_empty() {
+        file
+    } else {
+        given
+    }
+}
+
+fn parse_recipe(s: &str) -> Result<Recipe, String> {
+    Recipe::parse(s).ok_or_else(|| format!("unknown split {s:?}: expected host, sample or time"))
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::parse(s)
+        .ok_or_else(|| format!("unknown architecture {s:?}: expected gbt, mlp, cnn, gru, lstm or transformer"))
+}
+
+fn parse_channels(s: &str) -> Result<ChannelSet, String> {
+    ChannelSet::parse(s).ok_or_else(|| format!("unknown channel set {s:?}: expected realistic or oracle"))
 }
 
 /// Window configuration overrides (over the configuration file).
@@ -157,12 +207,27 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// The whole pipeline, reusing every result an earlier run left in OUT/cache.
+    /// The whole pipeline, reusing every result an earlier run left in OUT/cache;
+    /// with --split (or [train] splits), the models too.
     Run {
         #[command(flatten)]
         window: WindowArgs,
         #[command(flatten)]
         split: SplitArgs,
+        #[command(flatten)]
+        train: TrainArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Bring the features and splits up to date (as `run`), then train the
+    /// models of --split: every architecture and channel set unless narrowed.
+    Train {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        train: TrainArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

@@ -3,6 +3,7 @@
 //! default in force.
 
 use crate::error::{Error, Result};
+use epiflow_models::sink::ModelsConfig;
 use epiflow_operators::classify::ClassifyConfig;
 use epiflow_operators::decode::DecodeConfig;
 use epiflow_operators::split::SplitConfig;
@@ -24,6 +25,9 @@ pub struct Config {
     pub features: FeaturesConfig,
     /// The held-out splits (`[split]`: `test_host`, `include_degraded`).
     pub split: SplitConfig,
+    /// The models a run trains (`[train]`: `splits`, `archs`, `channels`,
+    /// `[train.neural]`, `[train.gbt]`).
+    pub train: ModelsConfig,
 }
 
 /// How feature shards are laid out.
@@ -83,6 +87,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use epiflow_operators::split::Recipe;
 
     #[test]
     fn sections_override_defaults_and_typos_are_errors() {
@@ -101,5 +106,7 @@ mod tests {
         let c: Config = toml::from_str(block).unwrap();
         assert_eq!(c.split.test_host.as_deref(), Some("lab-rack-01"));
         assert_eq!((c.features.shards, c.classify.guest_min_load_delta), (32, 0.3));
+        // The README documents the true defaults of the training settings.
+        assert_eq!(c.train, ModelsConfig { splits: vec![Recipe::Host], ..ModelsConfig::default() });
     }
 }

@@ -1,6 +1,7 @@
 //! Run statistics: `run.json` (SPEC section 11) and the summary printed with
 //! `--json`.
 
+use epiflow_models::sink::ModelRun;
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::validate::OperatorTotals;
 use serde::Serialize;
@@ -57,6 +58,9 @@ pub struct RunStats {
     pub fake: i64,
     /// Malformed index lines skipped.
     pub index_problems: usize,
+    /// The models the run trained or found cached (none unless asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelRun>,
 }
 
 impl RunStats {

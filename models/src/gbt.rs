@@ -47,6 +47,8 @@ pub struct Gbt {
     pub best_round: usize,
     /// Validation multi-class log loss at that round.
     pub best_val_logloss: Option<f64>,
+    /// Rounds built, the best and those after it that did not improve.
+    pub rounds: usize,
 }
 
 impl Gbt {
@@ -75,7 +77,22 @@ impl Gbt {
         let result = trainer.train().map_err(|e| e.to_string())?;
         let best_round = result.model.best_iteration().unwrap_or(result.model.num_boost_rounds().saturating_sub(1));
         let best_val_logloss = result.history.round(best_round).and_then(|r| r.score("val", "mlogloss"));
-        Ok(Gbt { model: result.model, best_round, best_val_logloss })
+        let rounds = result.model.num_boost_rounds();
+        Ok(Gbt { model: result.model, best_round, best_val_logloss, rounds })
+    }
+
+    /// The booster in hessboost's binary format, for a checkpoint (the best
+    /// round is stored with the trees).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        self.model.encode(ModelFormat::Binary).map_err(|e| e.to_string())
+    }
+
+    /// A booster back from [`Gbt::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Gbt, String> {
+        let model = BoostedModel::decode(bytes, ModelFormat::Binary).map_err(|e| e.to_string())?;
+        let best_round = model.best_iteration().unwrap_or(model.num_boost_rounds().saturating_sub(1));
+        let rounds = model.num_boost_rounds();
+        Ok(Gbt { model, best_round, best_val_logloss: None, rounds })
     }
 
     /// Class probabilities, `rows × CLASSES`, from the rounds up to the best.
@@ -96,24 +113,7 @@ fn matrix(w: &Windows) -> Result<DMatrix, String> {
 mod tests {
     use super::*;
     use crate::metrics::{argmax, Confusion};
-
-    /// Windows whose class is set by feature 0's band, with a noise feature
-    /// and some missing values; classes unbalanced.
-    fn windows(n: usize, seed: u64) -> Windows {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as f32 / (1u64 << 31) as f32
-        };
-        let (mut x, mut labels) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let class = if i % 10 < 5 { 0 } else { 1 + (i % 4) as u8 };
-            let signal = class as f32 * 2.0 + next();
-            x.extend([signal, next() * 10.0, if i % 7 == 0 { f32::NAN } else { next() }]);
-            labels.push(class);
-        }
-        Windows { width: 3, x, mask: None, episode: vec![0; labels.len()], labels }
-    }
+    use crate::test_data::windows;
 
     #[test]
     fn learns_a_clear_signature_and_stops_on_validation() {
@@ -124,6 +124,16 @@ mod tests {
         let f1 = Confusion::of(&test.labels, &predicted).macro_f1();
         assert!(f1 > 0.95, "macro F1 {f1}");
         assert!(model.best_round < 199 && model.best_val_logloss.is_some(), "stopped early at {}", model.best_round);
+    }
+
+    #[test]
+    fn a_booster_read_back_from_its_bytes_predicts_the_same() {
+        let (train, val) = (windows(300, 4), windows(100, 5));
+        let config = GbtConfig { rounds: 40, patience: 5, ..GbtConfig::default() };
+        let model = Gbt::fit(&train, &val, &config).unwrap();
+        let back = Gbt::from_bytes(&model.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.best_round, model.best_round);
+        assert_eq!(back.predict(&val).unwrap(), model.predict(&val).unwrap());
     }
 
     #[test]

@@ -19,6 +19,24 @@ impl Confusion {
         c
     }
 
+    /// Adds `times` copies of `other`'s counts (a bootstrap draw of an
+    /// episode `times` times).
+    pub fn add(&mut self, other: &Confusion, times: u64) {
+        for (row, other_row) in self.counts.iter_mut().zip(&other.counts) {
+            for (cell, other_cell) in row.iter_mut().zip(other_row) {
+                *cell += other_cell * times;
+            }
+        }
+    }
+
+    /// The classes seen in the truth or in the predictions, in class order:
+    /// the rows and columns a confusion matrix is shown with.
+    pub fn labels(&self) -> Vec<usize> {
+        (0..CLASSES)
+            .filter(|&k| self.counts[k].iter().sum::<u64>() > 0 || self.counts.iter().any(|row| row[k] > 0))
+            .collect()
+    }
+
     /// F1 of each class that occurs in the truth (`None` for the others).
     pub fn f1(&self) -> [Option<f64>; CLASSES] {
         std::array::from_fn(|k| {
@@ -86,6 +104,27 @@ mod tests {
         assert_eq!(c.f1()[2], None);
         assert!((c.macro_f1() - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
         assert_eq!(Confusion::of(&[3, 3], &[3, 3]).macro_f1(), 1.0);
+    }
+
+    #[test]
+    fn the_matrix_covers_labels_only_predicted_and_macro_f1_scores_the_true_ones() {
+        // Truth has phases 0 and 2; the model also predicts 4, which never occurs.
+        let c = Confusion::of(&[0, 0, 2, 2, 2], &[0, 4, 2, 2, 4]);
+        assert_eq!(c.labels(), vec![0, 2, 4], "rows and columns: truth ∪ predictions");
+        assert_eq!((c.counts[0][4], c.counts[2][4], c.counts[4].iter().sum::<u64>()), (1, 1, 0));
+        // Phase 0: p 1, r 1/2 → 2/3; phase 2: p 1, r 2/3 → 4/5; phase 4 has no
+        // truth to score (its wrong predictions already cost 0's and 2's recall).
+        assert_eq!(c.f1()[4], None);
+        assert!((c.macro_f1() - (2.0 / 3.0 + 0.8) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn adding_a_confusion_n_times_scales_its_counts() {
+        let one = Confusion::of(&[0, 1], &[0, 0]);
+        let mut sum = Confusion::default();
+        sum.add(&one, 3);
+        sum.add(&one, 0);
+        assert_eq!((sum.counts[0][0], sum.counts[1][0], sum.counts[1][1]), (3, 3, 0));
     }
 
     #[test]

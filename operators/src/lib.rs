@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod index;
 pub mod model;
 pub mod registry;
+pub mod rng;
 pub mod rows;
 pub mod schema;
 pub mod split;

@@ -178,7 +178,7 @@ pub fn channel_index(name: &str) -> Option<usize> {
 }
 
 /// Which channels a model or a feature consumer sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelSet {
     /// Deployment channels only: guest + netflow (29).
@@ -188,6 +188,22 @@ pub enum ChannelSet {
 }
 
 impl ChannelSet {
+    /// Both sets, realistic first.
+    pub const ALL: [ChannelSet; 2] = [ChannelSet::Realistic, ChannelSet::Oracle];
+
+    /// The name on the command line, in the manifest and in checkpoint paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelSet::Realistic => "realistic",
+            ChannelSet::Oracle => "oracle",
+        }
+    }
+
+    /// Parses a set name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<ChannelSet> {
+        ChannelSet::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Registry indices of the set, in registry order.
     pub fn indices(self) -> Vec<usize> {
         CHANNELS

@@ -40,6 +40,11 @@ impl Recipe {
             Recipe::Time => "time",
         }
     }
+
+    /// Parses a recipe name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Recipe> {
+        Recipe::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 impl fmt::Display for Recipe {
@@ -68,6 +73,11 @@ impl Side {
             Side::Val => "val",
             Side::Test => "test",
         }
+    }
+
+    /// Parses a side as written in split files.
+    pub fn parse(name: &str) -> Option<Side> {
+        Side::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 

@@ -6,6 +6,7 @@ mod features;
 mod prune;
 mod run;
 mod synth;
+mod train;
 mod validate;
 mod watch;
 
@@ -23,7 +24,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Synth { episodes, hosts, seed, duration_s } => synth::run(g, episodes, hosts, seed, duration_s),
         Command::Validate { cluster } => validate::run(g, &cluster),
         Command::Features { window, cluster } => features::run(g, window, &cluster),
-        Command::Run { window, split, cluster } => run::run(g, window, split, &cluster),
+        Command::Run { window, split, train, cluster } => run::run(g, window, split, train, &cluster, false),
+        Command::Train { window, split, train, cluster } => run::run(g, window, split, train, &cluster, true),
         Command::Watch { window, split, cluster } => watch::run(g, window, split, &cluster),
         Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),

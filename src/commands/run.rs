@@ -1,22 +1,47 @@
-//! `epiflow run`: the whole pipeline, incrementally (SPEC section 11).
+//! `epiflow run`: the whole pipeline, incrementally (SPEC section 11), the
+//! models included when asked for; `epiflow train`: the same, for the models
+//! of the splits it names.
 
+use super::train::model_table;
 use super::validate::{validate_store, Mode};
 use super::{print_json, CorpusArgs};
-use crate::cli::{ClusterArgs, Global, SplitArgs, WindowArgs};
-use crate::error::Result;
+use crate::cli::{ClusterArgs, Global, SplitArgs, TrainArgs, WindowArgs};
+use crate::error::{Error, Result};
 use crate::stats::RunStats;
+use epiflow_models::sink::Status;
 use std::process::ExitCode;
 
-pub fn run(g: &Global, window: WindowArgs, split: SplitArgs, args: &ClusterArgs) -> Result<ExitCode> {
+/// Runs the pipeline; `train_command` makes a split mandatory and a failed
+/// model an error.
+pub fn run(
+    g: &Global,
+    window: WindowArgs,
+    split: SplitArgs,
+    train: TrainArgs,
+    args: &ClusterArgs,
+    train_command: bool,
+) -> Result<ExitCode> {
     let CorpusArgs { store, out, cluster, mut config } = CorpusArgs::of(g, window, args)?;
     config.split = split.over(config.split);
-    if let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? {
-        if g.json {
-            print_json(&stats)?;
-        } else {
-            print!("{}", operator_table(&stats));
-            println!("wrote {}", out.display());
+    config.train = train.over(config.train);
+    if train_command && config.train.splits.is_empty() {
+        return Err(Error::Usage("train needs --split host|sample|time (or [train] splits)".into()));
+    }
+    let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if g.json {
+        print_json(&stats)?;
+    } else {
+        print!("{}", operator_table(&stats));
+        if !stats.models.is_empty() {
+            print!("\n{}", model_table(&stats.models));
         }
+        println!("wrote {}", out.display());
+    }
+    let failed = stats.models.iter().filter(|m| m.status == Status::Failed).count();
+    if train_command && failed > 0 {
+        return Err(Error::Io(format!("{failed} of {} models failed (see run.json)", stats.models.len())));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::stats::{OperatorStats, RunStats};
+use epiflow_models::sink::ModelsConfig;
 use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
@@ -78,7 +79,10 @@ pub fn validate_store(
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
-    let (job, publisher) = prepare(store, out, config, cluster, mode)?;
+    let (job, mut publisher) = prepare(store, out, config, cluster, mode)?;
+    if mode == Mode::Run && !config.train.splits.is_empty() {
+        publisher.train = Some((config.train.clone(), quiet));
+    }
     let Some(output) = run_corpus(job, entries, cluster, quiet)? else { return Ok(None) };
     publisher.publish(&output, start, index_problems).map(Some)
 }
@@ -119,6 +123,7 @@ pub fn prepare(
         manifest,
         workers: cluster.workers,
         processes: cluster.processes,
+        train: None,
     };
     Ok((job, publisher))
 }
@@ -133,6 +138,9 @@ pub struct Publisher {
     manifest: Option<Manifest>,
     workers: usize,
     processes: usize,
+    /// The models to train once the features and splits are published, and
+    /// whether to keep quiet about it.
+    train: Option<(ModelsConfig, bool)>,
 }
 
 impl Publisher {
@@ -176,6 +184,12 @@ impl Publisher {
             ..Default::default()
         };
         stats.set_counts(&output.counts);
+        if let Some((config, quiet)) = &self.train {
+            let (models, totals) = super::train::train_sink(out, config, self.workers, *quiet);
+            stats.operators.insert("train".into(), totals);
+            stats.models = models;
+            stats.wall_s = start.elapsed().as_secs_f64();
+        }
         write_run_json(out, &stats)?;
         Ok(stats)
     }

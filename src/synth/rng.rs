@@ -1,25 +1,23 @@
 //! A small deterministic generator (SplitMix64) for the synthetic store: the same
 //! seed gives the same store on every machine, whatever the thread count.
 
-/// SplitMix64: fast, statistically fine for synthetic data, trivially seedable.
+use epiflow_operators::rng::SplitMix64;
+
+/// Draws for the synthetic store, on the workspace's SplitMix64.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator for one stream, derived from a seed and a stream id.
     pub fn new(seed: u64, stream: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut r = Rng(SplitMix64::new(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         r.next_u64();
         r
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
@@ -34,7 +32,7 @@ impl Rng {
 
     /// Uniform integer in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+        self.0.below(n)
     }
 
     /// Standard normal (Box-Muller).

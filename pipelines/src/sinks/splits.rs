@@ -3,9 +3,11 @@
 
 use super::parquet_io::{write_batch, writer_properties};
 use crate::output::write_atomically;
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use epiflow_operators::split::{Assignment, Recipe, Side, Split};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -71,11 +73,58 @@ pub fn write(dir: &Path, recipe: Recipe, split: &Result<Split, String>) -> io::R
     write_atomically(&dir.join(format!("{}.json", recipe.name())), |w| w.write_all(&text))
 }
 
+/// One recipe's summary (`<recipe>.json`, as [`summary`] made it) from
+/// `dir`; `None` when there is none or it does not parse.
+pub fn read_summary(dir: &Path, recipe: Recipe) -> Option<serde_json::Value> {
+    let text = std::fs::read(dir.join(format!("{}.json", recipe.name()))).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Reads one recipe's placements back from `dir`. When the recipe has no
+/// split file the error says why: the recipe's own error from its summary,
+/// or that no run has written it.
+pub fn read(dir: &Path, recipe: Recipe) -> Result<Vec<Assignment>, String> {
+    let parquet = dir.join(format!("{}.parquet", recipe.name()));
+    let file = match std::fs::File::open(&parquet) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(match read_summary(dir, recipe).as_ref().and_then(|s| s["error"].as_str()) {
+                Some(error) => error.to_string(),
+                None => format!("no {recipe} split in {}: run `epiflow run` first", dir.display()),
+            });
+        }
+        Err(e) => return Err(format!("{}: {e}", parquet.display())),
+    };
+    let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", parquet.display());
+    let batches = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| bad(&e))?;
+    let mut out = Vec::new();
+    for batch in batches {
+        let batch = batch.map_err(|e| bad(&e))?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| bad(&format!("no string column {name}")))
+        };
+        let (hosts, episodes, profiles, sides) =
+            (column("host_id")?, column("episode_id")?, column("profile")?, column("side")?);
+        for row in 0..batch.num_rows() {
+            let side =
+                Side::parse(sides.value(row)).ok_or_else(|| bad(&format!("unknown side {}", sides.value(row))))?;
+            out.push(Assignment {
+                host_id: hosts.value(row).to_string(),
+                episode_id: episodes.value(row).to_string(),
+                profile: profiles.value(row).to_string(),
+                side,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::cast::AsArray;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn split() -> Split {
         let a =
@@ -105,6 +154,16 @@ mod tests {
         assert_eq!(summary["episodes"], json!({"train": 2, "val": 0, "test": 1}));
         assert_eq!(summary["counts"]["train"], json!({"x": 1, "y": 1}));
         assert_eq!((summary["untested_profiles"].clone(), summary["unplaced"].clone()), (json!(["y"]), json!(1)));
+    }
+
+    #[test]
+    fn read_gives_back_the_assignments_or_says_why_there_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path(), Recipe::Sample).unwrap_err().contains("run `epiflow run` first"));
+        write(dir.path(), Recipe::Sample, &Ok(split())).unwrap();
+        assert_eq!(read(dir.path(), Recipe::Sample).unwrap(), split().assignments);
+        write(dir.path(), Recipe::Sample, &Err("sample split: profile z is missing".into())).unwrap();
+        assert_eq!(read(dir.path(), Recipe::Sample).unwrap_err(), "sample split: profile z is missing");
     }
 
     #[test]

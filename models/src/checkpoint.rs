@@ -1,0 +1,240 @@
+//! Checkpoints (SPEC section 13): `OUT/models/<recipe>/<arch>-<channels>/`
+//! holds the weights and a `model.json` card saying what the model was
+//! trained on — architecture, channels, window configuration, normalisation,
+//! feature schema hash, split, validation metrics, training time.
+//!
+//! The card is written last: a checkpoint is whole once its card names the
+//! sha256 of the weights beside it, so a run killed between the two files
+//! leaves a checkpoint that reads as stale and is trained again, never one
+//! that loads the wrong weights. Loading refuses weights whose feature schema
+//! differs from the current features, naming both hashes and what changed.
+
+use crate::arch::Arch;
+use crate::device;
+use crate::gbt::Gbt;
+use crate::net::Net;
+use crate::train::{predict, TrainReport};
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use epiflow_operators::archive::sha256_hex;
+use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::split::Recipe;
+use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::normalise::Normalisation;
+use epiflow_pipelines::output::write_atomically;
+use epiflow_pipelines::sinks::manifest::Manifest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The card's file name.
+pub const CARD: &str = "model.json";
+
+/// Where a model's checkpoint lives under `out`.
+pub fn dir_of(out: &Path, recipe: Recipe, arch: Arch, channels: ChannelSet) -> PathBuf {
+    out.join("models").join(recipe.name()).join(format!("{}-{}", arch.name(), channels.name()))
+}
+
+/// What the model was trained on and how it did: `model.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub arch: Arch,
+    pub arch_version: u32,
+    /// The channel set, and its channels in input order.
+    pub channels: ChannelSet,
+    pub channel_list: Vec<String>,
+    /// `summary` or `tensors`.
+    pub input: String,
+    /// Values per window, and time steps per channel (tensors).
+    pub width: usize,
+    pub timesteps: usize,
+    /// The features' window configuration, registry channels and statistics
+    /// (what the schema hash covers that a person can read).
+    pub window: serde_json::Value,
+    pub registry: Vec<String>,
+    pub stats: Vec<String>,
+    pub feature_schema_hash: String,
+    /// Fitted on the training side; `None` for trees, which need none.
+    pub normalisation: Option<Normalisation>,
+    pub split: SplitCard,
+    /// The architecture's training settings.
+    pub config: serde_json::Value,
+    pub val: ValMetrics,
+    pub training: TrainingCard,
+    /// Fingerprint of everything the weights depend on (features, split,
+    /// settings): a run retrains only when it changes.
+    pub inputs: String,
+    /// The weights' file name beside the card, and their sha256.
+    pub weights: String,
+    pub weights_sha256: String,
+}
+
+/// The split a model was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitCard {
+    pub recipe: Recipe,
+    /// Episodes and windows per side.
+    pub episodes: BTreeMap<String, usize>,
+    pub windows: BTreeMap<String, usize>,
+    /// Fingerprint of the placements (host, episode, side).
+    pub fingerprint: String,
+}
+
+/// Metrics on the validation side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValMetrics {
+    pub macro_f1: f64,
+    /// F1 per phase present on the validation side.
+    pub per_class_f1: BTreeMap<String, f64>,
+    /// Multi-class log loss at the kept round (trees).
+    pub logloss: Option<f64>,
+}
+
+/// How training went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingCard {
+    pub wall_s: f64,
+    /// Training windows per second of wall time, over every epoch or round.
+    pub windows_per_s: f64,
+    /// Neural models: the epochs run and the one kept.
+    pub report: Option<TrainReport>,
+    /// Trees: the round kept.
+    pub best_round: Option<usize>,
+}
+
+/// A trained model of either kind. One exists per model being trained or
+/// evaluated and it is never copied, so its variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Model {
+    Gbt(Gbt),
+    Net(Net),
+}
+
+impl Model {
+    /// The weights as bytes, and the file name they are stored under.
+    pub fn weights(&self) -> Result<(&'static str, Vec<u8>), String> {
+        match self {
+            Model::Gbt(gbt) => Ok(("weights.hessboost", gbt.to_bytes()?)),
+            Model::Net(net) => {
+                let bytes = net.clone().into_record().into_bytes().map_err(|e| format!("{e:?}"))?;
+                Ok(("weights.bpk", bytes.to_vec()))
+            }
+        }
+    }
+
+    /// Class probabilities, `rows × CLASSES`, for windows already normalised
+    /// as the card says.
+    pub fn predict(&self, windows: &Windows, device: &Device) -> Result<Vec<f32>, String> {
+        match self {
+            Model::Gbt(gbt) => gbt.predict(windows),
+            Model::Net(net) => Ok(predict(net, windows, device)),
+        }
+    }
+}
+
+/// Writes `model`'s weights, then its card, into `dir`.
+pub fn save(dir: &Path, card: &mut ModelCard, model: &Model) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (name, bytes) = model.weights().map_err(io::Error::other)?;
+    write_atomically(&dir.join(name), |w| w.write_all(&bytes))?;
+    card.weights = name.to_string();
+    card.weights_sha256 = sha256_hex(&bytes);
+    let text = serde_json::to_vec_pretty(card).map_err(io::Error::other)?;
+    write_atomically(&dir.join(CARD), |w| w.write_all(&text))
+}
+
+/// Reads a checkpoint's card.
+pub fn read_card(dir: &Path) -> Result<ModelCard, String> {
+    let path = dir.join(CARD);
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Whether `dir` holds a whole checkpoint trained on `inputs`: its card
+/// names them and the weights beside it are the ones the card hashed.
+pub fn is_current(dir: &Path, inputs: &str) -> bool {
+    let Ok(card) = read_card(dir) else { return false };
+    card.inputs == inputs && std::fs::read(dir.join(&card.weights)).is_ok_and(|b| sha256_hex(&b) == card.weights_sha256)
+}
+
+/// A checkpoint loaded for prediction.
+pub struct Checkpoint {
+    pub card: ModelCard,
+    pub model: Model,
+    /// The CPU device inference runs on: no autodiff, as nothing is learned.
+    device: Device,
+}
+
+impl Checkpoint {
+    /// Loads the checkpoint in `dir` for use with the features `current`
+    /// describes; refuses it when they are not the features it was trained on.
+    pub fn load(dir: &Path, current: &Manifest) -> Result<Checkpoint, String> {
+        let device = device::inference();
+        let card = read_card(dir)?;
+        if let Some(why) = schema_mismatch(&card, current) {
+            return Err(format!("{}: {why}", dir.display()));
+        }
+        let path = dir.join(&card.weights);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if sha256_hex(&bytes) != card.weights_sha256 {
+            return Err(format!("{}: the weights are not the ones {CARD} describes", path.display()));
+        }
+        let model = match card.arch {
+            Arch::Gbt => Model::Gbt(Gbt::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?),
+            arch => {
+                let net = Net::new(arch, card.width, card.timesteps, 0, &device)
+                    .ok_or_else(|| format!("{}: {arch} is not a neural network", path.display()))?;
+                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
+                Model::Net(net.try_load_record(record).map_err(|e| format!("{}: {e:?}", path.display()))?)
+            }
+        };
+        Ok(Checkpoint { card, model, device })
+    }
+
+    /// Class probabilities for raw windows (read from the shards with the
+    /// card's channel set): normalised as in training, then predicted.
+    pub fn predict(&self, mut windows: Windows) -> Result<Vec<f32>, String> {
+        if windows.width != self.card.width {
+            return Err(format!("windows have {} values, the model takes {}", windows.width, self.card.width));
+        }
+        if let Some(norm) = &self.card.normalisation {
+            norm.apply(&mut windows);
+        }
+        self.model.predict(&windows, &self.device)
+    }
+}
+
+/// Why a checkpoint cannot be used with the `current` features, if it
+/// cannot: both schema hashes and what differs between them.
+pub fn schema_mismatch(card: &ModelCard, current: &Manifest) -> Option<String> {
+    if card.feature_schema_hash == current.feature_schema_hash {
+        return None;
+    }
+    let mut changed = Vec::new();
+    let keys: std::collections::BTreeSet<&String> =
+        card.window.as_object().into_iter().chain(current.window.as_object()).flat_map(|o| o.keys()).collect();
+    for key in keys {
+        let (was, now) = (&card.window[key.as_str()], &current.window[key.as_str()]);
+        if was != now {
+            changed.push(format!("{key} {was} -> {now}"));
+        }
+    }
+    if card.registry != current.channels {
+        changed.push("the channel registry".into());
+    }
+    if card.stats != current.stats {
+        changed.push(format!("the statistics {:?} -> {:?}", card.stats, current.stats));
+    }
+    if changed.is_empty() {
+        changed.push("the version of an operator that shapes features (decode, align, window or tensor)".into());
+    }
+    Some(format!(
+        "trained on features with schema hash {} but the current features have {}: changed {}; retrain it (`epiflow train`)",
+        card.feature_schema_hash,
+        current.feature_schema_hash,
+        changed.join(", ")
+    ))
+}

@@ -1,0 +1,198 @@
+//! Training at the level users touch: `epiflow run --split` and `epiflow
+//! train` on a synth store, the checkpoints they leave read back with the
+//! library, and the test side of the split scored with them.
+
+mod common;
+use common::*;
+use epiflow_models::arch::Arch;
+use epiflow_models::checkpoint::{self, Checkpoint};
+use epiflow_models::metrics::{argmax, Confusion};
+use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::split::{Recipe, Side};
+use epiflow_pipelines::feature_reader::read_windows;
+use epiflow_pipelines::sinks::manifest::Manifest;
+use epiflow_pipelines::sinks::splits;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The test-side macro F1 every model must reach. Synth episodes give each
+/// of the five phases its own signature, so a model that learned anything
+/// separates them; chance is about 0.2 (uniform guesses over five phases)
+/// and a constant guess scores at most 1/5 of one class's F1. 0.6 is three
+/// times chance yet leaves room for the shortest-trained recurrent models,
+/// which reach 0.85–1.0 on this store.
+const MIN_TEST_MACRO_F1: f64 = 0.6;
+
+/// Macro F1 of the checkpoint in `dir` on the test side of `recipe`.
+fn test_macro_f1(out: &Path, recipe: Recipe, dir: &Path) -> f64 {
+    let features = out.join("features");
+    let manifest = Manifest::read(&features).expect("features written");
+    let model = Checkpoint::load(dir, &manifest).unwrap_or_else(|e| panic!("{e}"));
+    let test: HashMap<(String, String), Side> = splits::read(&out.join("splits"), recipe)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.side == Side::Test)
+        .map(|a| ((a.host_id, a.episode_id), a.side))
+        .collect();
+    let mut windows = read_windows(&features, &manifest, model.card.arch.input(), model.card.channels, &test).unwrap();
+    let test = windows.sides.remove(&Side::Test).expect("test windows");
+    let truth = test.labels.clone();
+    let probs = model.predict(test).unwrap();
+    Confusion::of(&truth, &argmax(&probs)).macro_f1()
+}
+
+/// Every model line of a run's JSON summary: name → status.
+fn statuses(summary: &Value) -> HashMap<String, String> {
+    summary["models"]
+        .as_array()
+        .expect("models in the summary")
+        .iter()
+        .map(|m| (m["model"].as_str().unwrap().to_string(), m["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn files(dir: &Path) -> HashMap<String, Vec<u8>> {
+    let mut found = HashMap::new();
+    for entry in walk(dir) {
+        let rel = entry.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+        found.insert(rel, std::fs::read(&entry).unwrap());
+    }
+    found
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+/// A card with the timing of training (which differs between runs) removed.
+fn without_timing(card: &[u8]) -> Value {
+    let mut card: Value = serde_json::from_slice(card).unwrap();
+    let training = card["training"].as_object_mut().unwrap();
+    assert!(training.remove("wall_s").is_some() && training.remove("windows_per_s").is_some());
+    card
+}
+
+#[test]
+fn every_architecture_learns_both_channel_sets_repeatably_and_retrains_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    let (s, o) = (store.to_str().unwrap(), out.to_str().unwrap());
+    epiflow_ok(&["synth", "--out", s, "--episodes", "60", "--seed", "11", "-q"], 0);
+
+    // Twelve models, each clearly above chance on the held-out host.
+    let first: Value =
+        serde_json::from_str(&epiflow_ok(&["run", "--store", s, "--out", o, "--split", "host", "--json", "-q"], 0))
+            .unwrap();
+    let trained = statuses(&first);
+    assert_eq!(trained.len(), 12, "{trained:?}");
+    assert!(trained.values().all(|s| s == "computed"), "{trained:?}");
+    let mut scores = Vec::new();
+    for arch in Arch::ALL {
+        for set in ChannelSet::ALL {
+            let f1 = test_macro_f1(&out, Recipe::Host, &checkpoint::dir_of(&out, Recipe::Host, arch, set));
+            scores.push((format!("{arch}-{}", set.name()), f1));
+        }
+    }
+    assert!(
+        scores.iter().all(|(_, f1)| *f1 >= MIN_TEST_MACRO_F1),
+        "test macro F1 below {MIN_TEST_MACRO_F1}: {scores:?}"
+    );
+    let run_json: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["operators"]["train"]["computed"], 12);
+
+    // Nothing changed: every model cached.
+    let second: Value =
+        serde_json::from_str(&epiflow_ok(&["run", "--store", s, "--out", o, "--split", "host", "--json", "-q"], 0))
+            .unwrap();
+    assert!(statuses(&second).values().all(|s| s == "cached"), "{:?}", statuses(&second));
+    assert_eq!(second["operators"]["train"]["cached"], 12);
+    assert_eq!(second["operators"]["train"]["computed"], 0);
+
+    // The same seed again, on one worker: the same weights, byte for byte,
+    // and the same cards but for how long training took.
+    let models = out.join("models");
+    let before = files(&models);
+    std::fs::remove_dir_all(&models).unwrap();
+    epiflow_ok(&["train", "--store", s, "--out", o, "--split", "host", "--workers", "1", "-q"], 0);
+    let after = files(&models);
+    assert_eq!(before.len(), 24, "weights and card of each of the 12 models");
+    assert_eq!(after.keys().collect::<std::collections::BTreeSet<_>>(), before.keys().collect());
+    for (path, bytes) in &before {
+        if path.ends_with("model.json") {
+            assert_eq!(without_timing(bytes), without_timing(&after[path]), "{path}");
+        } else {
+            assert!(bytes == &after[path], "{path} differs between two trainings with the same seed");
+        }
+    }
+
+    // A change to the networks' settings retrains the networks, not the trees.
+    let config = dir.path().join("epiflow.toml");
+    std::fs::write(&config, "[train.neural]\nmax_epochs = 5\n").unwrap();
+    let c = config.to_str().unwrap();
+    let changed: Value = serde_json::from_str(&epiflow_ok(
+        &[
+            "train",
+            "--store",
+            s,
+            "--out",
+            o,
+            "--config",
+            c,
+            "--split",
+            "host",
+            "--arch",
+            "gbt",
+            "--arch",
+            "mlp",
+            "--channels",
+            "realistic",
+            "--json",
+            "-q",
+        ],
+        0,
+    ))
+    .unwrap();
+    let changed = statuses(&changed);
+    assert_eq!(changed["host/gbt-realistic"], "cached");
+    assert_eq!(changed["host/mlp-realistic"], "computed");
+    assert_eq!(changed.len(), 2, "{changed:?}");
+
+    // New window settings: the old checkpoints are refused, naming both
+    // feature schema hashes and what changed.
+    let old_hash = Manifest::read(&out.join("features")).unwrap().feature_schema_hash;
+    epiflow_ok(&["features", "--store", s, "--out", o, "--window-s", "8", "-q"], 0);
+    let manifest = Manifest::read(&out.join("features")).unwrap();
+    assert_ne!(manifest.feature_schema_hash, old_hash);
+    let cnn = checkpoint::dir_of(&out, Recipe::Host, Arch::Cnn, ChannelSet::Oracle);
+    let Err(refusal) = Checkpoint::load(&cnn, &manifest) else { panic!("a checkpoint loaded against other features") };
+    assert!(refusal.contains(&format!("trained on features with schema hash {old_hash}")), "{refusal}");
+    assert!(refusal.contains(&format!("the current features have {}", manifest.feature_schema_hash)), "{refusal}");
+    assert!(refusal.contains("window_s 10.0 -> 8.0"), "{refusal}");
+    assert!(refusal.contains("retrain it (`epiflow train`)"), "{refusal}");
+}
+
+#[test]
+fn train_needs_a_split_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    epiflow_ok(&["synth", "--out", s, "--episodes", "3", "-q"], 0);
+    let out = epiflow(&["train", "--store", s]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--split"), "{stderr}");
+    assert!(!store.join("derived/models").exists(), "nothing trained");
+}
