@@ -231,6 +231,12 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Score the checkpoints of --split on the split's test side (train
+    /// them first): OUT/eval/<recipe>/report.json, report.md and charts.
+    Eval {
+        #[command(flatten)]
+        train: TrainArgs,
+    },
     /// Keep running: bring every output of `run` up to date as episodes are
     /// appended to the index (or pruned from it). Ctrl-C stops it cleanly.
     Watch {
@@ -256,7 +262,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
         /// Episodes in the demo store.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 300)]
         episodes: usize,
     },
 }

@@ -3,6 +3,7 @@
 //! default in force.
 
 use crate::error::{Error, Result};
+use epiflow_models::eval::EvalConfig;
 use epiflow_models::sink::ModelsConfig;
 use epiflow_operators::classify::ClassifyConfig;
 use epiflow_operators::decode::DecodeConfig;
@@ -28,6 +29,8 @@ pub struct Config {
     /// The models a run trains (`[train]`: `splits`, `archs`, `channels`,
     /// `[train.neural]`, `[train.gbt]`).
     pub train: ModelsConfig,
+    /// How test-side figures are resampled (`[eval]`: `resamples`, `seed`).
+    pub eval: EvalConfig,
 }
 
 /// How feature shards are laid out.
@@ -107,6 +110,7 @@ mod tests {
         assert_eq!(c.split.test_host.as_deref(), Some("lab-rack-01"));
         assert_eq!((c.features.shards, c.classify.guest_min_load_delta), (32, 0.3));
         // The README documents the true defaults of the training settings.
+        assert_eq!(c.eval, EvalConfig::default());
         assert_eq!(c.train, ModelsConfig { splits: vec![Recipe::Host], ..ModelsConfig::default() });
     }
 }

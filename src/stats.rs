@@ -1,7 +1,8 @@
 //! Run statistics: `run.json` (SPEC section 11) and the summary printed with
 //! `--json`.
 
-use epiflow_models::sink::ModelRun;
+use epiflow_models::eval::EvalRun;
+use epiflow_models::sink::{ModelRun, Status};
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::validate::OperatorTotals;
 use serde::Serialize;
@@ -32,6 +33,20 @@ impl OperatorStats {
             fingerprint: fingerprint.map(|f| f.hex()),
         }
     }
+
+    /// Totals of a sink (training, evaluation) from what became of each of
+    /// its items, over `wall_s` seconds.
+    pub fn of_statuses(statuses: impl Iterator<Item = Status>, wall_s: f64) -> Self {
+        let mut stats = OperatorStats { wall_s, ..Default::default() };
+        for status in statuses {
+            *match status {
+                Status::Computed => &mut stats.computed,
+                Status::Cached => &mut stats.cached,
+                Status::Failed => &mut stats.failed,
+            } += 1;
+        }
+        stats
+    }
 }
 
 /// The statistics of one run, as written to `run.json`.
@@ -61,6 +76,9 @@ pub struct RunStats {
     /// The models the run trained or found cached (none unless asked for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelRun>,
+    /// The splits the run evaluated (or found current), with their reports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evals: Vec<EvalRun>,
 }
 
 impl RunStats {

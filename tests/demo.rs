@@ -1,23 +1,79 @@
-//! `epiflow demo`, the README's first command, runs end to end and leaves what
-//! it made with `--keep`.
+//! `epiflow demo`, the README's first command, runs end to end — training
+//! all twelve models of the `host` split and evaluating them — and leaves
+//! what it made with `--keep`; `epiflow eval` then finds the report current
+//! and redoes it only when a model changed.
 
 mod common;
 use common::*;
+use epiflow_models::report::SECTIONS;
+use serde_json::Value;
+use std::path::Path;
+
+/// A PNG file: its signature and a non-trivial size.
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 1000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
 
 #[test]
-fn demo_runs_the_pipeline_and_keeps_its_outputs() {
+fn demo_trains_evaluates_and_keeps_a_complete_report() {
     let dir = tempfile::tempdir().unwrap();
     let keep = dir.path().join("demo");
-    let stdout = epiflow_ok(&["demo", "--keep", keep.to_str().unwrap(), "--episodes", "40"], 0);
-    assert!(stdout.contains("outcome") && stdout.contains("accepted"), "{stdout}");
-    assert!(stdout.contains("feature windows"), "{stdout}");
-    let out = keep.join("store/derived");
-    assert_eq!(validation_rows(&out.join("validation.parquet")).len(), 40);
-    assert!(out.join("quality.parquet").is_file());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("features/manifest.json")).unwrap()).unwrap();
-    assert!(manifest["windows"].as_u64().unwrap() > 100);
-    let summary: serde_json::Value =
-        serde_json::from_str(&epiflow_ok(&["demo", "--episodes", "10", "--json"], 0)).unwrap();
+    let stdout = epiflow_ok(&["demo", "--keep", keep.to_str().unwrap(), "--episodes", "80"], 0);
+    for expected in ["accepted", "feature windows", "host/transformer-oracle", "test macro F1", "report:"] {
+        assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}");
+    }
+    let store = keep.join("store");
+    let out = store.join("derived");
+    assert_eq!(validation_rows(&out.join("validation.parquet")).len(), 80);
+
+    let eval = out.join("eval/host");
+    let report: Value = serde_json::from_slice(&std::fs::read(eval.join("report.json")).unwrap()).unwrap();
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 12, "six architectures × two channel sets");
+    assert_eq!(report["pairs"].as_array().unwrap().len(), 66, "every two of the twelve");
+    assert_eq!(report["resamples"], 1000);
+    assert!(report["test"]["episodes"].as_u64().unwrap() > 0);
+    for m in models {
+        let (f1, low, high) =
+            (m["macro_f1"].as_f64().unwrap(), m["ci"]["low"].as_f64().unwrap(), m["ci"]["high"].as_f64().unwrap());
+        assert!(low <= f1 && f1 <= high, "{}: {f1} outside [{low}, {high}]", m["model"]);
+        assert!(!m["per_profile"].as_object().unwrap().is_empty() && !m["per_host"].as_object().unwrap().is_empty());
+        let labels = m["confusion"]["labels"].as_array().unwrap().len();
+        assert_eq!(m["confusion"]["counts"].as_array().unwrap().len(), labels);
+        assert!(is_png(&eval.join(m["confusion_png"].as_str().unwrap())), "{}", m["model"]);
+    }
+    assert!(is_png(&eval.join("macro_f1.png")));
+    let md = std::fs::read_to_string(eval.join("report.md")).unwrap();
+    for section in SECTIONS {
+        assert!(md.contains(&format!("\n{section}\n")), "report.md lacks {section}");
+    }
+    assert!(md.contains("](macro_f1.png)") && md.contains("](confusion-gbt-realistic.png)"), "charts linked");
+
+    // Nothing changed: `eval` finds the report current.
+    let s = store.to_str().unwrap();
+    let again: Value =
+        serde_json::from_str(&epiflow_ok(&["eval", "--store", s, "--split", "host", "--json"], 0)).unwrap();
+    assert_eq!(again[0]["status"], "cached");
+
+    // One model retrained (another gbt setting): the report is redone.
+    let config = dir.path().join("epiflow.toml");
+    std::fs::write(&config, "[train.gbt]\nrounds = 20\n").unwrap();
+    let c = config.to_str().unwrap();
+    epiflow_ok(
+        &["train", "--store", s, "--config", c, "--split", "host", "--arch", "gbt", "--channels", "oracle", "-q"],
+        0,
+    );
+    let redone: Value =
+        serde_json::from_str(&epiflow_ok(&["eval", "--store", s, "--split", "host", "--json"], 0)).unwrap();
+    assert_eq!(redone[0]["status"], "computed");
+
+    let usage = epiflow(&["eval", "--store", s]);
+    assert_eq!(usage.status.code(), Some(2), "eval without a split is bad usage");
+}
+
+#[test]
+fn a_tiny_demo_still_reports_as_json() {
+    let summary: Value = serde_json::from_str(&epiflow_ok(&["demo", "--episodes", "10", "--json"], 0)).unwrap();
     assert_eq!(summary["episodes"], 10);
+    assert_eq!(summary["models"].as_array().unwrap().len(), 12);
 }

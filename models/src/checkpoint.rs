@@ -10,10 +10,11 @@
 //! differs from the current features, naming both hashes and what changed.
 
 use crate::arch::Arch;
+use crate::classifier::Model;
 use crate::device;
 use crate::gbt::Gbt;
 use crate::net::Net;
-use crate::train::{predict, TrainReport};
+use crate::train::TrainReport;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
@@ -104,36 +105,6 @@ pub struct TrainingCard {
     pub best_round: Option<usize>,
 }
 
-/// A trained model of either kind. One exists per model being trained or
-/// evaluated and it is never copied, so its variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-pub enum Model {
-    Gbt(Gbt),
-    Net(Net),
-}
-
-impl Model {
-    /// The weights as bytes, and the file name they are stored under.
-    pub fn weights(&self) -> Result<(&'static str, Vec<u8>), String> {
-        match self {
-            Model::Gbt(gbt) => Ok(("weights.hessboost", gbt.to_bytes()?)),
-            Model::Net(net) => {
-                let bytes = net.clone().into_record().into_bytes().map_err(|e| format!("{e:?}"))?;
-                Ok(("weights.bpk", bytes.to_vec()))
-            }
-        }
-    }
-
-    /// Class probabilities, `rows × CLASSES`, for windows already normalised
-    /// as the card says.
-    pub fn predict(&self, windows: &Windows, device: &Device) -> Result<Vec<f32>, String> {
-        match self {
-            Model::Gbt(gbt) => gbt.predict(windows),
-            Model::Net(net) => Ok(predict(net, windows, device)),
-        }
-    }
-}
-
 /// Writes `model`'s weights, then its card, into `dir`.
 pub fn save(dir: &Path, card: &mut ModelCard, model: &Model) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -181,14 +152,14 @@ impl Checkpoint {
         if sha256_hex(&bytes) != card.weights_sha256 {
             return Err(format!("{}: the weights are not the ones {CARD} describes", path.display()));
         }
-        let model = match card.arch {
-            Arch::Gbt => Model::Gbt(Gbt::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?),
+        let model: Model = match card.arch {
+            Arch::Gbt => Box::new(Gbt::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?),
             arch => {
                 let net = Net::new(arch, card.width, card.timesteps, 0, &device)
                     .ok_or_else(|| format!("{}: {arch} is not a neural network", path.display()))?;
                 let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
                     .map_err(|e| format!("{}: {e:?}", path.display()))?;
-                Model::Net(net.try_load_record(record).map_err(|e| format!("{}: {e:?}", path.display()))?)
+                Box::new(net.try_load_record(record).map_err(|e| format!("{}: {e:?}", path.display()))?)
             }
         };
         Ok(Checkpoint { card, model, device })

@@ -1,20 +1,24 @@
 //! epiflow's phase classifiers (SPEC section 13): the windows a split puts on
 //! each side go in, a model that names each window's phase comes out.
 //!
-//! Every architecture is reached through the same functions of its module —
-//! fit on the training side with the validation side for stopping, predict
-//! class probabilities — and judged by the same [`metrics`].
+//! Every trained architecture is a [`classifier::Classifier`]: class
+//! probabilities for windows, and its weights as bytes. The five networks
+//! also share [`train::Network`] and one training loop; all are judged by
+//! the same [`metrics`].
 
 pub mod arch;
 pub mod bootstrap;
 pub mod charts;
 pub mod checkpoint;
+pub mod classifier;
 pub mod cnn;
 pub mod device;
+pub mod eval;
 pub mod gbt;
 pub mod metrics;
 pub mod mlp;
 pub mod net;
+pub mod report;
 pub mod rnn;
 pub mod sink;
 #[cfg(test)]

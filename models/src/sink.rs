@@ -12,7 +12,8 @@
 //! thread, each with its own seed.
 
 use crate::arch::Arch;
-use crate::checkpoint::{self, Model, ModelCard, SplitCard, TrainingCard, ValMetrics};
+use crate::checkpoint::{self, ModelCard, SplitCard, TrainingCard, ValMetrics};
+use crate::classifier::Model;
 use crate::device;
 use crate::gbt::{Gbt, GbtConfig};
 use crate::metrics::{argmax, Confusion};
@@ -360,7 +361,7 @@ impl GroupJob<'_> {
                 None => Err("no raw windows for gbt".to_string()),
                 Some((train, val)) => Gbt::fit(train, val, &self.config.gbt).map(|gbt| {
                     let passes = gbt.rounds;
-                    (Model::Gbt(gbt), None, val, passes)
+                    (Box::new(gbt) as Model, None, val, passes)
                 }),
             },
             (arch, Some((norm, train_n, val_n))) => {
@@ -378,7 +379,7 @@ impl GroupJob<'_> {
                             progress(id, TrainEvent::Epoch(e))
                         });
                         let passes = report.epochs.len();
-                        Ok((Model::Net(net), Some((norm.clone(), report)), val_n, passes))
+                        Ok((Box::new(net) as Model, Some((norm.clone(), report)), val_n, passes))
                     }
                 }
             }
@@ -398,10 +399,7 @@ impl GroupJob<'_> {
         card.training = TrainingCard {
             wall_s,
             windows_per_s: (sides.rows.0 * passes) as f64 / wall_s.max(1e-9),
-            best_round: match &model {
-                Model::Gbt(gbt) => Some(gbt.best_round),
-                Model::Net(_) => None,
-            },
+            best_round: model.best_round().map(|(round, _)| round),
             report,
         };
         let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
@@ -466,9 +464,6 @@ fn validation_metrics(truth: &[u8], probs: &[f32], model: &Model) -> ValMetrics 
     ValMetrics {
         macro_f1: confusion.macro_f1(),
         per_class_f1,
-        logloss: match model {
-            Model::Gbt(gbt) => gbt.best_val_logloss,
-            Model::Net(_) => None,
-        },
+        logloss: model.best_round().and_then(|(_, logloss)| logloss),
     }
 }

@@ -1,5 +1,9 @@
-//! `epiflow demo`: a small synthetic store, the whole pipeline, the results.
+//! `epiflow demo`: a small synthetic store, the whole pipeline — training
+//! all six architectures on both channel sets for the `host` split, on
+//! short schedules, and evaluating them — and the results.
 
+use super::eval::results_table;
+use super::train::model_table;
 use super::validate::{outcome_table, validate_store, Mode};
 use super::{print_json, workers};
 use crate::cli::Global;
@@ -7,10 +11,24 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::synth::{synthesize, SynthConfig};
+use epiflow_operators::split::Recipe;
 use epiflow_pipelines::Cluster;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The default configuration with training on: the `host` split, every
+/// architecture and channel set, and schedules short enough for a laptop.
+fn demo_config() -> Config {
+    let mut config = Config::default();
+    config.train.splits = vec![Recipe::Host];
+    config.train.neural.max_epochs = 20;
+    config.train.neural.patience = 5;
+    config.train.gbt.rounds = 100;
+    config
+}
+
+/// Synthesizes `episodes` episodes into DIR (`--keep`) or a temporary
+/// folder, runs everything on them and prints the results.
 pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCode> {
     let temp;
     let kept = keep.is_some();
@@ -29,18 +47,20 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     bar.finish_and_clear();
     let out = store.join("derived");
     let cluster = Cluster::local(workers(g));
-    let stats = validate_store(&store, &out, &Config::default(), &cluster, quiet, Mode::Run)?
+    let stats = validate_store(&store, &out, &demo_config(), &cluster, quiet, Mode::Run)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     if g.json {
         print_json(&serde_json::json!({
             "store": store, "episodes": stats.episodes, "outcomes": stats.outcomes, "reasons": stats.reasons,
             "quality": stats.quality, "fake": stats.fake, "windows": stats.windows,
-            "output": out,
+            "models": stats.models, "evals": stats.evals, "output": out,
         }))?;
     } else {
         println!("epiflow demo: {episodes} synthetic episodes from 4 lab hosts\n");
         print!("{}", outcome_table(&stats));
         println!("\n{} feature windows (summary: 230 features; tensors: 46 channels x 20 steps)", stats.windows);
+        print!("\n{}", model_table(&stats.models));
+        print!("\n{}", results_table(&stats.evals));
         if kept {
             println!("\noutputs in {}", out.display());
         } else {

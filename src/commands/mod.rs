@@ -2,6 +2,7 @@
 
 mod cache;
 mod demo;
+mod eval;
 mod features;
 mod prune;
 mod run;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Features { window, cluster } => features::run(g, window, &cluster),
         Command::Run { window, split, train, cluster } => run::run(g, window, split, train, &cluster, false),
         Command::Train { window, split, train, cluster } => run::run(g, window, split, train, &cluster, true),
+        Command::Eval { train } => eval::run(g, train),
         Command::Watch { window, split, cluster } => watch::run(g, window, split, &cluster),
         Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),

@@ -2,6 +2,7 @@
 //! models included when asked for; `epiflow train`: the same, for the models
 //! of the splits it names.
 
+use super::eval::results_table;
 use super::train::model_table;
 use super::validate::{validate_store, Mode};
 use super::{print_json, CorpusArgs};
@@ -27,7 +28,8 @@ pub fn run(
     if train_command && config.train.splits.is_empty() {
         return Err(Error::Usage("train needs --split host|sample|time (or [train] splits)".into()));
     }
-    let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, Mode::Run)? else {
+    let mode = if train_command { Mode::Train } else { Mode::Run };
+    let Some(stats) = validate_store(&store, &out, &config, &cluster, g.quiet || g.json, mode)? else {
         return Ok(ExitCode::SUCCESS);
     };
     if g.json {
@@ -36,6 +38,9 @@ pub fn run(
         print!("{}", operator_table(&stats));
         if !stats.models.is_empty() {
             print!("\n{}", model_table(&stats.models));
+        }
+        if !stats.evals.is_empty() {
+            print!("\n{}", results_table(&stats.evals));
         }
         println!("wrote {}", out.display());
     }

@@ -19,14 +19,7 @@ pub fn train_sink(out: &Path, config: &ModelsConfig, threads: usize, quiet: bool
         TrainEvent::Finished(_) => bar.inc(1),
     });
     bar.finish_and_clear();
-    let count = |status| runs.iter().filter(|r| r.status == status).count() as u64;
-    let stats = OperatorStats {
-        computed: count(Status::Computed),
-        cached: count(Status::Cached),
-        failed: count(Status::Failed),
-        wall_s: start.elapsed().as_secs_f64(),
-        fingerprint: None,
-    };
+    let stats = OperatorStats::of_statuses(runs.iter().map(|r| r.status), start.elapsed().as_secs_f64());
     (runs, stats)
 }
 

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::stats::{OperatorStats, RunStats};
+use epiflow_models::eval::EvalConfig;
 use epiflow_models::sink::ModelsConfig;
 use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
@@ -46,6 +47,8 @@ pub enum Mode {
     Run,
     /// Like `Run`, following the index as it changes.
     Watch,
+    /// Like `Run`, then training without evaluation (`epiflow train`).
+    Train,
 }
 
 impl Mode {
@@ -55,12 +58,13 @@ impl Mode {
             Mode::Features => "features",
             Mode::Run => "run",
             Mode::Watch => "watch",
+            Mode::Train => "train",
         }
     }
 
     /// Whether earlier results are reused.
     fn reuses(self) -> bool {
-        matches!(self, Mode::Run | Mode::Watch)
+        matches!(self, Mode::Run | Mode::Watch | Mode::Train)
     }
 }
 
@@ -80,8 +84,9 @@ pub fn validate_store(
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
     let (job, mut publisher) = prepare(store, out, config, cluster, mode)?;
-    if mode == Mode::Run && !config.train.splits.is_empty() {
-        publisher.train = Some((config.train.clone(), quiet));
+    if matches!(mode, Mode::Run | Mode::Train) && !config.train.splits.is_empty() {
+        let eval = (mode == Mode::Run).then(|| config.eval.clone());
+        publisher.models = Some(Downstream { train: config.train.clone(), eval, quiet });
     }
     let Some(output) = run_corpus(job, entries, cluster, quiet)? else { return Ok(None) };
     publisher.publish(&output, start, index_problems).map(Some)
@@ -123,9 +128,18 @@ pub fn prepare(
         manifest,
         workers: cluster.workers,
         processes: cluster.processes,
-        train: None,
+        models: None,
     };
     Ok((job, publisher))
+}
+
+/// The sinks after the corpus: the models to train, then to evaluate.
+pub struct Downstream {
+    pub train: ModelsConfig,
+    /// `None` when only training (`epiflow train`).
+    pub eval: Option<EvalConfig>,
+    /// No progress bars.
+    pub quiet: bool,
 }
 
 /// Publishes what a corpus run (or one epoch of a followed run) gathered.
@@ -138,9 +152,9 @@ pub struct Publisher {
     manifest: Option<Manifest>,
     workers: usize,
     processes: usize,
-    /// The models to train once the features and splits are published, and
-    /// whether to keep quiet about it.
-    train: Option<(ModelsConfig, bool)>,
+    /// The models to train and evaluate once the features and splits are
+    /// published.
+    models: Option<Downstream>,
 }
 
 impl Publisher {
@@ -184,10 +198,15 @@ impl Publisher {
             ..Default::default()
         };
         stats.set_counts(&output.counts);
-        if let Some((config, quiet)) = &self.train {
-            let (models, totals) = super::train::train_sink(out, config, self.workers, *quiet);
+        if let Some(models) = &self.models {
+            let (trained, totals) = super::train::train_sink(out, &models.train, self.workers, models.quiet);
             stats.operators.insert("train".into(), totals);
-            stats.models = models;
+            stats.models = trained;
+            if let Some(eval) = &models.eval {
+                let (evals, totals) = super::eval::eval_sink(out, &models.train.splits, eval, models.quiet);
+                stats.operators.insert("eval".into(), totals);
+                stats.evals = evals;
+            }
             stats.wall_s = start.elapsed().as_secs_f64();
         }
         write_run_json(out, &stats)?;

@@ -1,0 +1,459 @@
+//! The evaluation sink (SPEC section 14): every current checkpoint of a
+//! split scored on the split's test side — macro F1 with a bootstrap
+//! interval over test episodes, F1 per phase, macro F1 per profile and per
+//! host, the confusion matrix, and a paired comparison of every two models
+//! on the same resamples — written to `OUT/eval/<recipe>/` as
+//! `report.json`, `report.md` and PNG charts.
+//!
+//! A report is redone only when its inputs change: the evaluation settings,
+//! the split, or a model's weights.
+
+use crate::arch::Arch;
+use crate::bootstrap::{interval, paired_gap, Gap, Interval, Resamples, CONFIDENCE};
+use crate::charts;
+use crate::checkpoint::{self, Checkpoint};
+use crate::metrics::{argmax, Confusion};
+use crate::report;
+use crate::sink::{split_fingerprint, Status};
+use epiflow_operators::fingerprint::Fingerprint;
+use epiflow_operators::registry::{ChannelSet, Phase};
+use epiflow_operators::split::{Assignment, Recipe, Side};
+use epiflow_pipelines::feature_reader::read_windows;
+use epiflow_pipelines::output::write_atomically;
+use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::sinks::manifest::Manifest;
+use epiflow_pipelines::sinks::splits;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bumped when the report's figures or layout change, so that older
+/// reports are redone.
+const REPORT_VERSION: u32 = 1;
+
+/// How figures are resampled: the `[eval]` configuration section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Bootstrap resamples of the test episodes.
+    pub resamples: usize,
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { resamples: 1000, seed: 7 }
+    }
+}
+
+/// What became of one split's evaluation in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalRun {
+    pub recipe: Recipe,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `report.md`, when there is a report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    pub wall_s: f64,
+    /// The report itself, for the tables a command prints.
+    #[serde(skip)]
+    pub scores: Option<Report>,
+}
+
+/// A split's evaluation, as `report.json` holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub recipe: Recipe,
+    pub version: u32,
+    /// Fingerprint of everything the figures depend on.
+    pub inputs: String,
+    pub resamples: usize,
+    pub seed: u64,
+    pub confidence: f64,
+    pub test: TestSummary,
+    /// Profiles in training that the test side lacks: listed, never scored.
+    pub untested_profiles: Vec<String>,
+    /// In report order: architecture, then channel set.
+    pub models: Vec<ModelScore>,
+    /// Every two models, `a` before `b` in report order.
+    pub pairs: Vec<PairScore>,
+    /// Checkpoints that could not be evaluated, and why.
+    pub skipped: Vec<Skipped>,
+    /// The macro-F1 chart, relative to the report.
+    pub macro_f1_png: String,
+}
+
+impl Report {
+    /// Each architecture with a scored model, in report order, with its
+    /// realistic and oracle models (`None`: not scored): the rows of every
+    /// table and chart that puts the two channel sets side by side.
+    pub fn side_by_side(&self) -> Vec<(Arch, [Option<&ModelScore>; 2])> {
+        Arch::ALL
+            .into_iter()
+            .filter(|&arch| self.models.iter().any(|m| m.arch == arch))
+            .map(|arch| {
+                (arch, ChannelSet::ALL.map(|set| self.models.iter().find(|m| m.arch == arch && m.channels == set)))
+            })
+            .collect()
+    }
+}
+
+/// What the test side holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestSummary {
+    /// Test episodes with at least one window: the bootstrap's units.
+    pub episodes: usize,
+    pub windows: u64,
+    /// Scored episodes per host and per profile.
+    pub hosts: BTreeMap<String, usize>,
+    pub profiles: BTreeMap<String, usize>,
+}
+
+/// One model's figures on the test side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelScore {
+    /// `<arch>-<channels>`.
+    pub model: String,
+    pub arch: Arch,
+    pub channels: ChannelSet,
+    pub weights_sha256: String,
+    pub macro_f1: f64,
+    pub ci: Option<Interval>,
+    /// F1 of each phase present in the test side's truth.
+    pub per_class_f1: BTreeMap<String, f64>,
+    pub per_profile: BTreeMap<String, Breakdown>,
+    pub per_host: BTreeMap<String, Breakdown>,
+    pub confusion: ConfusionTable,
+    /// The confusion matrix drawn, relative to the report.
+    pub confusion_png: String,
+}
+
+impl ModelScore {
+    /// Macro F1 and its interval as a table shows them: `0.951 [0.921, 0.975]`.
+    pub fn with_interval(&self) -> String {
+        match self.ci {
+            Some(ci) => format!("{:.3} [{:.3}, {:.3}]", self.macro_f1, ci.low, ci.high),
+            None => format!("{:.3}", self.macro_f1),
+        }
+    }
+}
+
+/// Macro F1 over a subset of the test episodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub macro_f1: f64,
+    pub episodes: usize,
+    pub windows: u64,
+}
+
+/// A confusion matrix over the phases seen in the truth or the predictions:
+/// `counts[truth][predicted]`, in `labels` order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfusionTable {
+    pub labels: Vec<String>,
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// The gap between two models of the split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairScore {
+    pub a: String,
+    pub b: String,
+    #[serde(flatten)]
+    pub gap: Gap,
+}
+
+/// A checkpoint left out of the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub model: String,
+    pub reason: String,
+}
+
+/// Evaluates the checkpoints of `recipe` under `out` (or finds the report
+/// current) and writes `out/eval/<recipe>/`.
+pub fn evaluate(out: &Path, recipe: Recipe, config: &EvalConfig) -> EvalRun {
+    let start = Instant::now();
+    let (status, error, scores) = match evaluate_split(out, recipe, config) {
+        Ok((status, report)) => (status, None, Some(report)),
+        Err(why) => (Status::Failed, Some(why), None),
+    };
+    if let Some(why) = &error {
+        tracing::warn!("{recipe} evaluation: {why}");
+    }
+    EvalRun {
+        recipe,
+        status,
+        error,
+        report: scores.as_ref().map(|_| report_dir(out, recipe).join(report::MARKDOWN)),
+        wall_s: start.elapsed().as_secs_f64(),
+        scores,
+    }
+}
+
+/// `OUT/eval/<recipe>/`.
+pub fn report_dir(out: &Path, recipe: Recipe) -> PathBuf {
+    out.join("eval").join(recipe.name())
+}
+
+fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(Status, Report), String> {
+    let features = out.join("features");
+    let manifest = Manifest::read(&features)
+        .ok_or_else(|| format!("no features in {}: run `epiflow run` first", features.display()))?;
+    let split_dir = out.join("splits");
+    let assignments = splits::read(&split_dir, recipe)?;
+    let split = split_fingerprint(recipe, &assignments, &manifest).hex();
+    let (models, skipped) = load_models(out, recipe, &manifest, &split);
+    if models.is_empty() {
+        let why = skipped.iter().map(|s| format!("; {}: {}", s.model, s.reason)).collect::<String>();
+        return Err(format!(
+            "no trained model of the {recipe} split to evaluate (`epiflow train --split {recipe}`){why}"
+        ));
+    }
+    let inputs = inputs_of(config, &split, &models, &skipped);
+    let dir = report_dir(out, recipe);
+    if let Some(report) = current_report(&dir, &inputs) {
+        return Ok((Status::Cached, report));
+    }
+    let test = TestEpisodes::of(&assignments, &manifest);
+    let resamples = Resamples::draw(test.keys.len(), config.resamples, config.seed);
+    let mut scored = Vec::new();
+    for group in groups(&models) {
+        let (kind, set) = (group[0].card.arch.input(), group[0].card.channels);
+        let mut windows = read_windows(&features, &manifest, kind, set, &test.sides)
+            .map_err(|e| format!("{}: {e}", features.display()))?;
+        let Some(side) = windows.sides.remove(&Side::Test) else { continue };
+        let rows = side
+            .episode
+            .iter()
+            .map(|&e| test.index.get(&windows.episodes[e as usize]).copied())
+            .collect::<Option<Vec<usize>>>()
+            .ok_or("the shards gave a test window of an episode the split does not place on the test side")?;
+        for model in group {
+            let predicted = argmax(&model.predict(side.clone())?);
+            let mut per_episode = vec![Confusion::default(); test.keys.len()];
+            for ((&e, &truth), &guess) in rows.iter().zip(&side.labels).zip(&predicted) {
+                per_episode[e].counts[truth as usize][guess as usize] += 1;
+            }
+            let resampled = resamples.macro_f1s(&per_episode);
+            scored.push((score(model, &per_episode, &resampled, &test), resampled));
+        }
+    }
+    scored.sort_by_key(|(s, _)| (s.arch, s.channels));
+    let pairs = pairs(&scored);
+    let report = Report {
+        recipe,
+        version: REPORT_VERSION,
+        inputs,
+        resamples: config.resamples,
+        seed: config.seed,
+        confidence: CONFIDENCE,
+        test: test.summary(),
+        untested_profiles: splits::read_summary(&split_dir, recipe)
+            .and_then(|s| serde_json::from_value(s["untested_profiles"].clone()).ok())
+            .unwrap_or_default(),
+        models: scored.into_iter().map(|(s, _)| s).collect(),
+        pairs,
+        skipped,
+        macro_f1_png: "macro_f1.png".into(),
+    };
+    write_report(&dir, &report).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    Ok((Status::Computed, report))
+}
+
+/// The checkpoints of `recipe` that can be scored against the current
+/// features and split; the others with the reason.
+fn load_models(out: &Path, recipe: Recipe, manifest: &Manifest, split: &str) -> (Vec<Checkpoint>, Vec<Skipped>) {
+    let (mut models, mut skipped) = (Vec::new(), Vec::new());
+    for arch in Arch::ALL {
+        for set in ChannelSet::ALL {
+            let dir = checkpoint::dir_of(out, recipe, arch, set);
+            if !dir.join(checkpoint::CARD).is_file() {
+                continue;
+            }
+            let model = format!("{arch}-{}", set.name());
+            match Checkpoint::load(&dir, manifest) {
+                Err(reason) => skipped.push(Skipped { model, reason }),
+                Ok(loaded) if loaded.card.split.fingerprint != split => skipped.push(Skipped {
+                    model,
+                    reason: format!(
+                        "trained on another version of the {recipe} split (episodes have moved between sides since), \
+                         so its test side may hold episodes it trained on; retrain it (`epiflow train --split {recipe}`)"
+                    ),
+                }),
+                Ok(loaded) => models.push(loaded),
+            }
+        }
+    }
+    (models, skipped)
+}
+
+/// Fingerprint of a report's inputs.
+fn inputs_of(config: &EvalConfig, split: &str, models: &[Checkpoint], skipped: &[Skipped]) -> String {
+    let settings = serde_json::to_string(config).unwrap_or_default();
+    let mut parts: Vec<String> = vec![REPORT_VERSION.to_string(), settings, split.to_string()];
+    parts
+        .extend(models.iter().map(|m| format!("{}-{}|{}", m.card.arch, m.card.channels.name(), m.card.weights_sha256)));
+    parts.extend(skipped.iter().map(|s| format!("{}|{}", s.model, s.reason)));
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    Fingerprint::of_parts(&bytes).hex()
+}
+
+/// The report in `dir` when it was made from `inputs` and every file it
+/// links is there.
+fn current_report(dir: &Path, inputs: &str) -> Option<Report> {
+    let report: Report = serde_json::from_slice(&std::fs::read(dir.join(report::JSON)).ok()?).ok()?;
+    let linked = std::iter::once(&report.macro_f1_png).chain(report.models.iter().map(|m| &m.confusion_png));
+    let complete = dir.join(report::MARKDOWN).is_file() && linked.into_iter().all(|f| dir.join(f).is_file());
+    (report.inputs == inputs && complete).then_some(report)
+}
+
+/// Models grouped by the windows they read: (input kind, channel set).
+fn groups(models: &[Checkpoint]) -> Vec<Vec<&Checkpoint>> {
+    let mut groups: BTreeMap<(u8, ChannelSet), Vec<&Checkpoint>> = BTreeMap::new();
+    for m in models {
+        groups.entry(((m.card.arch.input() == Kind::Tensors) as u8, m.card.channels)).or_default().push(m);
+    }
+    groups.into_values().collect()
+}
+
+/// The split's test episodes that have windows, sorted: the units every
+/// resample draws.
+struct TestEpisodes {
+    keys: Vec<(String, String)>,
+    index: HashMap<(String, String), usize>,
+    profiles: Vec<String>,
+    windows: Vec<u64>,
+    /// Every scored episode placed on the test side, for the reader.
+    sides: HashMap<(String, String), Side>,
+}
+
+impl TestEpisodes {
+    fn of(assignments: &[Assignment], manifest: &Manifest) -> TestEpisodes {
+        let mut placed: Vec<(&Assignment, u64)> = assignments
+            .iter()
+            .filter(|a| a.side == Side::Test)
+            .filter_map(|a| {
+                let windows = manifest.episodes.get(&format!("{}/{}", a.host_id, a.episode_id))?.windows as u64;
+                (windows > 0).then_some((a, windows))
+            })
+            .collect();
+        placed.sort_by(|(a, _), (b, _)| (&a.host_id, &a.episode_id).cmp(&(&b.host_id, &b.episode_id)));
+        let keys: Vec<(String, String)> =
+            placed.iter().map(|(a, _)| (a.host_id.clone(), a.episode_id.clone())).collect();
+        TestEpisodes {
+            index: keys.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect(),
+            sides: keys.iter().map(|k| (k.clone(), Side::Test)).collect(),
+            profiles: placed.iter().map(|(a, _)| a.profile.clone()).collect(),
+            windows: placed.iter().map(|&(_, w)| w).collect(),
+            keys,
+        }
+    }
+
+    fn summary(&self) -> TestSummary {
+        let count = |names: Vec<&String>| {
+            let mut counts = BTreeMap::new();
+            for name in names {
+                *counts.entry(name.clone()).or_insert(0) += 1;
+            }
+            counts
+        };
+        TestSummary {
+            episodes: self.keys.len(),
+            windows: self.windows.iter().sum(),
+            hosts: count(self.keys.iter().map(|(h, _)| h).collect()),
+            profiles: count(self.profiles.iter().collect()),
+        }
+    }
+}
+
+/// One model's figures from its confusion on each test episode.
+fn score(model: &Checkpoint, per_episode: &[Confusion], resampled: &[f64], test: &TestEpisodes) -> ModelScore {
+    let name = format!("{}-{}", model.card.arch, model.card.channels.name());
+    let total = sum(per_episode.iter());
+    let breakdown = |key: &dyn Fn(usize) -> String| {
+        let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for e in 0..per_episode.len() {
+            by.entry(key(e)).or_default().push(e);
+        }
+        by.into_iter()
+            .map(|(name, episodes)| {
+                let breakdown = Breakdown {
+                    macro_f1: sum(episodes.iter().map(|&e| &per_episode[e])).macro_f1(),
+                    episodes: episodes.len(),
+                    windows: episodes.iter().map(|&e| test.windows[e]).sum(),
+                };
+                (name, breakdown)
+            })
+            .collect()
+    };
+    let labels = total.labels();
+    ModelScore {
+        model: name.clone(),
+        arch: model.card.arch,
+        channels: model.card.channels,
+        weights_sha256: model.card.weights_sha256.clone(),
+        macro_f1: total.macro_f1(),
+        ci: interval(resampled),
+        per_class_f1: Phase::ALL
+            .iter()
+            .zip(total.f1())
+            .filter_map(|(p, f1)| Some((p.name().to_string(), f1?)))
+            .collect(),
+        per_profile: breakdown(&|e| test.profiles[e].clone()),
+        per_host: breakdown(&|e| test.keys[e].0.clone()),
+        confusion: ConfusionTable {
+            labels: labels.iter().map(|&k| Phase::ALL[k].name().to_string()).collect(),
+            counts: labels.iter().map(|&t| labels.iter().map(|&p| total.counts[t][p]).collect()).collect(),
+        },
+        confusion_png: format!("confusion-{name}.png"),
+    }
+}
+
+fn sum<'a>(confusions: impl Iterator<Item = &'a Confusion>) -> Confusion {
+    let mut total = Confusion::default();
+    for c in confusions {
+        total.add(c, 1);
+    }
+    total
+}
+
+/// Every two models, on the same resamples.
+fn pairs(scored: &[(ModelScore, Vec<f64>)]) -> Vec<PairScore> {
+    let mut pairs = Vec::new();
+    for (i, (a, a_resampled)) in scored.iter().enumerate() {
+        for (b, b_resampled) in &scored[i + 1..] {
+            pairs.push(PairScore {
+                a: a.model.clone(),
+                b: b.model.clone(),
+                gap: paired_gap(a.macro_f1, b.macro_f1, a_resampled, b_resampled),
+            });
+        }
+    }
+    pairs
+}
+
+/// Writes the charts, then `report.md`, then `report.json` (last: it is
+/// what marks the report current).
+fn write_report(dir: &Path, report: &Report) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bars: Vec<charts::Bars> = report
+        .side_by_side()
+        .into_iter()
+        .map(|(arch, sets)| charts::Bars { label: arch.name(), sets: sets.map(|m| m.map(|m| (m.macro_f1, m.ci))) })
+        .collect();
+    let title = format!("{} split: test macro F1, {:.0}% bootstrap interval", report.recipe, CONFIDENCE * 100.0);
+    charts::macro_f1(&dir.join(&report.macro_f1_png), &title, &bars)?;
+    for m in &report.models {
+        let title = format!("{} on the {} test side", m.model, report.recipe);
+        let matrix = charts::Matrix { title: &title, labels: &m.confusion.labels, counts: &m.confusion.counts };
+        charts::confusion(&dir.join(&m.confusion_png), &matrix)?;
+    }
+    write_atomically(&dir.join(report::MARKDOWN), |w| w.write_all(report::markdown(report).as_bytes()))?;
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    write_atomically(&dir.join(report::JSON), |w| w.write_all(&json))
+}

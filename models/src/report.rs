@@ -1,0 +1,162 @@
+//! `report.md`: the evaluation as a person reads it — models × macro F1
+//! with intervals (realistic and oracle side by side), the breakdowns, the
+//! significant gaps and the confusion matrices, linking the charts.
+
+use crate::eval::{Breakdown, ModelScore, Report};
+use epiflow_operators::registry::Phase;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// The report's file names in `OUT/eval/<recipe>/`.
+pub const MARKDOWN: &str = "report.md";
+pub const JSON: &str = "report.json";
+
+/// The section headings, in order (a test checks every one is written).
+pub const SECTIONS: [&str; 7] = [
+    "## Models",
+    "## F1 per phase",
+    "## Macro F1 per profile",
+    "## Macro F1 per host",
+    "## Significant gaps",
+    "## Confusion matrices",
+    "## Skipped checkpoints",
+];
+
+/// The report as Markdown.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let percent = report.confidence * 100.0;
+    let list = |counts: &BTreeMap<String, usize>| {
+        counts.iter().map(|(name, n)| format!("{name} ({n})")).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(md, "# Evaluation: the `{}` split\n", report.recipe);
+    let _ = writeln!(
+        md,
+        "Test side: {} episodes, {} windows. Hosts: {}. Profiles: {}.\n",
+        report.test.episodes,
+        report.test.windows,
+        list(&report.test.hosts),
+        list(&report.test.profiles)
+    );
+    let untested =
+        if report.untested_profiles.is_empty() { "none".to_string() } else { report.untested_profiles.join(", ") };
+    let _ = writeln!(md, "Untested profiles (in training, absent from the test side; never scored): {untested}.\n");
+    let _ = writeln!(
+        md,
+        "Every figure is on the test side. Macro F1 is the mean F1 of the phases present in the truth; \
+         [low, high] is its {percent:.0}% bootstrap interval over {} resamples of test episodes \
+         (whole episodes, not windows; seed {}).\n",
+        report.resamples, report.seed
+    );
+    models(&mut md, report);
+    per_phase(&mut md, report);
+    breakdowns(&mut md, SECTIONS[2], "profile", report, |m| &m.per_profile);
+    breakdowns(&mut md, SECTIONS[3], "host", report, |m| &m.per_host);
+    gaps(&mut md, report);
+    confusions(&mut md, report);
+    let _ = writeln!(md, "{}\n", SECTIONS[6]);
+    if report.skipped.is_empty() {
+        let _ = writeln!(md, "None.");
+    }
+    for s in &report.skipped {
+        let _ = writeln!(md, "- `{}`: {}", s.model, s.reason);
+    }
+    md
+}
+
+fn models(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "{}\n\n| arch | realistic | oracle |\n|---|---|---|", SECTIONS[0]);
+    for (arch, sets) in report.side_by_side() {
+        let [realistic, oracle] = sets.map(|m| m.map_or("–".to_string(), ModelScore::with_interval));
+        let _ = writeln!(md, "| {arch} | {realistic} | {oracle} |");
+    }
+    let _ = writeln!(md, "\n![Test macro F1 per architecture]({})\n", report.macro_f1_png);
+}
+
+fn per_phase(md: &mut String, report: &Report) {
+    let phases: Vec<&str> = Phase::ALL
+        .iter()
+        .map(|p| p.name())
+        .filter(|p| report.models.iter().any(|m| m.per_class_f1.contains_key(*p)))
+        .collect();
+    let _ = writeln!(md, "{}\n", SECTIONS[1]);
+    table(
+        md,
+        "model",
+        phases.iter().copied(),
+        report.models.iter().map(|m| {
+            (m.model.as_str(), phases.iter().map(|p| m.per_class_f1.get(*p).map(|f| format!("{f:.3}"))).collect())
+        }),
+    );
+}
+
+fn breakdowns(
+    md: &mut String,
+    heading: &str,
+    what: &str,
+    report: &Report,
+    of: impl Fn(&ModelScore) -> &BTreeMap<String, Breakdown>,
+) {
+    let names: BTreeSet<&String> = report.models.iter().flat_map(|m| of(m).keys()).collect();
+    let _ = writeln!(md, "{heading}\n");
+    let episodes: Vec<Option<String>> = names
+        .iter()
+        .map(|n| report.models.first().and_then(|m| of(m).get(*n)).map(|b| b.episodes.to_string()))
+        .collect();
+    let rows = std::iter::once(("episodes", episodes)).chain(report.models.iter().map(|m| {
+        (m.model.as_str(), names.iter().map(|n| of(m).get(*n).map(|b| format!("{:.3}", b.macro_f1))).collect())
+    }));
+    table(md, what, names.iter().map(|n| n.as_str()), rows);
+}
+
+fn gaps(md: &mut String, report: &Report) {
+    let significant: Vec<_> = report.pairs.iter().filter(|p| p.gap.significant).collect();
+    let _ = writeln!(
+        md,
+        "{}\n\n{} of {} pairs differ with p < {:.2} (paired bootstrap on the same resamples; every pair is in `report.json`).\n",
+        SECTIONS[4],
+        significant.len(),
+        report.pairs.len(),
+        1.0 - report.confidence
+    );
+    if !significant.is_empty() {
+        let _ = writeln!(md, "| a | b | gap a − b | interval | p |\n|---|---|---|---|---|");
+    }
+    for p in significant {
+        let ci = p.gap.ci.map_or("–".to_string(), |ci| format!("[{:+.3}, {:+.3}]", ci.low, ci.high));
+        let _ = writeln!(md, "| {} | {} | {:+.3} | {ci} | {:.4} |", p.a, p.b, p.gap.gap, p.gap.p_value);
+    }
+    md.push('\n');
+}
+
+fn confusions(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "{}\n\nRows are the truth, columns the prediction.\n", SECTIONS[5]);
+    for m in &report.models {
+        let _ = writeln!(md, "### {}\n\n![{} confusion matrix]({})\n", m.model, m.model, m.confusion_png);
+        let c = &m.confusion;
+        let rows = c
+            .labels
+            .iter()
+            .zip(&c.counts)
+            .map(|(l, row)| (l.as_str(), row.iter().map(|n| Some(n.to_string())).collect()));
+        table(md, "truth \\ predicted", c.labels.iter().map(|l| l.as_str()), rows);
+    }
+}
+
+/// A Markdown table: a first column, then one column per `columns`; a
+/// missing cell shows as `–`.
+fn table<'a>(
+    md: &mut String,
+    first: &str,
+    columns: impl Iterator<Item = &'a str>,
+    rows: impl Iterator<Item = (&'a str, Vec<Option<String>>)>,
+) {
+    let columns: Vec<&str> = columns.collect();
+    let _ = writeln!(md, "| {first} | {} |", columns.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+    for (name, cells) in rows {
+        let cells: Vec<String> = cells.into_iter().map(|c| c.unwrap_or_else(|| "–".into())).collect();
+        let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
+    }
+    md.push('\n');
+}
