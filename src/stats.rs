@@ -73,6 +73,9 @@ pub struct RunStats {
     pub fake: i64,
     /// Malformed index lines skipped.
     pub index_problems: usize,
+    /// Recipes that could not be split, and why (also in `splits/<recipe>.json`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub split_errors: BTreeMap<String, String>,
     /// The models the run trained or found cached (none unless asked for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelRun>,

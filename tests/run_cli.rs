@@ -405,7 +405,9 @@ fn splits_place_every_trainable_episode_on_one_side_and_name_what_fails() {
         }
     }
     // An unknown test host: the host split fails, naming it; the others stand.
-    run(&store, &out, &["--test-host", "no-such-host"]);
+    let stats = run(&store, &out, &["--test-host", "no-such-host"]);
+    assert!(stats["split_errors"]["host"].as_str().unwrap().contains("no-such-host"), "run.json says why: {stats}");
+    assert!(stats["split_errors"].get("sample").is_none());
     let splits = split_outputs(&out);
     let (rows, summary) = &splits["host"];
     assert!(rows.is_none(), "no host.parquet for a failed split");

@@ -195,6 +195,11 @@ impl Publisher {
             workers: self.workers,
             processes: self.processes,
             index_problems,
+            split_errors: output
+                .splits
+                .iter()
+                .filter_map(|(recipe, split)| Some((recipe.name().to_string(), split.as_ref().err()?.clone())))
+                .collect(),
             ..Default::default()
         };
         stats.set_counts(&output.counts);
