@@ -124,6 +124,19 @@ fn parse_channels(s: &str) -> Result<ChannelSet, String> {
     ChannelSet::parse(s).ok_or_else(|| format!("unknown channel set {s:?}: expected realistic or oracle"))
 }
 
+/// What `run` and `train` take: the whole pipeline's options.
+#[derive(Debug, Args, Clone)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub split: SplitArgs,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
 /// Window configuration overrides (over the configuration file).
 #[derive(Debug, Args, Clone, Copy)]
 pub struct WindowArgs {
@@ -209,28 +222,10 @@ pub enum Command {
     },
     /// The whole pipeline, reusing every result an earlier run left in OUT/cache;
     /// with --split (or [train] splits), the models too.
-    Run {
-        #[command(flatten)]
-        window: WindowArgs,
-        #[command(flatten)]
-        split: SplitArgs,
-        #[command(flatten)]
-        train: TrainArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-    },
+    Run(PipelineArgs),
     /// Bring the features and splits up to date (as `run`), then train the
     /// models of --split: every architecture and channel set unless narrowed.
-    Train {
-        #[command(flatten)]
-        window: WindowArgs,
-        #[command(flatten)]
-        split: SplitArgs,
-        #[command(flatten)]
-        train: TrainArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-    },
+    Train(PipelineArgs),
     /// Score the checkpoints of --split on the split's test side (train
     /// them first): OUT/eval/<recipe>/report.json, report.md and charts.
     Eval {

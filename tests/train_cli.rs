@@ -54,25 +54,10 @@ fn statuses(summary: &Value) -> HashMap<String, String> {
 
 /// Every file under `dir` (relative path → bytes).
 fn files(dir: &Path) -> HashMap<String, Vec<u8>> {
-    let mut found = HashMap::new();
-    for entry in walk(dir) {
-        let rel = entry.strip_prefix(dir).unwrap().to_string_lossy().to_string();
-        found.insert(rel, std::fs::read(&entry).unwrap());
-    }
-    found
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flat_map(|e| {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
+    paths_under(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| (p.strip_prefix(dir).unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
         .collect()
 }
 

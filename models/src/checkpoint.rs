@@ -33,9 +33,15 @@ use std::path::{Path, PathBuf};
 /// The card's file name.
 pub const CARD: &str = "model.json";
 
+/// A model's name within its split, `<arch>-<channels>`: its checkpoint
+/// folder and its name in reports.
+pub fn model_name(arch: Arch, channels: ChannelSet) -> String {
+    format!("{}-{}", arch.name(), channels.name())
+}
+
 /// Where a model's checkpoint lives under `out`.
 pub fn dir_of(out: &Path, recipe: Recipe, arch: Arch, channels: ChannelSet) -> PathBuf {
-    out.join("models").join(recipe.name()).join(format!("{}-{}", arch.name(), channels.name()))
+    out.join("models").join(recipe.name()).join(model_name(arch, channels))
 }
 
 /// What the model was trained on and how it did: `model.json`.

@@ -14,13 +14,12 @@ use crate::charts;
 use crate::checkpoint::{self, Checkpoint};
 use crate::metrics::{argmax, Confusion};
 use crate::report;
-use crate::sink::{split_fingerprint, Status};
+use crate::sink::{by_windows, split_fingerprint, Status};
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_operators::registry::{ChannelSet, Phase};
 use epiflow_operators::split::{Assignment, Recipe, Side};
 use epiflow_pipelines::feature_reader::read_windows;
 use epiflow_pipelines::output::write_atomically;
-use epiflow_pipelines::sinks::features::Kind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::splits;
 use serde::{Deserialize, Serialize};
@@ -222,7 +221,7 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
     let test = TestEpisodes::of(&assignments, &manifest);
     let resamples = Resamples::draw(test.keys.len(), config.resamples, config.seed);
     let mut scored = Vec::new();
-    for group in groups(&models) {
+    for group in by_windows(&models, |m| (m.card.arch, m.card.channels)) {
         let (kind, set) = (group[0].card.arch.input(), group[0].card.channels);
         let mut windows = read_windows(&features, &manifest, kind, set, &test.sides)
             .map_err(|e| format!("{}: {e}", features.display()))?;
@@ -275,7 +274,7 @@ fn load_models(out: &Path, recipe: Recipe, manifest: &Manifest, split: &str) -> 
             if !dir.join(checkpoint::CARD).is_file() {
                 continue;
             }
-            let model = format!("{arch}-{}", set.name());
+            let model = checkpoint::model_name(arch, set);
             match Checkpoint::load(&dir, manifest) {
                 Err(reason) => skipped.push(Skipped { model, reason }),
                 Ok(loaded) if loaded.card.split.fingerprint != split => skipped.push(Skipped {
@@ -296,8 +295,11 @@ fn load_models(out: &Path, recipe: Recipe, manifest: &Manifest, split: &str) -> 
 fn inputs_of(config: &EvalConfig, split: &str, models: &[Checkpoint], skipped: &[Skipped]) -> String {
     let settings = serde_json::to_string(config).unwrap_or_default();
     let mut parts: Vec<String> = vec![REPORT_VERSION.to_string(), settings, split.to_string()];
-    parts
-        .extend(models.iter().map(|m| format!("{}-{}|{}", m.card.arch, m.card.channels.name(), m.card.weights_sha256)));
+    parts.extend(
+        models
+            .iter()
+            .map(|m| format!("{}|{}", checkpoint::model_name(m.card.arch, m.card.channels), m.card.weights_sha256)),
+    );
     parts.extend(skipped.iter().map(|s| format!("{}|{}", s.model, s.reason)));
     let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
     Fingerprint::of_parts(&bytes).hex()
@@ -310,15 +312,6 @@ fn current_report(dir: &Path, inputs: &str) -> Option<Report> {
     let linked = std::iter::once(&report.macro_f1_png).chain(report.models.iter().map(|m| &m.confusion_png));
     let complete = dir.join(report::MARKDOWN).is_file() && linked.into_iter().all(|f| dir.join(f).is_file());
     (report.inputs == inputs && complete).then_some(report)
-}
-
-/// Models grouped by the windows they read: (input kind, channel set).
-fn groups(models: &[Checkpoint]) -> Vec<Vec<&Checkpoint>> {
-    let mut groups: BTreeMap<(u8, ChannelSet), Vec<&Checkpoint>> = BTreeMap::new();
-    for m in models {
-        groups.entry(((m.card.arch.input() == Kind::Tensors) as u8, m.card.channels)).or_default().push(m);
-    }
-    groups.into_values().collect()
 }
 
 /// The split's test episodes that have windows, sorted: the units every
@@ -373,7 +366,7 @@ impl TestEpisodes {
 
 /// One model's figures from its confusion on each test episode.
 fn score(model: &Checkpoint, per_episode: &[Confusion], resampled: &[f64], test: &TestEpisodes) -> ModelScore {
-    let name = format!("{}-{}", model.card.arch, model.card.channels.name());
+    let name = checkpoint::model_name(model.card.arch, model.card.channels);
     let total = sum(per_episode.iter());
     let breakdown = |key: &dyn Fn(usize) -> String| {
         let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();

@@ -70,7 +70,7 @@ pub struct ModelId {
 
 impl fmt::Display for ModelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}-{}", self.recipe, self.arch, self.channels.name())
+        write!(f, "{}/{}", self.recipe, checkpoint::model_name(self.arch, self.channels))
     }
 }
 
@@ -166,7 +166,7 @@ pub fn train_models(out: &Path, config: &ModelsConfig, threads: usize, progress:
             Err(why) => runs.extend(of_recipe.into_iter().map(|id| (id, ModelRun::failed(id, why.clone(), progress)))),
             Ok(assignments) => {
                 let split = SplitInputs::of(recipe, &assignments, &manifest);
-                for group in groups(&of_recipe) {
+                for group in by_windows(of_recipe, |id| (id.arch, id.channels)) {
                     let job = GroupJob { out, manifest: &manifest, split: &split, config, ids: group };
                     runs.extend(job.run(threads, progress));
                 }
@@ -176,13 +176,14 @@ pub fn train_models(out: &Path, config: &ModelsConfig, threads: usize, progress:
     ids.iter().filter_map(|id| runs.remove(id)).collect()
 }
 
-/// The models of one recipe grouped by the windows they read: (input kind,
-/// channel set).
-fn groups(ids: &[ModelId]) -> Vec<Vec<ModelId>> {
-    let mut groups: BTreeMap<(ChannelSet, u8), Vec<ModelId>> = BTreeMap::new();
-    for &id in ids {
-        let kind = (id.arch.input() == Kind::Tensors) as u8;
-        groups.entry((id.channels, kind)).or_default().push(id);
+/// Items (models to train, checkpoints to score) grouped by the windows
+/// they read — channel set, then input kind — so each group's windows are
+/// read from the shards once. `of` gives an item's architecture and set.
+pub(crate) fn by_windows<T>(items: impl IntoIterator<Item = T>, of: impl Fn(&T) -> (Arch, ChannelSet)) -> Vec<Vec<T>> {
+    let mut groups: BTreeMap<(ChannelSet, bool), Vec<T>> = BTreeMap::new();
+    for item in items {
+        let (arch, channels) = of(&item);
+        groups.entry((channels, arch.input() == Kind::Tensors)).or_default().push(item);
     }
     groups.into_values().collect()
 }

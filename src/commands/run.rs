@@ -6,7 +6,7 @@ use super::eval::results_table;
 use super::train::model_table;
 use super::validate::{validate_store, Mode};
 use super::{print_json, CorpusArgs};
-use crate::cli::{ClusterArgs, Global, SplitArgs, TrainArgs, WindowArgs};
+use crate::cli::{Global, PipelineArgs};
 use crate::error::{Error, Result};
 use crate::stats::RunStats;
 use epiflow_models::sink::Status;
@@ -14,15 +14,9 @@ use std::process::ExitCode;
 
 /// Runs the pipeline; `train_command` makes a split mandatory and a failed
 /// model an error.
-pub fn run(
-    g: &Global,
-    window: WindowArgs,
-    split: SplitArgs,
-    train: TrainArgs,
-    args: &ClusterArgs,
-    train_command: bool,
-) -> Result<ExitCode> {
-    let CorpusArgs { store, out, cluster, mut config } = CorpusArgs::of(g, window, args)?;
+pub fn run(g: &Global, args: PipelineArgs, train_command: bool) -> Result<ExitCode> {
+    let PipelineArgs { window, split, train, cluster } = args;
+    let CorpusArgs { store, out, cluster, mut config } = CorpusArgs::of(g, window, &cluster)?;
     config.split = split.over(config.split);
     config.train = train.over(config.train);
     if train_command && config.train.splits.is_empty() {

@@ -159,22 +159,26 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// sha256 over every file's relative path, mode and bytes, in path order.
-pub fn tree_hash(root: &Path) -> String {
+/// Every file and folder under `root` (not `root` itself), in path order.
+pub fn paths_under(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
+            out.push(p.clone());
             if p.is_dir() {
-                out.push(p.clone());
                 walk(&p, out);
-            } else {
-                out.push(p);
             }
         }
     }
-    let mut files = Vec::new();
-    walk(root, &mut files);
-    files.sort();
+    let mut paths = Vec::new();
+    walk(root, &mut paths);
+    paths.sort();
+    paths
+}
+
+/// sha256 over every file's relative path, mode and bytes, in path order.
+pub fn tree_hash(root: &Path) -> String {
+    let files = paths_under(root);
     let mut h = Sha256::new();
     for f in files {
         use std::os::unix::fs::PermissionsExt;
