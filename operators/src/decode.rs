@@ -9,15 +9,17 @@
 
 use crate::archive::sha256_hex;
 use crate::fingerprint::Operator;
+use crate::lines::LineSplitter;
 use crate::model::{
     DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout, MemberState, Meta, Problem,
     SourceColumns,
 };
 use crate::registry::{channels_of, Source, CHANNELS};
+use crate::rows::scan::RowScanner;
 use crate::rows::{EventRow, LabelRow, TelemetryRow};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 /// Limits that bound the work and memory of one archive.
@@ -46,10 +48,23 @@ pub struct DecodeInput {
     pub expected_sha256: Option<String>,
 }
 
+/// How telemetry lines are parsed. Both give the same rows and the same
+/// errors (the differential tests check it), so the choice is not part of
+/// the operator's fingerprint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RowParser {
+    /// A [`RowScanner`] first, serde for the lines it leaves to serde.
+    #[default]
+    Scan,
+    /// serde alone: the reference the scan is tested and measured against.
+    Serde,
+}
+
 /// The decode operator.
 #[derive(Clone, Debug, Default)]
 pub struct Decode {
     pub config: DecodeConfig,
+    pub rows: RowParser,
 }
 
 /// At most this many problems are kept per episode (all are counted).
@@ -145,7 +160,7 @@ impl Decode {
         let over_limit = Cell::new(false);
         let limited = LimitedReader { inner: decoder, left: self.config.max_archive_bytes, over: &over_limit };
         let mut archive = tar::Archive::new(limited);
-        let mut state = DecodeState::new(key, &self.config);
+        let mut state = DecodeState::new(key, &self.config, self.rows);
         let stream_error = |member: Option<&str>, e: io::Error, over: bool| {
             if over {
                 failure(
@@ -221,6 +236,7 @@ fn classify_path<'a>(path: &'a str, episode_id: &str) -> MemberPath<'a> {
 struct DecodeState<'c> {
     key: EpisodeKey,
     config: &'c DecodeConfig,
+    parser: RowParser,
     layout: Layout,
     meta: MemberState<Meta>,
     labels: MemberState<Vec<Label>>,
@@ -229,14 +245,15 @@ struct DecodeState<'c> {
     channel_ids: [Vec<usize>; 4],
     problems: Vec<Problem>,
     problem_count: u64,
-    line_buf: Vec<u8>,
+    lines: LineSplitter,
 }
 
 impl<'c> DecodeState<'c> {
-    fn new(key: EpisodeKey, config: &'c DecodeConfig) -> Self {
+    fn new(key: EpisodeKey, config: &'c DecodeConfig, parser: RowParser) -> Self {
         DecodeState {
             key,
             config,
+            parser,
             layout: Layout::default(),
             meta: MemberState::Missing,
             labels: MemberState::Missing,
@@ -245,7 +262,7 @@ impl<'c> DecodeState<'c> {
             channel_ids: Source::ALL.map(|s| channels_of(s).collect()),
             problems: Vec::new(),
             problem_count: 0,
-            line_buf: Vec::new(),
+            lines: LineSplitter::default(),
         }
     }
 
@@ -279,7 +296,7 @@ impl<'c> DecodeState<'c> {
             return Ok(());
         }
         let limit = self.config.max_member_bytes;
-        let mut reader = BufReader::with_capacity(64 << 10, entry.take(limit));
+        let mut reader = entry.take(limit);
         match file {
             "meta.json" => {
                 let mut text = Vec::new();
@@ -297,12 +314,12 @@ impl<'c> DecodeState<'c> {
         Ok(())
     }
 
-    fn read_labels<R: BufRead>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+    fn read_labels<R: Read>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
         let mut labels = Vec::new();
         let mut first_bad = None;
         let mut bad = Vec::new();
-        let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
             let parsed = line
                 .map_err(|e| e.to_string())
                 .and_then(|l| serde_json::from_str::<LabelRow>(utf8(l)?).map_err(|e| format!("bad label row: {e}")));
@@ -315,7 +332,7 @@ impl<'c> DecodeState<'c> {
                 }
             }
         })?;
-        self.line_buf = buf;
+        self.lines = lines;
         for p in bad {
             self.problem(p);
         }
@@ -326,11 +343,11 @@ impl<'c> DecodeState<'c> {
         Ok(())
     }
 
-    fn read_events<R: BufRead>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+    fn read_events<R: Read>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
         let mut events = Vec::new();
         let mut bad = Vec::new();
-        let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
             let parsed = line
                 .map_err(|e| e.to_string())
                 .and_then(|l| serde_json::from_str::<EventRow>(utf8(l)?).map_err(|e| format!("bad event row: {e}")));
@@ -342,7 +359,7 @@ impl<'c> DecodeState<'c> {
                 Err(message) => bad.push(Problem::at(file, Some(line_no), message)),
             }
         })?;
-        self.line_buf = buf;
+        self.lines = lines;
         for p in bad {
             self.problem(p);
         }
@@ -350,17 +367,18 @@ impl<'c> DecodeState<'c> {
         Ok(())
     }
 
-    fn read_telemetry<R: BufRead>(&mut self, reader: &mut R, source: Source) -> io::Result<()> {
+    fn read_telemetry<R: Read>(&mut self, reader: &mut R, source: Source) -> io::Result<()> {
+        let mut scanner = (self.parser == RowParser::Scan).then(RowScanner::default);
         let file = source.member();
         let si = source.index();
         let mut cols = SourceColumns::new(source);
         cols.present = true;
         let ids = std::mem::take(&mut self.channel_ids[si]);
         let mut bad = Vec::new();
-        let mut buf = std::mem::take(&mut self.line_buf);
-        for_each_line(reader, &mut buf, self.config.max_line_bytes, |line_no, line| {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
             cols.lines += 1;
-            match line.map_err(|e| e.to_string()).and_then(parse_telemetry) {
+            match line.map_err(|e| e.to_string()).and_then(|l| parse_telemetry(l, scanner.as_mut())) {
                 Ok((t, row)) => {
                     cols.t_wall_ns.push(t);
                     for (column, &ch) in cols.columns.iter_mut().zip(&ids) {
@@ -378,7 +396,7 @@ impl<'c> DecodeState<'c> {
                 }
             }
         })?;
-        self.line_buf = buf;
+        self.lines = lines;
         self.channel_ids[si] = ids;
         let extra = cols.bad_lines.saturating_sub(bad.len() as u64);
         for p in bad {
@@ -409,8 +427,12 @@ impl<'c> DecodeState<'c> {
 }
 
 /// Parses one telemetry line: it must be a JSON object with an integer
-/// `t_wall_ns`.
-fn parse_telemetry(line: &[u8]) -> Result<(i64, TelemetryRow), String> {
+/// `t_wall_ns`. With a `scanner` the scan answers the lines it can, serde
+/// the rest; without, serde answers all. Either way the answer is the same.
+pub fn parse_telemetry(line: &[u8], scanner: Option<&mut RowScanner>) -> Result<(i64, TelemetryRow), String> {
+    if let Some(row @ TelemetryRow { t_wall_ns: Some(t), .. }) = scanner.and_then(|s| s.scan(line)) {
+        return Ok((t, row));
+    }
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a JSON object".into());
     }
@@ -425,67 +447,6 @@ fn parse_telemetry(line: &[u8]) -> Result<(i64, TelemetryRow), String> {
 /// fields it ignores, so lines are checked whole.
 fn utf8(line: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(line).map_err(|e| format!("not UTF-8 at byte {}", e.valid_up_to()))
-}
-
-/// A line that was too long to hold.
-#[derive(Debug)]
-pub struct LineTooLong(pub u64);
-
-impl std::fmt::Display for LineTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line longer than {} bytes; skipped", self.0)
-    }
-}
-
-/// Calls `f` with each non-blank line (1-based number, bytes without the
-/// newline). Lines over `max` bytes are skipped without being buffered and given
-/// as `Err`.
-pub fn for_each_line<R: BufRead>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: u64,
-    mut f: impl FnMut(u64, Result<&[u8], LineTooLong>),
-) -> io::Result<()> {
-    let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        let n = reader.by_ref().take(max + 1).read_until(b'\n', buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        line_no += 1;
-        let ended = buf.last() == Some(&b'\n');
-        if !ended && buf.len() as u64 > max {
-            skip_past_newline(reader)?;
-            f(line_no, Err(LineTooLong(max)));
-            continue;
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(buf);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        f(line_no, Ok(line));
-    }
-}
-
-fn skip_past_newline<R: BufRead>(reader: &mut R) -> io::Result<()> {
-    loop {
-        let chunk = reader.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => {
-                reader.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = chunk.len();
-                reader.consume(n);
-            }
-        }
-    }
 }
 
 /// Parses `meta.json`: a JSON object with `schema_version: 1`; every other field
@@ -602,10 +563,12 @@ mod tests {
     fn limits_stop_decompression_bombs() {
         let big = vec![b'x'; 1 << 20];
         let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &big)]);
-        let small = Decode { config: DecodeConfig { max_archive_bytes: 64 << 10, ..Default::default() } };
+        let small =
+            Decode { config: DecodeConfig { max_archive_bytes: 64 << 10, ..Default::default() }, ..Decode::default() };
         let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
         assert_eq!(e.code, FailureCode::TooLarge);
-        let small = Decode { config: DecodeConfig { max_member_bytes: 1000, ..Default::default() } };
+        let small =
+            Decode { config: DecodeConfig { max_member_bytes: 1000, ..Default::default() }, ..Decode::default() };
         let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
         assert_eq!(e.code, FailureCode::TooLarge);
         assert!(e.problem.to_string().contains("telemetry-proc.jsonl"));
@@ -616,7 +579,7 @@ mod tests {
         let mut proc = vec![b'x'; 5000];
         proc.extend_from_slice(b"\n{\"t_wall_ns\": 1, \"ignored\": \"\xff\xfe\"}\n{\"t_wall_ns\": 2}\n");
         let bytes = tar_zst(&[("ep/telemetry-proc.jsonl", &proc)]);
-        let d = Decode { config: DecodeConfig { max_line_bytes: 1000, ..Default::default() } }
+        let d = Decode { config: DecodeConfig { max_line_bytes: 1000, ..Default::default() }, ..Decode::default() }
             .decode_bytes(&bytes, key(), None, "f")
             .unwrap();
         assert_eq!((d.sources[0].lines, d.sources[0].bad_lines), (3, 2));

@@ -13,6 +13,7 @@ pub mod classify;
 pub mod decode;
 pub mod fingerprint;
 pub mod index;
+pub mod lines;
 pub mod model;
 pub mod registry;
 pub mod rng;

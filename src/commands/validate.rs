@@ -223,7 +223,7 @@ impl Publisher {
 pub fn corpus_job(episodes_root: &Path, config: &Config) -> ValidateJob {
     ValidateJob {
         episodes_root: episodes_root.to_path_buf(),
-        decode: Decode { config: config.decode.clone() },
+        decode: Decode { config: config.decode.clone(), ..Decode::default() },
         validate: Validate { config: config.validate.clone() },
         classify: Classify { config: config.classify.clone() },
         features: None,

@@ -5,6 +5,8 @@
 //! Maps of devices or interfaces are summed while parsing and lists are only
 //! counted, so a row never allocates per interface or per process.
 
+pub mod scan;
+
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
