@@ -4,7 +4,7 @@
 use epiflow_models::eval::EvalRun;
 use epiflow_models::sink::{ModelRun, Status};
 use epiflow_operators::fingerprint::Fingerprint;
-use epiflow_pipelines::validate::OperatorTotals;
+use epiflow_pipelines::validate::{OperatorTotals, WorkerTotals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -49,6 +49,27 @@ impl OperatorStats {
     }
 }
 
+/// What one dataflow worker did over a run: whether the work was spread.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WorkerStats {
+    /// The worker's index across all processes (process `p` of `n` with
+    /// `w` workers each holds `p * w .. (p + 1) * w`).
+    pub worker: u64,
+    /// Episodes that went through this worker's operators.
+    pub episodes: u64,
+    /// Of those, the ones whose archive it decoded (the rest were cached).
+    pub decoded: u64,
+    /// Time spent inside operators on this worker.
+    pub busy_s: f64,
+}
+
+impl WorkerStats {
+    /// One worker's line from the dataflow's totals.
+    pub fn new(worker: u64, t: WorkerTotals) -> Self {
+        WorkerStats { worker, episodes: t.episodes, decoded: t.decoded, busy_s: t.nanos as f64 / 1e9 }
+    }
+}
+
 /// The statistics of one run, as written to `run.json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RunStats {
@@ -61,6 +82,9 @@ pub struct RunStats {
     pub wall_s: f64,
     pub workers: usize,
     pub processes: usize,
+    /// Per worker, in worker order: what each one did (workers that got no
+    /// episode are listed with zeros).
+    pub per_worker: Vec<WorkerStats>,
     /// Episodes per outcome.
     pub outcomes: BTreeMap<String, i64>,
     /// Episodes per reason code.

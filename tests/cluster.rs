@@ -78,3 +78,87 @@ fn a_process_index_outside_the_cluster_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--process 2 must be below --processes 2"));
 }
+
+/// Rewrites the store's index as another receiver might write it: only
+/// `host_id` and `episode_id` (SPEC section 2: the rest is optional), keys
+/// in another order, an extra field — or, with `bytes`, a `bytes` that lies.
+fn rewrite_index(store: &std::path::Path, bytes: Option<&dyn Fn(usize) -> u64>) {
+    let path = store.join("index.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (host, episode) = (row["host_id"].as_str().unwrap(), row["episode_id"].as_str().unwrap());
+        let size = bytes.map(|b| format!(",\"bytes\":{}", b(i))).unwrap_or_default();
+        out += &format!("{{\"shipped_by\":\"rsync\",\"episode_id\":\"{episode}\"{size},\"host_id\":\"{host}\"}}\n");
+    }
+    std::fs::write(&path, out).unwrap();
+}
+
+/// `run.json`'s per-worker lines: (episodes, decoded) by worker.
+fn per_worker(out: &std::path::Path) -> Vec<(u64, u64)> {
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    stats["per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["episodes"].as_u64().unwrap(), w["decoded"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Each worker took between a quarter and three quarters of `total`
+/// episodes, and decoded all it took.
+fn assert_spread(workers: &[(u64, u64)], total: u64, what: &str) {
+    assert_eq!(workers.len(), 2, "{what}: {workers:?}");
+    assert_eq!(workers.iter().map(|w| w.0).sum::<u64>(), total, "{what}: {workers:?}");
+    for &(episodes, decoded) in workers {
+        assert!(episodes >= total / 4 && episodes <= total * 3 / 4, "{what}: {workers:?}");
+        assert_eq!(decoded, episodes, "{what}: {workers:?}");
+    }
+}
+
+#[test]
+fn an_index_without_sizes_keeps_every_worker_and_process_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    epiflow_ok(&["synth", "--out", s, "--episodes", "48", "--seed", "11", "--duration-s", "30"], 0);
+    rewrite_index(&store, None);
+
+    let out = |name: &str| dir.path().join(name);
+    let two = out("two");
+    epiflow_ok(&["validate", "--store", s, "--out", two.to_str().unwrap(), "--workers", "2", "-q"], 0);
+    assert_spread(&per_worker(&two), 48, "validate, 2 workers");
+    let two = out("two-features");
+    epiflow_ok(&["features", "--store", s, "--out", two.to_str().unwrap(), "--workers", "2", "-q"], 0);
+    assert_spread(&per_worker(&two), 48, "features, 2 workers (whole shards placed)");
+
+    let one = out("one");
+    epiflow_ok(&["features", "--store", s, "--out", one.to_str().unwrap(), "--workers", "1", "-q"], 0);
+    let procs = out("procs");
+    two_processes(dir.path(), &["features", "--store", s, "--out", procs.to_str().unwrap()]);
+    assert_spread(&per_worker(&procs), 48, "features, 2 processes");
+    assert_eq!(tree_hash(&one.join("features")), tree_hash(&procs.join("features")));
+    for file in ["validation.parquet", "quality.parquet"] {
+        assert_eq!(std::fs::read(one.join(file)).unwrap(), std::fs::read(procs.join(file)).unwrap(), "{file}");
+    }
+}
+
+#[test]
+fn an_index_that_lies_about_sizes_is_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    epiflow_ok(&["synth", "--out", s, "--episodes", "40", "--seed", "12", "--duration-s", "30"], 0);
+    // One archive "weighs" a terabyte, every other one byte.
+    rewrite_index(&store, Some(&|i| if i == 0 { 1 << 40 } else { 1 }));
+    let two = dir.path().join("two");
+    epiflow_ok(&["validate", "--store", s, "--out", two.to_str().unwrap(), "--workers", "2", "-q"], 0);
+    assert_spread(&per_worker(&two), 40, "validate, 2 workers, lying index");
+    let one = dir.path().join("one");
+    epiflow_ok(&["validate", "--store", s, "--out", one.to_str().unwrap(), "--workers", "1", "-q"], 0);
+    assert_eq!(
+        std::fs::read(one.join("validation.parquet")).unwrap(),
+        std::fs::read(two.join("validation.parquet")).unwrap()
+    );
+}

@@ -23,7 +23,7 @@
 //! dataflow has finished an epoch worker 0 hands the corpus as it now stands
 //! to the caller, which publishes it.
 
-use crate::balance::Balancer;
+use crate::balance::{archive_weigher, Balancer};
 use crate::index_feed::{IndexFeed, Once, Poll};
 use crate::lineage::Lineage;
 use crate::results::ResultStore;
@@ -117,6 +117,18 @@ pub struct OperatorTotals {
     pub nanos: u64,
 }
 
+/// What one worker did in an epoch: where the leader's placement put the
+/// work, and whether every worker (and process) took its share.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerTotals {
+    /// Episodes that went through this worker's operators.
+    pub episodes: u64,
+    /// Of those, the ones whose archive this worker decoded (not cached).
+    pub decoded: u64,
+    /// Time spent inside operators on this worker.
+    pub nanos: u64,
+}
+
 impl OperatorTotals {
     fn add(&mut self, sample: &StageSample) {
         self.nanos += sample.nanos;
@@ -146,6 +158,8 @@ pub struct ValidateOutput {
     pub splits: BTreeMap<Recipe, Result<Split, String>>,
     /// Per operator name, this epoch's work.
     pub operators: BTreeMap<String, OperatorTotals>,
+    /// Per worker index (across processes), this epoch's work.
+    pub workers: BTreeMap<u64, WorkerTotals>,
     /// Index entries inserted and retracted by this epoch.
     pub inserted: u64,
     pub retracted: u64,
@@ -166,6 +180,8 @@ pub struct EpisodeReport {
     /// Windows published, when features were asked for and the episode is usable.
     pub windows: Option<usize>,
     pub trace: Vec<StageSample>,
+    /// The worker whose operators took the episode.
+    pub worker: u64,
 }
 
 /// Called on worker 0 for each finished episode (progress display).
@@ -218,6 +234,7 @@ struct Gathered {
     /// The split facts, when the job asks for splits.
     splits: Option<SplitState>,
     operators: BTreeMap<String, OperatorTotals>,
+    workers: BTreeMap<u64, WorkerTotals>,
     counts: CountDiffs,
     inserted: u64,
     retracted: u64,
@@ -234,8 +251,14 @@ impl Gathered {
             return;
         }
         self.inserted += 1;
+        let worker = self.workers.entry(report.worker).or_default();
+        worker.episodes += 1;
         for sample in &report.trace {
             self.operators.entry(sample.operator.clone()).or_default().add(sample);
+            worker.nanos += sample.nanos;
+            if sample.operator == Decode::NAME && sample.status != Status::Cached {
+                worker.decoded += 1;
+            }
         }
         if let Some(q) = &report.quality {
             self.quality.insert(key.clone(), q.clone());
@@ -255,6 +278,7 @@ impl Gathered {
             shard_errors: std::mem::take(&mut self.shard_errors),
             splits: self.splits.as_ref().map(SplitState::splits).unwrap_or_default(),
             operators: std::mem::take(&mut self.operators),
+            workers: std::mem::take(&mut self.workers),
             inserted: std::mem::take(&mut self.inserted),
             retracted: std::mem::take(&mut self.retracted),
             elapsed,
@@ -348,7 +372,7 @@ fn execute(
             let windowed = episode_stage(classified, Window::NAME, move |w| st.window(w));
             let st = Arc::clone(&steps);
             let tensored = episode_stage(windowed, Tensor::NAME, move |w| st.tensor(w));
-            let out = report_stage(tensored, retracted, live);
+            let out = report_stage(tensored, retracted, live, scope.index() as u64);
 
             if let Some(features) = &job_w.features {
                 let events = out.clone().flat_map(|(o, t, r)| match o {
@@ -412,7 +436,8 @@ fn execute(
             worker.step_or_park_while(None, || !probe.done());
             return Ok(None);
         };
-        let mut balancer = Balancer::new(worker.peers(), job.features.as_ref().map(|f| f.shards));
+        let shards = job.features.as_ref().map(|f| f.shards);
+        let mut balancer = Balancer::new(worker.peers(), shards, archive_weigher(job.episodes_root.clone()));
         let (mut epoch, mut last, mut failure) = (0u64, None, None);
         loop {
             match feed.poll() {
@@ -453,11 +478,13 @@ fn execute(
 /// when features are asked for, the event for its shard's sink (new rows, or
 /// the fact that its published rows are kept). In a followed run (`live`)
 /// it remembers each report, without its trace, so that a retracted index
-/// entry replays its report with diff -1 and removes its rows.
+/// entry replays its report with diff -1 and removes its rows. `worker` is
+/// this worker's index, recorded in each report.
 fn report_stage<'scope>(
     episodes: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
     retractions: Stream<'scope, u64, Vec<(IndexEntry, u64, isize)>>,
     live: bool,
+    worker: u64,
 ) -> Stream<'scope, u64, Vec<(Reported, u64, isize)>> {
     let mut remembered: HashMap<IndexEntry, EpisodeReport> = HashMap::new();
     episodes.binary(retractions, Pipeline, Pipeline, "report", move |_, _| {
@@ -466,7 +493,7 @@ fn report_stage<'scope>(
                 let mut session = output.session(&cap);
                 for (w, t, r) in batches.flat_map(|batch| batch.drain(..)) {
                     let entry = live.then(|| w.entry.clone());
-                    let (report, event) = report(w);
+                    let (report, event) = report(w, worker);
                     if let Some(entry) = entry {
                         remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
                     }
@@ -535,7 +562,7 @@ fn feature_sink<'scope>(
 }
 
 /// An episode's report, and what its features do in the sink.
-fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
+fn report(w: Work<Episode>, worker: u64) -> (EpisodeReport, Option<FeatureEvent>) {
     let Work { entry, trace, state } = w;
     match state.and_then(Episode::finish) {
         Ok((sha256, validation, quality, change)) => {
@@ -545,7 +572,7 @@ fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
                 Some(FeatureChange::Remove) | None => None,
             };
             let event = change.map(|change| FeatureEvent { key: entry.key, sha256, change });
-            (EpisodeReport { validation, quality: Some(quality), windows, trace }, event)
+            (EpisodeReport { validation, quality: Some(quality), windows, trace, worker }, event)
         }
         Err(failure) => (
             EpisodeReport {
@@ -553,6 +580,7 @@ fn report(w: Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) {
                 quality: None,
                 windows: None,
                 trace,
+                worker,
             },
             None,
         ),

@@ -6,7 +6,7 @@ use crate::cli::{ClusterArgs, Global};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
-use crate::stats::{OperatorStats, RunStats};
+use crate::stats::{OperatorStats, RunStats, WorkerStats};
 use epiflow_models::eval::EvalConfig;
 use epiflow_models::sink::ModelsConfig;
 use epiflow_operators::classify::Classify;
@@ -194,6 +194,9 @@ impl Publisher {
             wall_s: start.elapsed().as_secs_f64(),
             workers: self.workers,
             processes: self.processes,
+            per_worker: (0..(self.workers * self.processes) as u64)
+                .map(|w| WorkerStats::new(w, output.workers.get(&w).copied().unwrap_or_default()))
+                .collect(),
             index_problems,
             split_errors: output
                 .splits
