@@ -68,7 +68,7 @@ fn parse_archive(bytes: &[u8], rows: RowParser) -> (u64, u64) {
     let Ok(decoder) = zstd::stream::read::Decoder::with_buffer(bytes) else { return (0, 0) };
     let mut archive = tar::Archive::new(decoder);
     let Ok(members) = archive.entries() else { return (0, 0) };
-    let mut line = Vec::new();
+    let (mut line, mut row) = (Vec::new(), TelemetryRow::default());
     for member in members {
         let Ok(member) = member else { break };
         decompressed += member.header().size().unwrap_or(0);
@@ -80,7 +80,7 @@ fn parse_archive(bytes: &[u8], rows: RowParser) -> (u64, u64) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     // The scan answers what it can; serde parses the rest.
-                    let scanned = scanner.as_mut().is_some_and(|s| s.scan(&line).is_some());
+                    let scanned = scanner.as_mut().is_some_and(|s| s.scan_into(&line, &mut row));
                     parsed += (scanned || serde_json::from_slice::<TelemetryRow>(&line).is_ok()) as u64;
                 }
             }

@@ -375,11 +375,12 @@ impl<'c> DecodeState<'c> {
         cols.present = true;
         let ids = std::mem::take(&mut self.channel_ids[si]);
         let mut bad = Vec::new();
+        let mut row = TelemetryRow::default();
         let mut lines = std::mem::take(&mut self.lines);
         lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
             cols.lines += 1;
-            match line.map_err(|e| e.to_string()).and_then(|l| parse_telemetry(l, scanner.as_mut())) {
-                Ok((t, row)) => {
+            match line.map_err(|e| e.to_string()).and_then(|l| parse_telemetry(l, scanner.as_mut(), &mut row)) {
+                Ok(t) => {
                     cols.t_wall_ns.push(t);
                     for (column, &ch) in cols.columns.iter_mut().zip(&ids) {
                         column.push((CHANNELS[ch].read)(&row).unwrap_or(f64::NAN));
@@ -426,21 +427,21 @@ impl<'c> DecodeState<'c> {
     }
 }
 
-/// Parses one telemetry line: it must be a JSON object with an integer
-/// `t_wall_ns`. With a `scanner` the scan answers the lines it can, serde
-/// the rest; without, serde answers all. Either way the answer is the same.
-pub fn parse_telemetry(line: &[u8], scanner: Option<&mut RowScanner>) -> Result<(i64, TelemetryRow), String> {
-    if let Some(row @ TelemetryRow { t_wall_ns: Some(t), .. }) = scanner.and_then(|s| s.scan(line)) {
-        return Ok((t, row));
+/// Parses one telemetry line into `row`: it must be a JSON object with an
+/// integer `t_wall_ns`, which is returned. With a `scanner` the scan
+/// answers the lines it can, serde the rest; without, serde answers all.
+/// Either way the answer is the same. `row` is left in any state on error.
+pub fn parse_telemetry(line: &[u8], scanner: Option<&mut RowScanner>, row: &mut TelemetryRow) -> Result<i64, String> {
+    if scanner.is_some_and(|s| s.scan_into(line, row)) {
+        if let Some(t) = row.t_wall_ns {
+            return Ok(t);
+        }
     }
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a JSON object".into());
     }
-    let row: TelemetryRow = serde_json::from_str(utf8(line)?).map_err(|e| format!("unparseable row: {e}"))?;
-    match row.t_wall_ns {
-        Some(t) => Ok((t, row)),
-        None => Err("row has no t_wall_ns".into()),
-    }
+    *row = serde_json::from_str(utf8(line)?).map_err(|e| format!("unparseable row: {e}"))?;
+    row.t_wall_ns.ok_or_else(|| "row has no t_wall_ns".into())
 }
 
 /// A line as text. JSON is UTF-8; serde_json would skip invalid bytes inside

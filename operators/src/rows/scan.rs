@@ -49,14 +49,21 @@ pub struct RowScanner {
 const MAX_SHAPE: usize = 64;
 
 impl RowScanner {
-    /// Parses one telemetry line as serde would, or `None` when the line
-    /// needs serde to decide (see the module documentation).
-    pub fn scan(&mut self, line: &[u8]) -> Option<TelemetryRow> {
+    /// Parses one telemetry line into `row` as serde would, or returns
+    /// false, with `row` in any state, when the line needs serde to decide
+    /// (see the module documentation). The caller keeps `row` from line to
+    /// line: a row is a few hundred bytes, and moving one per line cost as
+    /// much as parsing its numbers.
+    pub fn scan_into(&mut self, line: &[u8], row: &mut TelemetryRow) -> bool {
+        *row = TelemetryRow::default();
+        self.fill(line, row).is_some()
+    }
+
+    fn fill(&mut self, line: &[u8], row: &mut TelemetryRow) -> Option<()> {
         let mut c = Cursor { s: line, i: 0, non_ascii: false };
         c.ws();
         c.eat(b'{')?;
         c.ws();
-        let mut row = TelemetryRow::default();
         let mut seen = 0u64;
         if c.peek() == b'}' {
             c.i += 1;
@@ -66,7 +73,7 @@ impl RowScanner {
                 c.ws();
                 c.eat(b':')?;
                 c.ws();
-                c.row_field(field, &mut row, &mut seen)?;
+                c.row_field(field, row, &mut seen)?;
                 c.ws();
                 match c.bump()? {
                     b',' => c.ws(),
@@ -79,7 +86,7 @@ impl RowScanner {
         if c.i != line.len() || (c.non_ascii && std::str::from_utf8(line).is_err()) {
             return None;
         }
-        Some(row)
+        Some(())
     }
 
     /// The key of the row's member at `position`, as a field index: the
@@ -391,24 +398,115 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Any JSON value, checked and dropped (serde's `IgnoredAny`).
+    /// Any JSON value, checked and dropped (serde's `IgnoredAny`); a
+    /// container at this position would sit at `depth`. One loop with a
+    /// stack of bits (object or array per open level) instead of recursion:
+    /// most of what a row ignores is nested (`top_procs`).
     fn skip(&mut self, depth: u32) -> Option<()> {
-        match self.peek() {
-            b'"' => self.string().map(drop),
-            b'{' => {
-                self.i += 1;
-                self.object_body(depth, |s, _| s.skip(depth + 1))
+        let mut objects = 0u64;
+        let mut open = 0u32;
+        'value: loop {
+            match self.peek() {
+                b @ (b'{' | b'[') => {
+                    if depth + open > MAX_DEPTH {
+                        return None;
+                    }
+                    let object = b == b'{';
+                    self.i += 1;
+                    objects = (objects << 1) | u64::from(object);
+                    open += 1;
+                    self.ws();
+                    match (self.peek(), object) {
+                        (b'}', true) | (b']', false) => self.i += 1,
+                        (_, true) => {
+                            self.member_key()?;
+                            continue 'value;
+                        }
+                        (_, false) => continue 'value,
+                    }
+                    objects >>= 1;
+                    open -= 1;
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.skip_number()?,
+                _ => return None,
             }
-            b'[' => {
-                self.i += 1;
-                self.array_body(depth, |s, _| s.skip(depth + 1)).map(drop)
+            // After a value: a comma, or the closing of its container.
+            while open > 0 {
+                self.ws();
+                let in_object = objects & 1 == 1;
+                match self.bump()? {
+                    b',' => {
+                        self.ws();
+                        if in_object {
+                            self.member_key()?;
+                        }
+                        continue 'value;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return None,
+                }
+                objects >>= 1;
+                open -= 1;
             }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number().map(drop),
-            _ => None,
+            return Some(());
         }
+    }
+
+    /// An object member's key and colon, up to its value.
+    fn member_key(&mut self) -> Option<()> {
+        self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(())
+    }
+
+    /// A number in JSON's grammar, checked and dropped: serde reads an
+    /// ignored number's digits without computing its value, so no size is
+    /// out of range here.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == b'-' {
+            self.i += 1;
+        }
+        match self.bump()? {
+            b'0' if self.peek().is_ascii_digit() => return None,
+            b'0'..=b'9' => {
+                self.skip_digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == b'.' {
+            self.i += 1;
+            if self.skip_digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), b'e' | b'E') {
+            self.i += 1;
+            if matches!(self.peek(), b'+' | b'-') {
+                self.i += 1;
+            }
+            if self.skip_digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Moves past a run of digits; returns its length.
+    fn skip_digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_ascii_digit() {
+            self.i += 1;
+        }
+        self.i - start
     }
 
     /// A value read as [`Num`] reads it: a number, a numeric string, or
@@ -647,8 +745,13 @@ mod tests {
     use super::*;
     use serde::de::{self, DeserializeOwned, Visitor};
 
+    fn scan(scanner: &mut RowScanner, line: &[u8]) -> Option<TelemetryRow> {
+        let mut row = TelemetryRow::default();
+        scanner.scan_into(line, &mut row).then_some(row)
+    }
+
     fn scan_row(line: &[u8]) -> Option<TelemetryRow> {
-        RowScanner::default().scan(line)
+        scan(&mut RowScanner::default(), line)
     }
 
     /// What serde makes of a line (`None`: an error).
@@ -779,7 +882,7 @@ mod tests {
             (br#"{"t_wall_ns":19,"rss_bytes":13}"#, true),
         ];
         for (line, answered) in lines {
-            let fast = scanner.scan(line);
+            let fast = scan(&mut scanner, line);
             let slow = std::str::from_utf8(line).ok().and_then(|l| serde_json::from_str::<TelemetryRow>(l).ok());
             let text = String::from_utf8_lossy(line);
             assert_eq!(fast.is_some(), answered, "{text}");
