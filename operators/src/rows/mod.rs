@@ -5,6 +5,7 @@
 //! Maps of devices or interfaces are summed while parsing and lists are only
 //! counted, so a row never allocates per interface or per process.
 
+mod json_cursor;
 pub mod scan;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};

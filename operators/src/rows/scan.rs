@@ -1,9 +1,10 @@
 //! The fast path for telemetry rows: one forward scan over the line that
 //! writes the registry's fields straight into a [`TelemetryRow`], without
-//! serde's visitor machinery. The top-level keys of a row are predicted
-//! from the row before (the rows of one member share their shape), so a
-//! row's keys are compared eight bytes at a time instead of scanned and
-//! looked up. BENCHMARKS.md has its speed against serde_json, sonic-rs and
+//! serde's visitor machinery. Keys are predicted from the row before (the
+//! rows of one member share their shape): the row's own, and those of each
+//! kind of object in it (`cpu_total_jiffies`, each interface of `net`, ...),
+//! so a key is compared eight bytes at a time instead of scanned and
+//! looked up. The JSON itself is read by [`super::json_cursor`]. BENCHMARKS.md has its speed against serde_json, sonic-rs and
 //! simd-json.
 //!
 //! It must never give another answer than
@@ -22,123 +23,29 @@
 //! with; numeric strings go through the same `str::parse::<f64>` as
 //! [`Num`]'s visitor; unknown fields are skipped but must be valid JSON.
 
+use super::json_cursor::{Cursor, MAX_DEPTH};
 use super::{BlockDev, CpuTotal, FieldSum, First, KvmStats, ListLen, NetIface, Num, Summed, TelemetryRow};
 
-/// Deepest nesting of arrays and objects the scan follows (serde_json's
-/// limit is 128; deeper lines go to serde).
-pub const MAX_DEPTH: u32 = 64;
+/// The keys of one kind of object as last seen, per member position: the
+/// key as written (quotes included) and its field in the kind's table
+/// ([`UNKNOWN`] for a key the row ignores); `None` where the key held
+/// non-ASCII bytes (a predicted key skips the UTF-8 check).
+type Shape = Vec<Option<(Box<[u8]>, u8)>>;
 
-/// Powers of ten that `f64` holds exactly.
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
-    1e21, 1e22,
-];
+/// The kinds of object whose keys are predicted, and their fields by name;
+/// a field's position is its bit in the duplicate check and its arm in the
+/// object's parser.
+const KINDS: [&[&[u8]]; 7] = [ROW_FIELDS, CPU_FIELDS, NET_FIELDS, BLOCK_FIELDS, KVM_FIELDS, &[], &[]];
+const ROW: usize = 0;
+const CPU: usize = 1;
+const IFACE: usize = 2;
+const DEVICE: usize = 3;
+const KVM: usize = 4;
+/// The objects of interfaces (`net`) and of devices (`blockstats`).
+const IFACES: usize = 5;
+const DEVICES: usize = 6;
 
-/// Rows of one archive member, scanned one after another: remembers the
-/// keys of the last row's members, in order, to predict the next row's.
-#[derive(Debug, Default)]
-pub struct RowScanner {
-    /// Per member position: the key as written (quotes included) and its
-    /// field in [`ROW_FIELDS`] ([`UNKNOWN`] for a key the row ignores);
-    /// `None` where the key held non-ASCII bytes (a predicted key skips the
-    /// UTF-8 check).
-    shape: Vec<Option<(Box<[u8]>, u8)>>,
-}
-
-/// Longest key sequence remembered per row.
-const MAX_SHAPE: usize = 64;
-
-impl RowScanner {
-    /// Parses one telemetry line into `row` as serde would, or returns
-    /// false, with `row` in any state, when the line needs serde to decide
-    /// (see the module documentation). The caller keeps `row` from line to
-    /// line: a row is a few hundred bytes, and moving one per line cost as
-    /// much as parsing its numbers.
-    pub fn scan_into(&mut self, line: &[u8], row: &mut TelemetryRow) -> bool {
-        *row = TelemetryRow::default();
-        self.fill(line, row).is_some()
-    }
-
-    fn fill(&mut self, line: &[u8], row: &mut TelemetryRow) -> Option<()> {
-        let mut c = Cursor { s: line, i: 0, non_ascii: false };
-        c.ws();
-        c.eat(b'{')?;
-        c.ws();
-        let mut seen = 0u64;
-        if c.peek() == b'}' {
-            c.i += 1;
-        } else {
-            for position in 0.. {
-                let field = self.key(&mut c, position)?;
-                c.ws();
-                c.eat(b':')?;
-                c.ws();
-                c.row_field(field, row, &mut seen)?;
-                c.ws();
-                match c.bump()? {
-                    b',' => c.ws(),
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
-        }
-        c.ws();
-        if c.i != line.len() || (c.non_ascii && std::str::from_utf8(line).is_err()) {
-            return None;
-        }
-        Some(())
-    }
-
-    /// The key of the row's member at `position`, as a field index: the
-    /// predicted key when the line has it there, else the key read and
-    /// looked up (and remembered for the next row).
-    fn key(&mut self, c: &mut Cursor, position: usize) -> Option<u8> {
-        if let Some(Some((quoted, field))) = self.shape.get(position) {
-            if starts_with_at(c.s, c.i, quoted) {
-                c.i += quoted.len();
-                return Some(*field);
-            }
-        }
-        let start = c.i;
-        let key = c.string()?;
-        let field = ROW_FIELDS.iter().position(|f| f.len() == key.len() && *f == key).map_or(UNKNOWN, |f| f as u8);
-        if position < MAX_SHAPE {
-            self.shape.truncate(position);
-            self.shape.resize(position, None);
-            self.shape.push(key.is_ascii().then(|| (c.s[start..c.i].into(), field)));
-        }
-        Some(field)
-    }
-}
-
-/// The eight bytes of `s` from `i`, first byte lowest; `None` near the end.
-#[inline]
-fn load8(s: &[u8], i: usize) -> Option<u64> {
-    s.get(i..i.checked_add(8)?).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
-}
-
-/// Whether `s` holds `key` at `i`, compared eight bytes at a time (keys
-/// are short: a call to `memcmp` costs more than the comparison).
-#[inline]
-fn starts_with_at(s: &[u8], i: usize, key: &[u8]) -> bool {
-    let n = key.len();
-    if n < 8 {
-        return s.get(i..i + n) == Some(key);
-    }
-    let mut k = 0;
-    while k + 8 < n {
-        if load8(s, i + k) != load8(key, k) {
-            return false;
-        }
-        k += 8;
-    }
-    // The last eight bytes, overlapping the words already compared.
-    load8(s, i + n - 8).is_some() && load8(s, i + n - 8) == load8(key, n - 8)
-}
-
-/// The fields of [`TelemetryRow`], by name; a field's index is its bit in
-/// the duplicate check and its arm in [`Cursor::row_field`].
-const ROW_FIELDS: [&[u8]; 36] = [
+const ROW_FIELDS: &[&[u8]] = &[
     b"t_wall_ns",
     b"cpu_user_jiffies",
     b"cpu_sys_jiffies",
@@ -176,41 +83,34 @@ const ROW_FIELDS: [&[u8]; 36] = [
     b"unique_dst_ips",
     b"unique_dst_ports",
 ];
+const CPU_FIELDS: &[&[u8]] = &[b"user", b"system", b"idle", b"iowait", b"softirq"];
+const NET_FIELDS: &[&[u8]] = &[b"rx_bytes", b"tx_bytes", b"rx_pkts", b"tx_pkts"];
+const BLOCK_FIELDS: &[&[u8]] = &[b"rd_ops", b"wr_ops", b"rd_bytes", b"wr_bytes"];
+const KVM_FIELDS: &[&[u8]] = &[b"remote_tlb_flush", b"pages_4k", b"pages_2m"];
 
-/// The field index of a key the row ignores.
+/// The field index of a key the object ignores.
 const UNKNOWN: u8 = u8::MAX;
 
-/// A JSON number as serde_json reads it: an integer significand and a
-/// decimal exponent.
-struct Number {
-    negative: bool,
-    significand: u64,
-    exponent: i32,
-    /// Written without a fraction or an exponent.
-    integer: bool,
+/// Longest key sequence remembered per kind of object.
+const MAX_SHAPE: usize = 64;
+
+/// Rows of one archive member, scanned one after another: remembers each
+/// kind of object's keys, in order, to predict the next row's.
+#[derive(Debug, Default)]
+pub struct RowScanner {
+    shapes: [Shape; KINDS.len()],
 }
 
-impl Number {
-    /// The `f64` serde hands to a visitor, or `None` where serde's float
-    /// algorithm (which depends on its build features) could round otherwise.
-    fn value(&self) -> Option<f64> {
-        let s = self.significand;
-        if self.integer {
-            return Some(match self.negative {
-                false => s as f64,
-                // serde_json: `-0` and magnitudes past i64 are floats.
-                true => match (s as i64).wrapping_neg() {
-                    n if n >= 0 => -(s as f64),
-                    n => n as f64,
-                },
-            });
-        }
-        let scale = *POW10.get(self.exponent.unsigned_abs() as usize)?;
-        if s > 1 << 53 {
-            return None;
-        }
-        let f = if self.exponent >= 0 { s as f64 * scale } else { s as f64 / scale };
-        Some(if self.negative { -f } else { f })
+impl RowScanner {
+    /// Parses one telemetry line into `row` as serde would, or returns
+    /// false, with `row` in any state, when the line needs serde to decide
+    /// (see the module documentation). The caller keeps `row` from line to
+    /// line: a row is a few hundred bytes, and moving one per line cost as
+    /// much as parsing its numbers.
+    pub fn scan_into(&mut self, line: &[u8], row: &mut TelemetryRow) -> bool {
+        *row = TelemetryRow::default();
+        let mut scan = Scan { c: Cursor { s: line, i: 0, non_ascii: false }, shapes: &mut self.shapes };
+        scan.row(row).is_some()
     }
 }
 
@@ -225,382 +125,106 @@ fn once(seen: &mut u64, bit: u32) -> Option<()> {
     Some(())
 }
 
-struct Cursor<'a> {
-    s: &'a [u8],
-    i: usize,
-    /// Some string held a byte over 0x7f: the line must then be checked as
-    /// UTF-8 (serde reads text).
-    non_ascii: bool,
+/// One line being scanned, with the scanner's remembered keys.
+struct Scan<'a, 'b> {
+    c: Cursor<'a>,
+    shapes: &'b mut [Shape; KINDS.len()],
 }
 
-impl<'a> Cursor<'a> {
-    fn peek(&self) -> u8 {
-        self.s.get(self.i).copied().unwrap_or(0)
-    }
-
-    fn bump(&mut self) -> Option<u8> {
-        let b = self.s.get(self.i).copied()?;
-        self.i += 1;
-        Some(b)
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.bump()? == byte).then_some(())
-    }
-
-    /// Skips JSON white space (space, tab, line feed, carriage return).
-    fn ws(&mut self) {
-        while matches!(self.peek(), b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
+impl Scan<'_, '_> {
+    /// The whole line: one object, then only white space.
+    fn row(&mut self, row: &mut TelemetryRow) -> Option<()> {
+        self.c.ws();
+        self.c.eat(b'{')?;
+        let mut seen = 0u64;
+        self.object(ROW, 1, |s, field| s.row_field(field, row, &mut seen))?;
+        self.c.ws();
+        let line = self.c.s;
+        if self.c.i != line.len() || (self.c.non_ascii && std::str::from_utf8(line).is_err()) {
+            return None;
         }
+        Some(())
     }
 
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.i + word.len();
-        (self.s.get(self.i..end)? == word).then(|| self.i = end)
-    }
-
-    /// A string without escapes or control characters; its raw bytes.
-    fn string(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        for (k, &b) in self.s[start..].iter().enumerate() {
-            match b {
-                b'"' => {
-                    self.i = start + k + 1;
-                    return Some(&self.s[start..start + k]);
-                }
-                b'\\' | 0..=0x1f => return None,
-                0x80.. => self.non_ascii = true,
-                _ => {}
-            }
-        }
-        None
-    }
-
-    /// Digits from here onto `significand`; `counted` counts the
-    /// significand's digits (under 20 cannot overflow a `u64`, so only
-    /// the 20th and later are checked). Returns how many were read here.
-    /// (Eight digits at a time was slower: most numbers are short.)
-    fn digits(&mut self, significand: &mut u64, counted: &mut u32) -> Option<u32> {
-        let start = self.i;
-        while let d @ b'0'..=b'9' = self.peek() {
-            if *counted < 19 {
-                *significand = *significand * 10 + u64::from(d - b'0');
-            } else {
-                *significand = significand.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-            }
-            *counted += 1;
-            self.i += 1;
-        }
-        Some((self.i - start) as u32)
-    }
-
-    /// A number in JSON's grammar whose significand fits a `u64`.
-    fn number(&mut self) -> Option<Number> {
-        let negative = self.peek() == b'-';
-        if negative {
-            self.i += 1;
-        }
-        let (mut significand, mut counted) = (0u64, 0u32);
-        match self.peek() {
-            b'0' => {
-                self.i += 1;
-                counted = 1;
-                if self.peek().is_ascii_digit() {
-                    return None;
-                }
-            }
-            b'1'..=b'9' => {
-                self.digits(&mut significand, &mut counted)?;
-            }
-            _ => return None,
-        }
-        let mut exponent = 0i32;
-        let mut integer = true;
-        if self.peek() == b'.' {
-            self.i += 1;
-            integer = false;
-            let fraction = self.digits(&mut significand, &mut counted)?;
-            if fraction == 0 {
-                return None;
-            }
-            exponent = -(fraction as i32);
-        }
-        if matches!(self.peek(), b'e' | b'E') {
-            self.i += 1;
-            integer = false;
-            let negative_exponent = self.peek() == b'-';
-            if matches!(self.peek(), b'-' | b'+') {
-                self.i += 1;
-            }
-            let start = self.i;
-            let mut e = 0i32;
-            while let d @ b'0'..=b'9' = self.peek() {
-                e = e.checked_mul(10)?.checked_add(i32::from(d - b'0'))?;
-                self.i += 1;
-            }
-            if self.i == start {
-                return None;
-            }
-            exponent = if negative_exponent { exponent.checked_sub(e)? } else { exponent.checked_add(e)? };
-        }
-        Some(Number { negative, significand, exponent, integer })
-    }
-
-    /// The members of an object whose `{` was just read: `field` parses each
-    /// value given its key.
-    fn object_body(&mut self, depth: u32, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+    /// The members of an object of `kind` whose `{` was just read: `field`
+    /// parses each value given the index of its key in the kind's table.
+    #[inline(always)]
+    fn object(&mut self, kind: usize, depth: u32, mut field: impl FnMut(&mut Self, u8) -> Option<()>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.ws();
-        if self.peek() == b'}' {
-            self.i += 1;
+        self.c.ws();
+        if self.c.peek() == b'}' {
+            self.c.i += 1;
             return Some(());
         }
-        loop {
-            let key = self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+        for position in 0.. {
+            let key = self.key(kind, position)?;
+            self.c.ws();
+            self.c.eat(b':')?;
+            self.c.ws();
             field(self, key)?;
-            self.ws();
-            match self.bump()? {
-                b',' => self.ws(),
-                b'}' => return Some(()),
+            self.c.ws();
+            match self.c.bump()? {
+                b',' => self.c.ws(),
+                b'}' => break,
                 _ => return None,
-            }
-        }
-    }
-
-    /// The elements of an array whose `[` was just read: `element` parses
-    /// each given its position. Returns how many there were.
-    fn array_body(&mut self, depth: u32, mut element: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<usize> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.ws();
-        if self.peek() == b']' {
-            self.i += 1;
-            return Some(0);
-        }
-        let mut n = 0;
-        loop {
-            element(self, n)?;
-            n += 1;
-            self.ws();
-            match self.bump()? {
-                b',' => self.ws(),
-                b']' => return Some(n),
-                _ => return None,
-            }
-        }
-    }
-
-    /// Any JSON value, checked and dropped (serde's `IgnoredAny`); a
-    /// container at this position would sit at `depth`. One loop with a
-    /// stack of bits (object or array per open level) instead of recursion:
-    /// most of what a row ignores is nested (`top_procs`).
-    fn skip(&mut self, depth: u32) -> Option<()> {
-        let mut objects = 0u64;
-        let mut open = 0u32;
-        'value: loop {
-            match self.peek() {
-                b @ (b'{' | b'[') => {
-                    if depth + open > MAX_DEPTH {
-                        return None;
-                    }
-                    let object = b == b'{';
-                    self.i += 1;
-                    objects = (objects << 1) | u64::from(object);
-                    open += 1;
-                    self.ws();
-                    match (self.peek(), object) {
-                        (b'}', true) | (b']', false) => self.i += 1,
-                        (_, true) => {
-                            self.member_key()?;
-                            continue 'value;
-                        }
-                        (_, false) => continue 'value,
-                    }
-                    objects >>= 1;
-                    open -= 1;
-                }
-                b'"' => {
-                    self.string()?;
-                }
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
-                b'-' | b'0'..=b'9' => self.skip_number()?,
-                _ => return None,
-            }
-            // After a value: a comma, or the closing of its container.
-            while open > 0 {
-                self.ws();
-                let in_object = objects & 1 == 1;
-                match self.bump()? {
-                    b',' => {
-                        self.ws();
-                        if in_object {
-                            self.member_key()?;
-                        }
-                        continue 'value;
-                    }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
-                }
-                objects >>= 1;
-                open -= 1;
-            }
-            return Some(());
-        }
-    }
-
-    /// An object member's key and colon, up to its value.
-    fn member_key(&mut self) -> Option<()> {
-        self.string()?;
-        self.ws();
-        self.eat(b':')?;
-        self.ws();
-        Some(())
-    }
-
-    /// A number in JSON's grammar, checked and dropped: serde reads an
-    /// ignored number's digits without computing its value, so no size is
-    /// out of range here.
-    fn skip_number(&mut self) -> Option<()> {
-        if self.peek() == b'-' {
-            self.i += 1;
-        }
-        match self.bump()? {
-            b'0' if self.peek().is_ascii_digit() => return None,
-            b'0'..=b'9' => {
-                self.skip_digits();
-            }
-            _ => return None,
-        }
-        if self.peek() == b'.' {
-            self.i += 1;
-            if self.skip_digits() == 0 {
-                return None;
-            }
-        }
-        if matches!(self.peek(), b'e' | b'E') {
-            self.i += 1;
-            if matches!(self.peek(), b'+' | b'-') {
-                self.i += 1;
-            }
-            if self.skip_digits() == 0 {
-                return None;
             }
         }
         Some(())
     }
 
-    /// Moves past a run of digits; returns its length.
-    fn skip_digits(&mut self) -> usize {
-        let start = self.i;
-        while self.peek().is_ascii_digit() {
-            self.i += 1;
+    /// The key at `position` of an object of `kind`, as a field index: the
+    /// predicted key when the line has it there, else the key read and
+    /// looked up (and remembered for the next object of this kind).
+    #[inline(always)]
+    fn key(&mut self, kind: usize, position: usize) -> Option<u8> {
+        if let Some(Some((quoted, field))) = self.shapes[kind].get(position) {
+            if self.c.at(quoted) {
+                self.c.i += quoted.len();
+                return Some(*field);
+            }
         }
-        self.i - start
+        let start = self.c.i;
+        let key = self.c.string()?;
+        let field = KINDS[kind].iter().position(|f| *f == key).map_or(UNKNOWN, |f| f as u8);
+        if position < MAX_SHAPE {
+            let shape = &mut self.shapes[kind];
+            shape.resize(position, None);
+            shape.push(key.is_ascii().then(|| (self.c.s[start..self.c.i].into(), field)));
+        }
+        Some(field)
     }
 
-    /// A value read as [`Num`] reads it: a number, a numeric string, or
-    /// anything else as missing.
-    fn num(&mut self, depth: u32) -> Option<Num> {
-        Some(Num(match self.peek() {
-            b'-' | b'0'..=b'9' => Some(self.number()?.value()?),
-            b'"' => {
-                let text = std::str::from_utf8(self.string()?).ok()?;
-                text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-            }
-            b'{' | b'[' | b't' | b'f' | b'n' => {
-                self.skip(depth)?;
-                None
-            }
-            _ => return None,
-        }))
-    }
-
-    fn num_field(&mut self, seen: &mut u64, bit: u32, slot: &mut Num, depth: u32) -> Option<()> {
-        once(seen, bit)?;
-        *slot = self.num(depth)?;
+    fn num_field(&mut self, seen: &mut u64, bit: u8, slot: &mut Num, depth: u32) -> Option<()> {
+        once(seen, u32::from(bit))?;
+        *slot = num(&mut self.c, depth)?;
         Some(())
-    }
-
-    /// `t_wall_ns`: an integer that fits `i64`, or `null`.
-    fn wall_ns(&mut self) -> Option<Option<i64>> {
-        if self.peek() == b'n' {
-            self.literal(b"null")?;
-            return Some(None);
-        }
-        let n = self.number()?;
-        match (n.integer, n.negative) {
-            (true, false) => i64::try_from(n.significand).ok().map(Some),
-            // `-0` is a float to serde, and no integer.
-            (true, true) if n.significand > 0 => 0i64.checked_sub_unsigned(n.significand).map(Some),
-            _ => None,
-        }
-    }
-
-    /// [`ListLen`]: an array's length; other values count as missing.
-    fn list_len(&mut self, depth: u32) -> Option<ListLen> {
-        Some(ListLen(match self.peek() {
-            b'[' => {
-                self.i += 1;
-                Some(self.array_body(depth, |s, _| s.skip(depth + 1))?)
-            }
-            // serde parses a number here before ignoring it.
-            b'-' | b'0'..=b'9' => {
-                self.number()?.value()?;
-                None
-            }
-            _ => {
-                self.skip(depth)?;
-                None
-            }
-        }))
-    }
-
-    /// [`First`]: the first element of an array, or `null`.
-    fn first(&mut self, depth: u32) -> Option<First> {
-        match self.peek() {
-            b'n' => self.literal(b"null").map(|()| First::default()),
-            b'[' => {
-                self.i += 1;
-                let mut first = Num(None);
-                self.array_body(depth, |s, k| match k {
-                    0 => s.num(depth + 1).map(|n| first = n),
-                    _ => s.skip(depth + 1),
-                })?;
-                Some(First(first))
-            }
-            _ => None,
-        }
     }
 
     /// An `Option` of a struct: `null`, or the object `object` parses.
     fn optional<T>(&mut self, object: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        match self.peek() {
-            b'n' => self.literal(b"null").map(|()| None),
+        match self.c.peek() {
+            b'n' => self.c.literal(b"null").map(|()| None),
             b'{' => object(self).map(Some),
             _ => None,
         }
     }
 
-    /// [`Summed`]: an object of per-device objects, or `null`.
-    fn summed<T: FieldSum>(&mut self, depth: u32, device: fn(&mut Self, u32) -> Option<T>) -> Option<Summed<T>> {
-        match self.peek() {
-            b'n' => self.literal(b"null").map(|()| Summed(T::default())),
+    /// [`Summed`]: an object (of `kind`) of per-device objects, or `null`.
+    fn summed<T: FieldSum>(
+        &mut self,
+        kind: usize,
+        depth: u32,
+        device: fn(&mut Self, u32) -> Option<T>,
+    ) -> Option<Summed<T>> {
+        match self.c.peek() {
+            b'n' => self.c.literal(b"null").map(|()| Summed(T::default())),
             b'{' => {
-                self.i += 1;
+                self.c.i += 1;
                 let mut total = T::default();
-                self.object_body(depth, |s, _| {
-                    (s.peek() == b'{').then_some(())?;
+                self.object(kind, depth, |s, _| {
+                    (s.c.peek() == b'{').then_some(())?;
                     total.add_fields(device(s, depth + 1)?);
                     Some(())
                 })?;
@@ -610,55 +234,38 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An object of `kind` whose fields are all [`Num`]s, into `slots` in
+    /// the order of the kind's table.
+    fn nums(&mut self, kind: usize, depth: u32, slots: &mut [&mut Num]) -> Option<()> {
+        self.c.eat(b'{')?;
+        let mut seen = 0;
+        self.object(kind, depth, |s, field| match slots.get_mut(usize::from(field)) {
+            Some(slot) => s.num_field(&mut seen, field, slot, depth + 1),
+            None => s.c.skip(depth + 1),
+        })
+    }
+
     fn cpu_total(&mut self, depth: u32) -> Option<CpuTotal> {
-        self.eat(b'{')?;
-        let (mut v, mut seen) = (CpuTotal::default(), 0);
-        self.object_body(depth, |s, key| match key {
-            b"user" => s.num_field(&mut seen, 0, &mut v.user, depth + 1),
-            b"system" => s.num_field(&mut seen, 1, &mut v.system, depth + 1),
-            b"idle" => s.num_field(&mut seen, 2, &mut v.idle, depth + 1),
-            b"iowait" => s.num_field(&mut seen, 3, &mut v.iowait, depth + 1),
-            b"softirq" => s.num_field(&mut seen, 4, &mut v.softirq, depth + 1),
-            _ => s.skip(depth + 1),
-        })?;
+        let mut v = CpuTotal::default();
+        self.nums(CPU, depth, &mut [&mut v.user, &mut v.system, &mut v.idle, &mut v.iowait, &mut v.softirq])?;
         Some(v)
     }
 
     fn net_iface(&mut self, depth: u32) -> Option<NetIface> {
-        self.eat(b'{')?;
-        let (mut v, mut seen) = (NetIface::default(), 0);
-        self.object_body(depth, |s, key| match key {
-            b"rx_bytes" => s.num_field(&mut seen, 0, &mut v.rx_bytes, depth + 1),
-            b"tx_bytes" => s.num_field(&mut seen, 1, &mut v.tx_bytes, depth + 1),
-            b"rx_pkts" => s.num_field(&mut seen, 2, &mut v.rx_pkts, depth + 1),
-            b"tx_pkts" => s.num_field(&mut seen, 3, &mut v.tx_pkts, depth + 1),
-            _ => s.skip(depth + 1),
-        })?;
+        let mut v = NetIface::default();
+        self.nums(IFACE, depth, &mut [&mut v.rx_bytes, &mut v.tx_bytes, &mut v.rx_pkts, &mut v.tx_pkts])?;
         Some(v)
     }
 
     fn block_dev(&mut self, depth: u32) -> Option<BlockDev> {
-        self.eat(b'{')?;
-        let (mut v, mut seen) = (BlockDev::default(), 0);
-        self.object_body(depth, |s, key| match key {
-            b"rd_ops" => s.num_field(&mut seen, 0, &mut v.rd_ops, depth + 1),
-            b"wr_ops" => s.num_field(&mut seen, 1, &mut v.wr_ops, depth + 1),
-            b"rd_bytes" => s.num_field(&mut seen, 2, &mut v.rd_bytes, depth + 1),
-            b"wr_bytes" => s.num_field(&mut seen, 3, &mut v.wr_bytes, depth + 1),
-            _ => s.skip(depth + 1),
-        })?;
+        let mut v = BlockDev::default();
+        self.nums(DEVICE, depth, &mut [&mut v.rd_ops, &mut v.wr_ops, &mut v.rd_bytes, &mut v.wr_bytes])?;
         Some(v)
     }
 
     fn kvm_stats(&mut self, depth: u32) -> Option<KvmStats> {
-        self.eat(b'{')?;
-        let (mut v, mut seen) = (KvmStats::default(), 0);
-        self.object_body(depth, |s, key| match key {
-            b"remote_tlb_flush" => s.num_field(&mut seen, 0, &mut v.remote_tlb_flush, depth + 1),
-            b"pages_4k" => s.num_field(&mut seen, 1, &mut v.pages_4k, depth + 1),
-            b"pages_2m" => s.num_field(&mut seen, 2, &mut v.pages_2m, depth + 1),
-            _ => s.skip(depth + 1),
-        })?;
+        let mut v = KvmStats::default();
+        self.nums(KVM, depth, &mut [&mut v.remote_tlb_flush, &mut v.pages_4k, &mut v.pages_2m])?;
         Some(v)
     }
 
@@ -669,7 +276,7 @@ impl<'a> Cursor<'a> {
         match field {
             0 => {
                 once(seen, 0)?;
-                r.t_wall_ns = self.wall_ns()?;
+                r.t_wall_ns = wall_ns(&mut self.c)?;
                 Some(())
             }
             1 => self.num_field(seen, 1, &mut r.cpu_user_jiffies, D),
@@ -689,7 +296,7 @@ impl<'a> Cursor<'a> {
             }
             12 => {
                 once(seen, 12)?;
-                r.load_1m_5m_15m = self.first(D)?;
+                r.load_1m_5m_15m = first(&mut self.c, D)?;
                 Some(())
             }
             13 => self.num_field(seen, 13, &mut r.mem_available_bytes, D),
@@ -698,22 +305,22 @@ impl<'a> Cursor<'a> {
             16 => self.num_field(seen, 16, &mut r.swap_used_bytes, D),
             17 => {
                 once(seen, 17)?;
-                r.net = self.summed(D, Self::net_iface)?;
+                r.net = self.summed(IFACES, D, Self::net_iface)?;
                 Some(())
             }
             18 => {
                 once(seen, 18)?;
-                r.listen_ports = self.list_len(D)?;
+                r.listen_ports = list_len(&mut self.c, D)?;
                 Some(())
             }
             19 => {
                 once(seen, 19)?;
-                r.top_procs = self.list_len(D)?;
+                r.top_procs = list_len(&mut self.c, D)?;
                 Some(())
             }
             20 => {
                 once(seen, 20)?;
-                r.blockstats = self.summed(D, Self::block_dev)?;
+                r.blockstats = self.summed(DEVICES, D, Self::block_dev)?;
                 Some(())
             }
             21 => {
@@ -735,8 +342,76 @@ impl<'a> Cursor<'a> {
             33 => self.num_field(seen, 33, &mut r.tcp_new_flows, D),
             34 => self.num_field(seen, 34, &mut r.unique_dst_ips, D),
             35 => self.num_field(seen, 35, &mut r.unique_dst_ports, D),
-            _ => self.skip(D),
+            _ => self.c.skip(D),
         }
+    }
+}
+
+/// A value read as [`Num`] reads it: a number, a numeric string, or
+/// anything else as missing.
+fn num(c: &mut Cursor, depth: u32) -> Option<Num> {
+    Some(Num(match c.peek() {
+        b'-' | b'0'..=b'9' => Some(c.number()?.value()?),
+        b'"' => {
+            let text = std::str::from_utf8(c.string()?).ok()?;
+            text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+        }
+        b'{' | b'[' | b't' | b'f' | b'n' => {
+            c.skip(depth)?;
+            None
+        }
+        _ => return None,
+    }))
+}
+
+/// `t_wall_ns`: an integer that fits `i64`, or `null`.
+fn wall_ns(c: &mut Cursor) -> Option<Option<i64>> {
+    if c.peek() == b'n' {
+        c.literal(b"null")?;
+        return Some(None);
+    }
+    let n = c.number()?;
+    match (n.integer, n.negative) {
+        (true, false) => i64::try_from(n.significand).ok().map(Some),
+        // `-0` is a float to serde, and no integer.
+        (true, true) if n.significand > 0 => 0i64.checked_sub_unsigned(n.significand).map(Some),
+        _ => None,
+    }
+}
+
+/// [`ListLen`]: an array's length; other values count as missing.
+fn list_len(c: &mut Cursor, depth: u32) -> Option<ListLen> {
+    Some(ListLen(match c.peek() {
+        b'[' => {
+            c.i += 1;
+            Some(c.array_body(depth, |c, _| c.skip(depth + 1))?)
+        }
+        // serde parses a number here before ignoring it.
+        b'-' | b'0'..=b'9' => {
+            c.number()?.value()?;
+            None
+        }
+        _ => {
+            c.skip(depth)?;
+            None
+        }
+    }))
+}
+
+/// [`First`]: the first element of an array, or `null`.
+fn first(c: &mut Cursor, depth: u32) -> Option<First> {
+    match c.peek() {
+        b'n' => c.literal(b"null").map(|()| First::default()),
+        b'[' => {
+            c.i += 1;
+            let mut first = Num(None);
+            c.array_body(depth, |c, k| match k {
+                0 => num(c, depth + 1).map(|n| first = n),
+                _ => c.skip(depth + 1),
+            })?;
+            Some(First(first))
+        }
+        _ => None,
     }
 }
 

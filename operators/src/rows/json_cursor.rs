@@ -1,0 +1,345 @@
+//! JSON read the way serde_json reads it, one line at a time, for the row
+//! scan ([`super::scan`]): white space, literals, strings without escapes,
+//! numbers as serde hands them to a visitor, and values checked and
+//! dropped as serde's `IgnoredAny` drops them. Every method returns `None`
+//! where the input is not what it handles exactly as serde does, and the
+//! caller then leaves the line to serde.
+
+/// Deepest nesting of arrays and objects the scan follows (serde_json's
+/// limit is 128; deeper lines go to serde).
+pub const MAX_DEPTH: u32 = 64;
+
+/// Powers of ten that `f64` holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// A JSON number as serde_json reads it: an integer significand and a
+/// decimal exponent.
+pub(super) struct Number {
+    pub negative: bool,
+    pub significand: u64,
+    pub exponent: i32,
+    /// Written without a fraction or an exponent.
+    pub integer: bool,
+}
+
+impl Number {
+    /// The `f64` serde hands to a visitor, or `None` where serde's float
+    /// algorithm (which depends on its build features) could round otherwise.
+    pub fn value(&self) -> Option<f64> {
+        let s = self.significand;
+        if self.integer {
+            return Some(match self.negative {
+                false => s as f64,
+                // serde_json: `-0` and magnitudes past i64 are floats.
+                true => match (s as i64).wrapping_neg() {
+                    n if n >= 0 => -(s as f64),
+                    n => n as f64,
+                },
+            });
+        }
+        let scale = *POW10.get(self.exponent.unsigned_abs() as usize)?;
+        if s > 1 << 53 {
+            return None;
+        }
+        let f = if self.exponent >= 0 { s as f64 * scale } else { s as f64 / scale };
+        Some(if self.negative { -f } else { f })
+    }
+}
+
+/// A position in one line, read as serde_json reads JSON.
+pub(super) struct Cursor<'a> {
+    pub s: &'a [u8],
+    pub i: usize,
+    /// Some string held a byte over 0x7f: the line must then be checked as
+    /// UTF-8 (serde reads text).
+    pub non_ascii: bool,
+}
+
+impl<'a> Cursor<'a> {
+    pub(super) fn peek(&self) -> u8 {
+        self.s.get(self.i).copied().unwrap_or(0)
+    }
+
+    pub(super) fn bump(&mut self) -> Option<u8> {
+        let b = self.s.get(self.i).copied()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    pub(super) fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.bump()? == byte).then_some(())
+    }
+
+    /// Skips JSON white space (space, tab, line feed, carriage return).
+    pub(super) fn ws(&mut self) {
+        while matches!(self.peek(), b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    pub(super) fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.s.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// A string without escapes or control characters; its raw bytes.
+    pub(super) fn string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        for (k, &b) in self.s[start..].iter().enumerate() {
+            match b {
+                b'"' => {
+                    self.i = start + k + 1;
+                    return Some(&self.s[start..start + k]);
+                }
+                b'\\' | 0..=0x1f => return None,
+                0x80.. => self.non_ascii = true,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Digits from here onto `significand`; `counted` counts the
+    /// significand's digits (under 20 cannot overflow a `u64`, so only
+    /// the 20th and later are checked). Returns how many were read here.
+    /// (Eight digits at a time was slower: most numbers are short.)
+    fn digits(&mut self, significand: &mut u64, counted: &mut u32) -> Option<u32> {
+        let start = self.i;
+        while let d @ b'0'..=b'9' = self.peek() {
+            if *counted < 19 {
+                *significand = *significand * 10 + u64::from(d - b'0');
+            } else {
+                *significand = significand.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            }
+            *counted += 1;
+            self.i += 1;
+        }
+        Some((self.i - start) as u32)
+    }
+
+    /// A number in JSON's grammar whose significand fits a `u64`.
+    pub(super) fn number(&mut self) -> Option<Number> {
+        let negative = self.peek() == b'-';
+        if negative {
+            self.i += 1;
+        }
+        let (mut significand, mut counted) = (0u64, 0u32);
+        match self.peek() {
+            b'0' => {
+                self.i += 1;
+                counted = 1;
+                if self.peek().is_ascii_digit() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                self.digits(&mut significand, &mut counted)?;
+            }
+            _ => return None,
+        }
+        let mut exponent = 0i32;
+        let mut integer = true;
+        if self.peek() == b'.' {
+            self.i += 1;
+            integer = false;
+            let fraction = self.digits(&mut significand, &mut counted)?;
+            if fraction == 0 {
+                return None;
+            }
+            exponent = -(fraction as i32);
+        }
+        if matches!(self.peek(), b'e' | b'E') {
+            self.i += 1;
+            integer = false;
+            let negative_exponent = self.peek() == b'-';
+            if matches!(self.peek(), b'-' | b'+') {
+                self.i += 1;
+            }
+            let start = self.i;
+            let mut e = 0i32;
+            while let d @ b'0'..=b'9' = self.peek() {
+                e = e.checked_mul(10)?.checked_add(i32::from(d - b'0'))?;
+                self.i += 1;
+            }
+            if self.i == start {
+                return None;
+            }
+            exponent = if negative_exponent { exponent.checked_sub(e)? } else { exponent.checked_add(e)? };
+        }
+        Some(Number { negative, significand, exponent, integer })
+    }
+
+    /// The elements of an array whose `[` was just read: `element` parses
+    /// each given its position. Returns how many there were.
+    pub(super) fn array_body(
+        &mut self,
+        depth: u32,
+        mut element: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<usize> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        if self.peek() == b']' {
+            self.i += 1;
+            return Some(0);
+        }
+        let mut n = 0;
+        loop {
+            element(self, n)?;
+            n += 1;
+            self.ws();
+            match self.bump()? {
+                b',' => self.ws(),
+                b']' => return Some(n),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Any JSON value, checked and dropped (serde's `IgnoredAny`); a
+    /// container at this position would sit at `depth`. One loop with a
+    /// stack of bits (object or array per open level) instead of recursion:
+    /// most of what a row ignores is nested (`top_procs`).
+    pub(super) fn skip(&mut self, depth: u32) -> Option<()> {
+        let mut objects = 0u64;
+        let mut open = 0u32;
+        'value: loop {
+            match self.peek() {
+                b @ (b'{' | b'[') => {
+                    if depth + open > MAX_DEPTH {
+                        return None;
+                    }
+                    let object = b == b'{';
+                    self.i += 1;
+                    objects = (objects << 1) | u64::from(object);
+                    open += 1;
+                    self.ws();
+                    match (self.peek(), object) {
+                        (b'}', true) | (b']', false) => self.i += 1,
+                        (_, true) => {
+                            self.member_key()?;
+                            continue 'value;
+                        }
+                        (_, false) => continue 'value,
+                    }
+                    objects >>= 1;
+                    open -= 1;
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.skip_number()?,
+                _ => return None,
+            }
+            // After a value: a comma, or the closing of its container.
+            while open > 0 {
+                self.ws();
+                let in_object = objects & 1 == 1;
+                match self.bump()? {
+                    b',' => {
+                        self.ws();
+                        if in_object {
+                            self.member_key()?;
+                        }
+                        continue 'value;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return None,
+                }
+                objects >>= 1;
+                open -= 1;
+            }
+            return Some(());
+        }
+    }
+
+    /// An object member's key and colon, up to its value.
+    fn member_key(&mut self) -> Option<()> {
+        self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(())
+    }
+
+    /// A number in JSON's grammar, checked and dropped: serde reads an
+    /// ignored number's digits without computing its value, so no size is
+    /// out of range here.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == b'-' {
+            self.i += 1;
+        }
+        match self.bump()? {
+            b'0' if self.peek().is_ascii_digit() => return None,
+            b'0'..=b'9' => {
+                self.skip_digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == b'.' {
+            self.i += 1;
+            if self.skip_digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), b'e' | b'E') {
+            self.i += 1;
+            if matches!(self.peek(), b'+' | b'-') {
+                self.i += 1;
+            }
+            if self.skip_digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Moves past a run of digits; returns its length.
+    fn skip_digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_ascii_digit() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Whether the line holds `key` here, compared eight bytes at a time
+    /// (keys are short: a call to `memcmp` costs more than the comparison).
+    #[inline]
+    pub(super) fn at(&self, key: &[u8]) -> bool {
+        starts_with_at(self.s, self.i, key)
+    }
+}
+
+/// The eight bytes of `s` from `i`, first byte lowest; `None` near the end.
+#[inline]
+fn load8(s: &[u8], i: usize) -> Option<u64> {
+    s.get(i..i.checked_add(8)?).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+}
+
+/// Whether `s` holds `key` at `i`.
+#[inline]
+fn starts_with_at(s: &[u8], i: usize, key: &[u8]) -> bool {
+    let n = key.len();
+    if n < 8 {
+        return s.get(i..i + n) == Some(key);
+    }
+    let mut k = 0;
+    while k + 8 < n {
+        if load8(s, i + k) != load8(key, k) {
+            return false;
+        }
+        k += 8;
+    }
+    // The last eight bytes, overlapping the words already compared.
+    load8(s, i + n - 8).is_some() && load8(s, i + n - 8) == load8(key, n - 8)
+}
