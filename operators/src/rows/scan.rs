@@ -196,12 +196,6 @@ impl Scan<'_, '_> {
         Some(field)
     }
 
-    fn num_field(&mut self, seen: &mut u64, bit: u8, slot: &mut Num, depth: u32) -> Option<()> {
-        once(seen, u32::from(bit))?;
-        *slot = num(&mut self.c, depth)?;
-        Some(())
-    }
-
     /// An `Option` of a struct: `null`, or the object `object` parses.
     fn optional<T>(&mut self, object: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         match self.c.peek() {
@@ -240,7 +234,11 @@ impl Scan<'_, '_> {
         self.c.eat(b'{')?;
         let mut seen = 0;
         self.object(kind, depth, |s, field| match slots.get_mut(usize::from(field)) {
-            Some(slot) => s.num_field(&mut seen, field, slot, depth + 1),
+            Some(slot) => {
+                once(&mut seen, u32::from(field))?;
+                **slot = num(&mut s.c, depth + 1)?;
+                Some(())
+            }
             None => s.c.skip(depth + 1),
         })
     }
@@ -273,77 +271,50 @@ impl Scan<'_, '_> {
     /// Values of containers sit at depth 2.
     fn row_field(&mut self, field: u8, r: &mut TelemetryRow, seen: &mut u64) -> Option<()> {
         const D: u32 = 2;
-        match field {
-            0 => {
-                once(seen, 0)?;
-                r.t_wall_ns = wall_ns(&mut self.c)?;
-                Some(())
-            }
-            1 => self.num_field(seen, 1, &mut r.cpu_user_jiffies, D),
-            2 => self.num_field(seen, 2, &mut r.cpu_sys_jiffies, D),
-            3 => self.num_field(seen, 3, &mut r.rss_bytes, D),
-            4 => self.num_field(seen, 4, &mut r.vsize_bytes, D),
-            5 => self.num_field(seen, 5, &mut r.io_read_bytes, D),
-            6 => self.num_field(seen, 6, &mut r.io_write_bytes, D),
-            7 => self.num_field(seen, 7, &mut r.voluntary_ctxsw, D),
-            8 => self.num_field(seen, 8, &mut r.involuntary_ctxsw, D),
-            9 => self.num_field(seen, 9, &mut r.minor_faults, D),
-            10 => self.num_field(seen, 10, &mut r.major_faults, D),
-            11 => {
-                once(seen, 11)?;
-                r.cpu_total_jiffies = self.optional(|s| s.cpu_total(D))?;
-                Some(())
-            }
-            12 => {
-                once(seen, 12)?;
-                r.load_1m_5m_15m = first(&mut self.c, D)?;
-                Some(())
-            }
-            13 => self.num_field(seen, 13, &mut r.mem_available_bytes, D),
-            14 => self.num_field(seen, 14, &mut r.mem_buffers_bytes, D),
-            15 => self.num_field(seen, 15, &mut r.mem_cached_bytes, D),
-            16 => self.num_field(seen, 16, &mut r.swap_used_bytes, D),
-            17 => {
-                once(seen, 17)?;
-                r.net = self.summed(IFACES, D, Self::net_iface)?;
-                Some(())
-            }
-            18 => {
-                once(seen, 18)?;
-                r.listen_ports = list_len(&mut self.c, D)?;
-                Some(())
-            }
-            19 => {
-                once(seen, 19)?;
-                r.top_procs = list_len(&mut self.c, D)?;
-                Some(())
-            }
-            20 => {
-                once(seen, 20)?;
-                r.blockstats = self.summed(DEVICES, D, Self::block_dev)?;
-                Some(())
-            }
-            21 => {
-                once(seen, 21)?;
-                r.kvm_stats = self.optional(|s| s.kvm_stats(D))?;
-                Some(())
-            }
-            22 => self.num_field(seen, 22, &mut r.bucket_ms, D),
-            23 => self.num_field(seen, 23, &mut r.pkts_in, D),
-            24 => self.num_field(seen, 24, &mut r.pkts_out, D),
-            25 => self.num_field(seen, 25, &mut r.bytes_in, D),
-            26 => self.num_field(seen, 26, &mut r.bytes_out, D),
-            27 => self.num_field(seen, 27, &mut r.syn_count, D),
-            28 => self.num_field(seen, 28, &mut r.fin_count, D),
-            29 => self.num_field(seen, 29, &mut r.rst_count, D),
-            30 => self.num_field(seen, 30, &mut r.udp_count, D),
-            31 => self.num_field(seen, 31, &mut r.tcp_count, D),
-            32 => self.num_field(seen, 32, &mut r.dns_query_count, D),
-            33 => self.num_field(seen, 33, &mut r.tcp_new_flows, D),
-            34 => self.num_field(seen, 34, &mut r.unique_dst_ips, D),
-            35 => self.num_field(seen, 35, &mut r.unique_dst_ports, D),
-            _ => self.c.skip(D),
+        if field == UNKNOWN {
+            return self.c.skip(D);
         }
+        once(seen, u32::from(field))?;
+        match field {
+            0 => r.t_wall_ns = wall_ns(&mut self.c)?,
+            1 => r.cpu_user_jiffies = num(&mut self.c, D)?,
+            2 => r.cpu_sys_jiffies = num(&mut self.c, D)?,
+            3 => r.rss_bytes = num(&mut self.c, D)?,
+            4 => r.vsize_bytes = num(&mut self.c, D)?,
+            5 => r.io_read_bytes = num(&mut self.c, D)?,
+            6 => r.io_write_bytes = num(&mut self.c, D)?,
+            7 => r.voluntary_ctxsw = num(&mut self.c, D)?,
+            8 => r.involuntary_ctxsw = num(&mut self.c, D)?,
+            9 => r.minor_faults = num(&mut self.c, D)?,
+            10 => r.major_faults = num(&mut self.c, D)?,
+            11 => r.cpu_total_jiffies = self.optional(|s| s.cpu_total(D))?,
+            12 => r.load_1m_5m_15m = first(&mut self.c, D)?,
+            13 => r.mem_available_bytes = num(&mut self.c, D)?,
+            14 => r.mem_buffers_bytes = num(&mut self.c, D)?,
+            15 => r.mem_cached_bytes = num(&mut self.c, D)?,
+            16 => r.swap_used_bytes = num(&mut self.c, D)?,
+            17 => r.net = self.summed(IFACES, D, Self::net_iface)?,
+            18 => r.listen_ports = list_len(&mut self.c, D)?,
+            19 => r.top_procs = list_len(&mut self.c, D)?,
+            20 => r.blockstats = self.summed(DEVICES, D, Self::block_dev)?,
+            21 => r.kvm_stats = self.optional(|s| s.kvm_stats(D))?,
+            22 => r.bucket_ms = num(&mut self.c, D)?,
+            23 => r.pkts_in = num(&mut self.c, D)?,
+            24 => r.pkts_out = num(&mut self.c, D)?,
+            25 => r.bytes_in = num(&mut self.c, D)?,
+            26 => r.bytes_out = num(&mut self.c, D)?,
+            27 => r.syn_count = num(&mut self.c, D)?,
+            28 => r.fin_count = num(&mut self.c, D)?,
+            29 => r.rst_count = num(&mut self.c, D)?,
+            30 => r.udp_count = num(&mut self.c, D)?,
+            31 => r.tcp_count = num(&mut self.c, D)?,
+            32 => r.dns_query_count = num(&mut self.c, D)?,
+            33 => r.tcp_new_flows = num(&mut self.c, D)?,
+            34 => r.unique_dst_ips = num(&mut self.c, D)?,
+            35 => r.unique_dst_ports = num(&mut self.c, D)?,
+            _ => return None,
+        }
+        Some(())
     }
 }
 
@@ -623,5 +594,23 @@ mod tests {
             }
         }
         assert_eq!(fields_of::<TelemetryRow>().len(), 36);
+    }
+
+    /// Each name in a kind's table lands in the field of that name: a row
+    /// holding only that field reads as serde reads it.
+    #[test]
+    fn every_field_name_lands_in_its_own_field() {
+        let value = |field: &str| match field {
+            "cpu_total_jiffies" => r#"{"user":1,"system":2,"idle":3,"iowait":4,"softirq":5}"#,
+            "net" => r#"{"eth0":{"rx_bytes":1,"tx_bytes":2,"rx_pkts":3,"tx_pkts":4}}"#,
+            "blockstats" => r#"{"vda":{"rd_ops":1,"wr_ops":2,"rd_bytes":3,"wr_bytes":4}}"#,
+            "kvm_stats" => r#"{"remote_tlb_flush":1,"pages_4k":2,"pages_2m":3}"#,
+            "load_1m_5m_15m" | "listen_ports" | "top_procs" => "[7,8]",
+            _ => "7",
+        };
+        for field in fields_of::<TelemetryRow>() {
+            let row = scanned(&format!(r#"{{"{field}":{}}}"#, value(field)));
+            assert_ne!(format!("{row:?}"), format!("{:?}", TelemetryRow::default()), "{field} was read");
+        }
     }
 }
