@@ -8,7 +8,7 @@
 use std::io::{self, Read};
 
 /// Bytes read from a member at a time.
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 64 << 10;
 
 /// A line that was too long to hold.
 #[derive(Debug)]
