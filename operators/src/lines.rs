@@ -20,7 +20,8 @@ impl std::fmt::Display for LineTooLong {
     }
 }
 
-/// Splits members into lines; one per worker, reused for every member.
+/// Splits members into lines; one per archive decoded, reused for each of
+/// its members.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     /// Holds bytes read and not yet handed out from `start` to `end`.

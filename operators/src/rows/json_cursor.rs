@@ -18,8 +18,11 @@ const POW10: [f64; 23] = [
 /// A JSON number as serde_json reads it: an integer significand and a
 /// decimal exponent.
 pub(super) struct Number {
+    /// Written with a leading `-`.
     pub negative: bool,
+    /// Every digit, before and after the point, as one integer.
     pub significand: u64,
+    /// The power of ten the significand is scaled by.
     pub exponent: i32,
     /// Written without a fraction or an exponent.
     pub integer: bool,
@@ -51,7 +54,9 @@ impl Number {
 
 /// A position in one line, read as serde_json reads JSON.
 pub(super) struct Cursor<'a> {
+    /// The line.
     pub s: &'a [u8],
+    /// The next byte to read.
     pub i: usize,
     /// Some string held a byte over 0x7f: the line must then be checked as
     /// UTF-8 (serde reads text).
@@ -342,4 +347,24 @@ fn starts_with_at(s: &[u8], i: usize, key: &[u8]) -> bool {
     }
     // The last eight bytes, overlapping the words already compared.
     load8(s, i + n - 8).is_some() && load8(s, i + n - 8) == load8(key, n - 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_matched_whole_at_every_length_and_near_the_end() {
+        let line = br#"{"net":1,"rss_bytes":2,"mem_available_bytes":3}"#;
+        let at = |i: usize, key: &[u8]| Cursor { s: line, i, non_ascii: false }.at(key);
+        assert!(at(1, br#""net""#));
+        assert!(at(9, br#""rss_bytes""#));
+        assert!(at(23, br#""mem_available_bytes""#));
+        assert!(!at(23, br#""mem_available_bytez""#), "a difference in the last word");
+        assert!(!at(23, br#""nem_available_bytes""#), "a difference in the first word");
+        assert!(!at(9, br#""rss_bytes_x""#));
+        assert!(!at(line.len() - 3, br#"3}xxxxxx"#), "past the end of the line");
+        assert!(at(line.len() - 8, &line[line.len() - 8..]), "a key of eight bytes that ends the line");
+        assert!(at(line.len() - 9, &line[line.len() - 9..]), "one of nine");
+    }
 }

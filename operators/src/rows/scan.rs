@@ -4,8 +4,8 @@
 //! rows of one member share their shape): the row's own, and those of each
 //! kind of object in it (`cpu_total_jiffies`, each interface of `net`, ...),
 //! so a key is compared eight bytes at a time instead of scanned and
-//! looked up. The JSON itself is read by [`super::json_cursor`]. BENCHMARKS.md has its speed against serde_json, sonic-rs and
-//! simd-json.
+//! looked up. The JSON itself is read by [`super::json_cursor`].
+//! BENCHMARKS.md has its speed against serde_json, sonic-rs and simd-json.
 //!
 //! It must never give another answer than
 //! `serde_json::from_str::<TelemetryRow>`, so it answers only when it is
