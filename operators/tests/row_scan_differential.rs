@@ -8,7 +8,7 @@
 use epiflow_operators::decode::parse_telemetry;
 use epiflow_operators::rows::scan::RowScanner;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use std::cell::Cell;
 
 /// Fields read as a number (`Num`).
@@ -236,7 +236,10 @@ fn outcome(line: &[u8], scanner: Option<&mut RowScanner>) -> String {
 #[test]
 fn the_scan_and_serde_agree_on_hostile_lines() {
     let (accepted, rejected, scanned) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
-    let mut runner = TestRunner::new(Config { cases: 20_000, failure_persistence: None, ..Config::default() });
+    // A fixed seed: CI sees the same 50,000 lines every run, so a failure
+    // is reproducible and never blocks an unrelated change by chance.
+    let config = Config { cases: 50_000, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     // One scanner sees every line, as a member's rows are seen: its key
     // predictions come from whichever line came before.
     let shared = std::cell::RefCell::new(RowScanner::default());
@@ -264,7 +267,7 @@ fn the_scan_and_serde_agree_on_hostile_lines() {
     let (accepted, rejected, scanned) = (accepted.get(), rejected.get(), scanned.get());
     println!("{accepted} read ({scanned} by the scan), {rejected} refused");
     assert!(
-        accepted > 4000 && rejected > 4000 && scanned > 3000,
+        accepted > 10_000 && rejected > 10_000 && scanned > 7_500,
         "{accepted} read ({scanned} by the scan), {rejected} refused"
     );
 }
