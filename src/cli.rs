@@ -242,6 +242,13 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Show the operator graph (each stage's version, configuration, inputs,
+    /// fingerprint and output) and what a `run` with this configuration would
+    /// recompute, for how many episodes; runs nothing.
+    Explain {
+        #[command(flatten)]
+        window: WindowArgs,
+    },
     /// Inspect or trim the result cache (OUT/cache).
     Cache {
         #[command(subcommand)]

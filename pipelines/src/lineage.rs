@@ -6,11 +6,9 @@
 
 use crate::validate::ValidateJob;
 use epiflow_operators::align::Align;
-use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::fingerprint::{Fingerprint, Operator};
 use epiflow_operators::tensor::Tensor;
-use epiflow_operators::validate::Validate;
 use epiflow_operators::window::Window;
 use std::collections::BTreeMap;
 
@@ -18,24 +16,71 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lineage(BTreeMap<&'static str, Fingerprint>);
 
+/// One stage of a job as its results are named: what `epiflow explain`
+/// shows and what the lineage is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageInfo {
+    pub name: &'static str,
+    pub version: u32,
+    /// The configuration the stage reads, as hashed into its fingerprint.
+    pub config: serde_json::Value,
+    /// The stages whose results it reads.
+    pub inputs: Vec<&'static str>,
+    /// Its own fingerprint chained with its inputs'.
+    pub fingerprint: Fingerprint,
+    /// Which episodes it computes on.
+    pub applies: Applies,
+    /// The output its results end up in, if any.
+    pub publishes: Option<&'static str>,
+}
+
+/// Which episodes a stage computes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applies {
+    /// Every indexed episode: its archive is opened.
+    All,
+    /// Episodes whose archive could be read (all but the errored ones).
+    Readable,
+    /// Accepted and degraded episodes: the ones features are written for.
+    Usable,
+}
+
+/// Appends `op` as a stage reading `inputs` (stages already in `stages`).
+fn add<O: Operator>(
+    stages: &mut Vec<StageInfo>,
+    op: &O,
+    inputs: &[&'static str],
+    applies: Applies,
+    publishes: Option<&'static str>,
+) {
+    let upstream: Vec<Fingerprint> =
+        inputs.iter().filter_map(|i| stages.iter().find(|s| s.name == *i)).map(|s| s.fingerprint).collect();
+    let fingerprint = if upstream.is_empty() { op.fingerprint() } else { op.fingerprint_after(&upstream) };
+    let config = serde_json::to_value(op.config()).unwrap_or_default();
+    let inputs = inputs.to_vec();
+    stages.push(StageInfo { name: O::NAME, version: O::VERSION, config, inputs, fingerprint, applies, publishes });
+}
+
 impl Lineage {
-    /// The lineage of `job`'s graph: decode → align → {validate, classify,
-    /// window, tensor}. Validation and classification read the aligned
-    /// episode (facts included); windows and tensors read its series.
-    pub fn of(job: &ValidateJob) -> Lineage {
-        let decode = job.decode.fingerprint();
-        let align = Align.fingerprint_after(&[decode]);
-        let mut by_name = BTreeMap::from([
-            (Decode::NAME, decode),
-            (Align::NAME, align),
-            (Validate::NAME, job.validate.fingerprint_after(&[align])),
-            (Classify::NAME, job.classify.fingerprint_after(&[align])),
-        ]);
+    /// The stages of `job`'s graph in order: decode → align → {validate,
+    /// classify, window, tensor}. Validation and classification read the
+    /// aligned episode (facts included); windows and tensors read its series.
+    pub fn stages(job: &ValidateJob) -> Vec<StageInfo> {
+        let mut stages = Vec::new();
+        add(&mut stages, &job.decode, &[], Applies::All, None);
+        add(&mut stages, &Align, &[Decode::NAME], Applies::Readable, None);
+        add(&mut stages, &job.validate, &[Align::NAME], Applies::Readable, Some("validation.parquet"));
+        add(&mut stages, &job.classify, &[Align::NAME], Applies::Readable, Some("quality.parquet"));
         if let Some(features) = &job.features {
-            by_name.insert(Window::NAME, features.window.fingerprint_after(&[align]));
-            by_name.insert(Tensor::NAME, features.tensor.fingerprint_after(&[align]));
+            add(&mut stages, &features.window, &[Align::NAME], Applies::Usable, Some("features/summary"));
+            add(&mut stages, &features.tensor, &[Align::NAME], Applies::Usable, Some("features/tensors"));
         }
-        Lineage(by_name)
+        stages
+    }
+
+    /// The lineage of `job`'s graph ([`Lineage::stages`]).
+    pub fn of(job: &ValidateJob) -> Lineage {
+        Lineage(Lineage::stages(job).into_iter().map(|s| (s.name, s.fingerprint)).collect())
     }
 
     /// The fingerprint of operator `name`, if the job runs it.
@@ -60,7 +105,9 @@ impl Lineage {
 mod tests {
     use super::*;
     use crate::validate::FeatureJob;
+    use epiflow_operators::classify::Classify;
     use epiflow_operators::tensor::TensorConfig;
+    use epiflow_operators::validate::Validate;
     use epiflow_operators::window::WindowSpec;
 
     fn job(window: WindowSpec, guest_min_load_delta: Option<f64>, max_line_bytes: Option<u64>) -> ValidateJob {
@@ -104,5 +151,22 @@ mod tests {
         assert_eq!(moved(&base, &threshold), vec!["classify"]);
         let decoding = Lineage::of(&job(WindowSpec::default(), None, Some(4096)));
         assert_eq!(moved(&base, &decoding).len(), 6, "decode moves everything");
+    }
+
+    /// The fingerprints name cached results on disk: listing the stages
+    /// must not move them (decode, with no input, is its own fingerprint).
+    #[test]
+    fn stages_chain_as_the_cache_names_results() {
+        let job = job(WindowSpec::default(), None, None);
+        let stages = Lineage::stages(&job);
+        let names: Vec<&str> = stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["decode", "align", "validate", "classify", "window", "tensor"]);
+        let decode = job.decode.fingerprint();
+        let align = Align.fingerprint_after(&[decode]);
+        assert_eq!(stages[0].fingerprint, decode);
+        assert_eq!(stages[1].fingerprint, align);
+        assert_eq!(stages[3].fingerprint, job.classify.fingerprint_after(&[align]));
+        assert_eq!(stages[4].inputs, ["align"]);
+        assert_eq!(stages[4].config["window_s"], 10.0);
     }
 }

@@ -3,6 +3,7 @@
 mod cache;
 mod demo;
 mod eval;
+mod explain;
 mod features;
 mod prune;
 mod run;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => run::run(g, args, true),
         Command::Eval { train } => eval::run(g, train),
         Command::Watch { window, split, cluster } => watch::run(g, window, split, &cluster),
+        Command::Explain { window } => explain::run(g, window),
         Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),

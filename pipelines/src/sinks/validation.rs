@@ -62,3 +62,26 @@ pub fn to_batch(records: &[ValidationRecord]) -> io::Result<RecordBatch> {
 pub fn write(path: &Path, records: &[ValidationRecord]) -> io::Result<()> {
     write_batch(path, &to_batch(records)?, writer_properties(64 * 1024).build())
 }
+
+/// Each episode's key and outcome name from a `validation.parquet` an
+/// earlier run wrote (`epiflow explain` compares the index against it).
+pub fn read_outcomes(path: &Path) -> io::Result<Vec<((String, String), String)>> {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |e: &dyn std::fmt::Display| io::Error::other(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path)?;
+    let batches = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| bad(&e))?;
+    let mut out = Vec::new();
+    for batch in batches {
+        let batch = batch.map_err(|e| bad(&e))?;
+        let column = |name: &str| {
+            batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| bad(&format!("no {name}")))
+        };
+        let (hosts, episodes, outcomes) = (column("host_id")?, column("episode_id")?, column("outcome")?);
+        for row in 0..batch.num_rows() {
+            let key = (hosts.value(row).to_string(), episodes.value(row).to_string());
+            out.push((key, outcomes.value(row).to_string()));
+        }
+    }
+    Ok(out)
+}
