@@ -11,8 +11,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const OPERATORS: [&str; 6] = ["decode", "align", "validate", "classify", "window", "tensor"];
-
 fn synth(dir: &Path, episodes: usize, seed: u64) -> PathBuf {
     let store = dir.join(format!("store-{seed}"));
     let n = episodes.to_string();
@@ -167,7 +165,13 @@ fn nothing_changed_computes_nothing() {
     assert_eq!(computed(&cold, "window"), usable);
 
     let again = run(&store, &out, &[]);
-    for op in OPERATORS {
+    let operators = stages(&store);
+    assert_eq!(
+        operators.iter().collect::<std::collections::BTreeSet<_>>(),
+        again["operators"].as_object().unwrap().keys().collect(),
+        "every declared stage reports in run.json, and only they"
+    );
+    for op in &operators {
         assert_eq!(computed(&again, op), 0, "{op} computed nothing: {again}");
     }
     assert_eq!(counts(&again, "decode").1, decoded, "every decoded archive reused");
@@ -207,7 +211,7 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
     append_from(&other, &store, &accepted[..5]);
 
     let appended = run(&store, &out, &[]);
-    for op in OPERATORS {
+    for op in &stages(&store) {
         assert_eq!(computed(&appended, op), 5, "{op} computed the 5 new episodes alone: {appended}");
     }
     assert_eq!(appended["episodes"], 29);
@@ -220,7 +224,7 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
     std::fs::rename(store.join("index.jsonl.tmp"), store.join("index.jsonl")).unwrap();
 
     let removed = run(&store, &out, &[]);
-    for op in OPERATORS {
+    for op in &stages(&store) {
         assert_eq!(computed(&removed, op), 0, "{op}: a removal computes nothing");
     }
     assert_eq!(removed["episodes"], 26);
@@ -319,9 +323,8 @@ impl Watch {
         let mut computed = BTreeMap::new();
         loop {
             let stats = self.epochs.recv_timeout(std::time::Duration::from_secs(120)).expect("an epoch within 2 min");
-            for op in OPERATORS {
-                *computed.entry(op.to_string()).or_default() +=
-                    stats["operators"][op]["computed"].as_u64().unwrap_or(0);
+            for (op, counts) in stats["operators"].as_object().into_iter().flatten() {
+                *computed.entry(op.clone()).or_default() += counts["computed"].as_u64().unwrap_or(0);
             }
             if stats["episodes"] == episodes {
                 return computed;
@@ -346,7 +349,7 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     let accepted = keys_with(&other_out, &["accepted"]);
     append_from(&other, &store, &accepted[..5]);
     let computed = watch.until_episodes(25);
-    for op in OPERATORS {
+    for op in &stages(&store) {
         assert_eq!(computed[op], 5, "{op} computed the 5 new episodes alone");
     }
     assert_equals_scratch(&store, &out, &[]);

@@ -17,6 +17,15 @@ pub fn epiflow(args: &[&str]) -> Output {
         .expect("the epiflow binary runs")
 }
 
+/// The stages a `run` of `store` goes through, in order, as `epiflow explain`
+/// declares them: tests take the operators from the engine, never from a
+/// list of their own.
+pub fn stages(store: &Path) -> Vec<String> {
+    let text = epiflow_ok(&["explain", "--store", store.to_str().unwrap(), "--json"], 0);
+    let explained: serde_json::Value = serde_json::from_str(&text).unwrap();
+    explained["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
 /// Runs `epiflow` and asserts it exited with `code`; returns stdout.
 pub fn epiflow_ok(args: &[&str], code: i32) -> String {
     let out = epiflow(args);
