@@ -18,7 +18,7 @@ pub struct Lineage(BTreeMap<&'static str, Fingerprint>);
 
 /// One stage of a job as its results are named: what `epiflow explain`
 /// shows and what the lineage is made of.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StageInfo {
     pub name: &'static str,
     pub version: u32,
@@ -26,7 +26,8 @@ pub struct StageInfo {
     pub config: serde_json::Value,
     /// The stages whose results it reads.
     pub inputs: Vec<&'static str>,
-    /// Its own fingerprint chained with its inputs'.
+    /// Its own fingerprint chained with its inputs' (hex in JSON).
+    #[serde(serialize_with = "as_hex")]
     pub fingerprint: Fingerprint,
     /// Which episodes it computes on.
     pub applies: Applies,
@@ -34,8 +35,13 @@ pub struct StageInfo {
     pub publishes: Option<&'static str>,
 }
 
+fn as_hex<S: serde::Serializer>(fingerprint: &Fingerprint, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fingerprint.hex())
+}
+
 /// Which episodes a stage computes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Applies {
     /// Every indexed episode: its archive is opened.
     All,

@@ -33,20 +33,16 @@ pub struct Episodes {
     pub usable: usize,
 }
 
-/// One stage as `explain --json` prints it.
+/// One stage as `explain --json` prints it: the stage and its impact.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageImpact {
-    pub name: &'static str,
-    pub version: u32,
-    pub config: serde_json::Value,
-    pub inputs: Vec<&'static str>,
-    pub fingerprint: String,
+    #[serde(flatten)]
+    pub stage: StageInfo,
     /// The stage's fingerprint in the last run, if it ran.
     pub last_fingerprint: Option<String>,
     /// Whether `OUT/cache` holds results under this fingerprint (an earlier
     /// run with the same configuration left them): they are reused.
     pub cached: bool,
-    pub publishes: Option<&'static str>,
     /// Episodes a run would compute this stage for.
     pub recompute: usize,
 }
@@ -122,17 +118,7 @@ pub fn explain(stages: &[StageInfo], out: &Path, indexed: &BTreeSet<(String, Str
                     (true, Applies::Readable) => episodes.readable,
                     (true, Applies::Usable) => episodes.usable,
                 };
-            StageImpact {
-                name: s.name,
-                version: s.version,
-                config: s.config.clone(),
-                inputs: s.inputs.clone(),
-                fingerprint,
-                last_fingerprint,
-                cached,
-                publishes: s.publishes,
-                recompute,
-            }
+            StageImpact { stage: s.clone(), last_fingerprint, cached, recompute }
         })
         .collect();
     Explained { last_run: !fingerprints.is_empty(), episodes, stages }
@@ -142,7 +128,7 @@ pub fn explain(stages: &[StageInfo], out: &Path, indexed: &BTreeSet<(String, Str
 fn render(e: &Explained) -> String {
     let mut s =
         format!("{:<9} {:<8} {:<8} {:<33} {:<20} config\n", "stage", "version", "inputs", "fingerprint", "publishes");
-    for st in &e.stages {
+    for st in e.stages.iter().map(|i| &i.stage) {
         let inputs = if st.inputs.is_empty() { "archive".to_string() } else { st.inputs.join(",") };
         s += &format!(
             "{:<9} v{:<7} {:<8} {:<33} {:<20} {}\n",
@@ -165,12 +151,12 @@ fn render(e: &Explained) -> String {
     s += &format!("{:<9} {:<11} {:>9}\n", "stage", "fingerprint", "recompute");
     for st in &e.stages {
         let state = match &st.last_fingerprint {
-            Some(last) if *last == st.fingerprint => "unchanged",
+            Some(last) if *last == st.stage.fingerprint.hex() => "unchanged",
             _ if st.cached => "cached",
             Some(_) => "changed",
             None => "new",
         };
-        s += &format!("{:<9} {:<11} {:>9}\n", st.name, state, st.recompute);
+        s += &format!("{:<9} {:<11} {:>9}\n", st.stage.name, state, st.recompute);
     }
     s
 }
