@@ -83,16 +83,13 @@ fn a_process_index_outside_the_cluster_is_a_usage_error() {
 /// `host_id` and `episode_id` (SPEC section 2: the rest is optional), keys
 /// in another order, an extra field — or, with `bytes`, a `bytes` that lies.
 fn rewrite_index(store: &std::path::Path, bytes: Option<&dyn Fn(usize) -> u64>) {
-    let path = store.join("index.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap();
     let mut out = String::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap();
-        let (host, episode) = (row["host_id"].as_str().unwrap(), row["episode_id"].as_str().unwrap());
+    for (i, line) in index_lines(store).iter().filter(|l| !l.trim().is_empty()).enumerate() {
+        let (host, episode) = line_key(line);
         let size = bytes.map(|b| format!(",\"bytes\":{}", b(i))).unwrap_or_default();
         out += &format!("{{\"shipped_by\":\"rsync\",\"episode_id\":\"{episode}\"{size},\"host_id\":\"{host}\"}}\n");
     }
-    std::fs::write(&path, out).unwrap();
+    std::fs::write(store.join("index.jsonl"), out).unwrap();
 }
 
 /// `run.json`'s per-worker lines: (episodes, decoded) by worker.
@@ -120,9 +117,8 @@ fn assert_spread(workers: &[(u64, u64)], total: u64, what: &str) {
 #[test]
 fn an_index_without_sizes_keeps_every_worker_and_process_busy() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = synth_store(&dir.path().join("store"), 48, 11, 30);
     let s = store.to_str().unwrap();
-    epiflow_ok(&["synth", "--out", s, "--episodes", "48", "--seed", "11", "--duration-s", "30"], 0);
     rewrite_index(&store, None);
 
     let out = |name: &str| dir.path().join(name);
@@ -147,9 +143,8 @@ fn an_index_without_sizes_keeps_every_worker_and_process_busy() {
 #[test]
 fn an_index_that_lies_about_sizes_is_not_believed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = synth_store(&dir.path().join("store"), 40, 12, 30);
     let s = store.to_str().unwrap();
-    epiflow_ok(&["synth", "--out", s, "--episodes", "40", "--seed", "12", "--duration-s", "30"], 0);
     // One archive "weighs" a terabyte, every other one byte.
     rewrite_index(&store, Some(&|i| if i == 0 { 1 << 40 } else { 1 }));
     let two = dir.path().join("two");

@@ -59,9 +59,8 @@ fn write_config(dir: &Path, text: &str) -> String {
 #[test]
 fn explain_predicts_what_run_computes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = synth_store(&dir.path().join("store"), 30, 7, 30);
     let s = store.to_str().unwrap();
-    epiflow_ok(&["synth", "--out", s, "--episodes", "30", "--seed", "7", "--duration-s", "30"], 0);
 
     let (first, all) = explain_then_run(s, &[]);
     assert_eq!(first["last_run"], false);
@@ -90,23 +89,9 @@ fn explain_predicts_what_run_computes() {
     assert!(back.values().all(|n| *n == 0), "{back:?}");
 
     // Three episodes appended to the index.
-    let extra = dir.path().join("extra");
-    epiflow_ok(
-        &["synth", "--out", extra.to_str().unwrap(), "--episodes", "3", "--seed", "99", "--duration-s", "30"],
-        0,
-    );
-    for host in std::fs::read_dir(extra.join("episodes")).unwrap() {
-        let host = host.unwrap();
-        let target = store.join("episodes").join(host.file_name());
-        std::fs::create_dir_all(&target).unwrap();
-        for archive in std::fs::read_dir(host.path()).unwrap() {
-            let archive = archive.unwrap();
-            std::fs::copy(archive.path(), target.join(archive.file_name())).unwrap();
-        }
-    }
-    let mut index = std::fs::read_to_string(store.join("index.jsonl")).unwrap();
-    index += &std::fs::read_to_string(extra.join("index.jsonl")).unwrap();
-    std::fs::write(store.join("index.jsonl"), index).unwrap();
+    let extra = synth_store(&dir.path().join("extra"), 3, 99, 30);
+    let keys: Vec<_> = index_lines(&extra).iter().map(|l| line_key(l)).collect();
+    append_from(&extra, &store, &keys);
     let (value, appended) = explain_then_run(s, &["--window-s", "20"]);
     assert_eq!(value["episodes"]["new"], 3);
     assert!(appended.values().all(|n| *n == 3), "{appended:?}");
@@ -115,9 +100,8 @@ fn explain_predicts_what_run_computes() {
 #[test]
 fn explain_prints_the_graph_for_a_person() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
+    let store = synth_store(&dir.path().join("store"), 5, 3, 20);
     let s = store.to_str().unwrap();
-    epiflow_ok(&["synth", "--out", s, "--episodes", "5", "--seed", "3", "--duration-s", "20"], 0);
     let text = epiflow_ok(&["explain", "--store", s, "--window-s", "8"], 0);
     for needle in
         ["decode", "archive", "validation.parquet", "features/tensors", "\"window_s\":8.0", "all new", "recompute"]

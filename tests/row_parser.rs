@@ -18,12 +18,8 @@ use std::io::{BufRead, BufReader};
 #[test]
 fn synth_episodes_align_the_same_with_the_scan_as_with_serde() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
     // Synth plants bad rows, truncated members, dead agents and meta without row counts.
-    epiflow_ok(
-        &["synth", "--out", store.to_str().unwrap(), "--episodes", "80", "--seed", "3", "--duration-s", "30"],
-        0,
-    );
+    let store = synth_store(&dir.path().join("store"), 80, 3, 30);
     let index = read_index(&store.join("index.jsonl")).unwrap();
     let (scan, serde) = (Decode::default(), Decode { rows: RowParser::Serde, ..Decode::default() });
     let (mut episodes, mut problems) = (0, 0);
@@ -45,11 +41,7 @@ fn synth_episodes_align_the_same_with_the_scan_as_with_serde() {
 #[test]
 fn the_scan_answers_every_row_serde_reads_in_a_synth_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    epiflow_ok(
-        &["synth", "--out", store.to_str().unwrap(), "--episodes", "30", "--seed", "5", "--duration-s", "30"],
-        0,
-    );
+    let store = synth_store(&dir.path().join("store"), 30, 5, 30);
     let (mut rows, mut by_serde_only) = (0u64, Vec::new());
     let mut scanner = RowScanner::default();
     for path in paths_under(&store.join("episodes")) {

@@ -12,14 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn synth(dir: &Path, episodes: usize, seed: u64) -> PathBuf {
-    let store = dir.join(format!("store-{seed}"));
-    let n = episodes.to_string();
-    let seed = seed.to_string();
-    epiflow_ok(
-        &["synth", "--out", store.to_str().unwrap(), "--episodes", &n, "--seed", &seed, "--duration-s", "40", "-q"],
-        0,
-    );
-    store
+    synth_store(&dir.join(format!("store-{seed}")), episodes, seed, 40)
 }
 
 /// `epiflow run --json`: the printed statistics (also checked against run.json).
@@ -144,15 +137,6 @@ fn keys_with(out: &Path, outcomes: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn index_lines(store: &Path) -> Vec<String> {
-    std::fs::read_to_string(store.join("index.jsonl")).unwrap().lines().map(str::to_string).collect()
-}
-
-fn line_key(line: &str) -> (String, String) {
-    let v: Value = serde_json::from_str(line).unwrap();
-    (v["host_id"].as_str().unwrap().to_string(), v["episode_id"].as_str().unwrap().to_string())
-}
-
 #[test]
 fn nothing_changed_computes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,21 +214,6 @@ fn appended_episodes_are_processed_alone_and_removed_ones_vanish_everywhere() {
     assert_eq!(removed["episodes"], 26);
     assert_gone(&out, &gone);
     assert_equals_scratch(&store, &out, &[]);
-}
-
-/// Copies the archives of `keys` from store `from` into store `to` and then
-/// appends their index lines in one write, as the receiver does.
-fn append_from(from: &Path, to: &Path, keys: &[(String, String)]) {
-    let mut lines = String::new();
-    for line in index_lines(from).iter().filter(|l| keys.contains(&line_key(l))) {
-        let (host, id) = line_key(line);
-        let rel = format!("episodes/{host}/{id}.tar.zst");
-        std::fs::create_dir_all(to.join(format!("episodes/{host}"))).unwrap();
-        std::fs::copy(from.join(&rel), to.join(&rel)).unwrap();
-        lines += &format!("{line}\n");
-    }
-    let mut index = std::fs::OpenOptions::new().append(true).open(to.join("index.jsonl")).unwrap();
-    std::io::Write::write_all(&mut index, lines.as_bytes()).unwrap();
 }
 
 /// None of `keys` is in any output of `out`.

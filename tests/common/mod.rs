@@ -26,6 +26,41 @@ pub fn stages(store: &Path) -> Vec<String> {
     explained["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
 }
 
+/// Writes a synthetic store at `store` with `epiflow synth`.
+pub fn synth_store(store: &Path, episodes: usize, seed: u64, duration_s: u32) -> PathBuf {
+    let (n, seed, duration) = (episodes.to_string(), seed.to_string(), duration_s.to_string());
+    let args =
+        ["synth", "--out", store.to_str().unwrap(), "--episodes", &n, "--seed", &seed, "--duration-s", &duration];
+    epiflow_ok(&[&args[..], &["-q"]].concat(), 0);
+    store.to_path_buf()
+}
+
+/// The lines of a store's index, as written.
+pub fn index_lines(store: &Path) -> Vec<String> {
+    std::fs::read_to_string(store.join("index.jsonl")).unwrap().lines().map(str::to_string).collect()
+}
+
+/// The `(host_id, episode_id)` of an index line.
+pub fn line_key(line: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    (v["host_id"].as_str().unwrap().to_string(), v["episode_id"].as_str().unwrap().to_string())
+}
+
+/// Copies the episodes `keys` of store `from` into store `to` and appends
+/// their index lines, as the receiver does.
+pub fn append_from(from: &Path, to: &Path, keys: &[(String, String)]) {
+    let mut lines = String::new();
+    for line in index_lines(from).iter().filter(|l| keys.contains(&line_key(l))) {
+        let (host, id) = line_key(line);
+        let rel = format!("episodes/{host}/{id}.tar.zst");
+        std::fs::create_dir_all(to.join(format!("episodes/{host}"))).unwrap();
+        std::fs::copy(from.join(&rel), to.join(&rel)).unwrap();
+        lines += &format!("{line}\n");
+    }
+    let mut index = std::fs::OpenOptions::new().append(true).open(to.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, lines.as_bytes()).unwrap();
+}
+
 /// Runs `epiflow` and asserts it exited with `code`; returns stdout.
 pub fn epiflow_ok(args: &[&str], code: i32) -> String {
     let out = epiflow(args);
