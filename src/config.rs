@@ -11,12 +11,16 @@ use epiflow_operators::split::SplitConfig;
 use epiflow_operators::tensor::{TensorConfig, TensorSpec};
 use epiflow_operators::validate::ValidateConfig;
 use epiflow_operators::window::WindowSpec;
+use epiflow_pipelines::stages::{Registry, Sections};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Everything configurable, by operator.
+/// Everything configurable, by operator. A section no field names is the
+/// configuration of a registered stage (`[<stage name>]`, see
+/// `docs/operators.md`); any other name is an error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     pub decode: DecodeConfig,
     pub validate: ValidateConfig,
@@ -31,6 +35,9 @@ pub struct Config {
     pub train: ModelsConfig,
     /// How test-side figures are resampled (`[eval]`: `resamples`, `seed`).
     pub eval: EvalConfig,
+    /// The sections of registered stages that have no field above.
+    #[serde(flatten)]
+    pub stages: BTreeMap<String, toml::Value>,
 }
 
 /// How feature shards are laid out.
@@ -72,6 +79,21 @@ impl Config {
         Ok(self)
     }
 
+    /// The registered stages, each configured from its section. A section
+    /// that names no stage and no field above is an error.
+    pub fn stages(&self) -> Result<Registry> {
+        let json = serde_json::to_value(self).map_err(|e| Error::Usage(format!("configuration: {e}")))?;
+        let sections = match json {
+            serde_json::Value::Object(map) => map.into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
+        let registry = Registry::standard(&Sections::new(sections)).map_err(Error::Usage)?;
+        if let Some(unknown) = self.stages.keys().find(|name| !registry.iter().any(|s| s.name() == name.as_str())) {
+            return Err(Error::Usage(format!("configuration: unknown section [{unknown}]")));
+        }
+        Ok(registry)
+    }
+
     /// What the tensor operator reads.
     pub fn tensor_config(&self) -> TensorConfig {
         TensorConfig { window: self.window.clone(), tensor: self.tensor.clone() }
@@ -83,7 +105,10 @@ impl Config {
             return Ok(Config::default());
         };
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read configuration", path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Usage(format!("configuration {}: {e}", path.display())))
+        let config: Config =
+            toml::from_str(&text).map_err(|e| Error::Usage(format!("configuration {}: {e}", path.display())))?;
+        config.stages().map_err(|e| Error::Usage(format!("{} in {}", e, path.display())))?;
+        Ok(config)
     }
 }
 
@@ -99,7 +124,9 @@ mod tests {
         assert_eq!(c.validate.max_bad_row_fraction, 0.1);
         assert_eq!(c.decode, DecodeConfig::default());
         assert!(toml::from_str::<Config>("[validate]\nrow_gate = 0.25\n").is_err());
-        assert!(toml::from_str::<Config>("[unknown]\n").is_err());
+        let unknown: Config = toml::from_str("[unknown]\n").unwrap();
+        let err = unknown.stages().err().unwrap().to_string();
+        assert!(err.contains("unknown section [unknown]"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! on changed: a new window length moves `window` and `tensor` and leaves
 //! `decode`, `align`, `validate` and `classify` where they were.
 
+use crate::stages::Applies;
 use crate::validate::ValidateJob;
 use epiflow_operators::align::Align;
 use epiflow_operators::decode::Decode;
@@ -39,51 +40,49 @@ fn as_hex<S: serde::Serializer>(fingerprint: &Fingerprint, s: S) -> Result<S::Ok
     s.serialize_str(&fingerprint.hex())
 }
 
-/// Which episodes a stage computes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Applies {
-    /// Every indexed episode: its archive is opened.
-    All,
-    /// Episodes whose archive could be read (all but the errored ones).
-    Readable,
-    /// Accepted and degraded episodes: the ones features are written for.
-    Usable,
-}
-
-/// Appends `op` as a stage reading `inputs` (stages already in `stages`).
-fn add<O: Operator>(
-    stages: &mut Vec<StageInfo>,
-    op: &O,
-    inputs: &[&'static str],
-    applies: Applies,
-    publishes: Option<&'static str>,
-) {
-    let upstream: Vec<Fingerprint> =
-        inputs.iter().filter_map(|i| stages.iter().find(|s| s.name == *i)).map(|s| s.fingerprint).collect();
-    let fingerprint = if upstream.is_empty() { op.fingerprint() } else { op.fingerprint_after(&upstream) };
-    let config = serde_json::to_value(op.config()).unwrap_or_default();
-    let inputs = inputs.to_vec();
-    stages.push(StageInfo { name: O::NAME, version: O::VERSION, config, inputs, fingerprint, applies, publishes });
-}
-
 impl Lineage {
-    /// The stages of `job`'s graph in order: decode → align → {validate,
-    /// classify, window, tensor}. Validation and classification read the
-    /// aligned episode (facts included); windows and tensors read its series.
+    /// The stages of `job`'s graph in order: decode → align → each stage the
+    /// job runs ([`ValidateJob::active`]), with its inputs' fingerprints
+    /// chained into its own.
     pub fn stages(job: &ValidateJob) -> Vec<StageInfo> {
-        let mut stages = Vec::new();
-        add(&mut stages, &job.decode, &[], Applies::All, None);
-        add(&mut stages, &Align, &[Decode::NAME], Applies::Readable, None);
-        add(&mut stages, &job.validate, &[Align::NAME], Applies::Readable, Some("validation.parquet"));
-        add(&mut stages, &job.classify, &[Align::NAME], Applies::Readable, Some("quality.parquet"));
-        if let Some(features) = &job.features {
-            add(&mut stages, &features.window, &[Align::NAME], Applies::Usable, Some("features/summary"));
-            add(&mut stages, &features.tensor, &[Align::NAME], Applies::Usable, Some("features/tensors"));
+        let decode = StageInfo {
+            name: Decode::NAME,
+            version: Decode::VERSION,
+            config: serde_json::to_value(job.decode.config()).unwrap_or_default(),
+            inputs: Vec::new(),
+            fingerprint: job.decode.fingerprint(),
+            applies: Applies::All,
+            publishes: None,
+        };
+        let align = StageInfo {
+            name: Align::NAME,
+            version: Align::VERSION,
+            config: serde_json::to_value(Align.config()).unwrap_or_default(),
+            inputs: vec![Decode::NAME],
+            fingerprint: Align.fingerprint_after(&[decode.fingerprint]),
+            applies: Applies::Readable,
+            publishes: None,
+        };
+        let mut stages = vec![decode, align];
+        for stage in job.active().iter() {
+            let inputs = stage.inputs().to_vec();
+            let upstream: Vec<Fingerprint> =
+                inputs.iter().filter_map(|i| stages.iter().find(|s| s.name == *i)).map(|s| s.fingerprint).collect();
+            stages.push(StageInfo {
+                name: stage.name(),
+                version: stage.version(),
+                config: stage.config(),
+                inputs,
+                fingerprint: match upstream.is_empty() {
+                    true => stage.own_fingerprint(),
+                    false => stage.own_fingerprint().chain(&upstream),
+                },
+                applies: stage.applies(),
+                publishes: stage.publishes(),
+            });
         }
         stages
     }
-
     /// The lineage of `job`'s graph ([`Lineage::stages`]).
     pub fn of(job: &ValidateJob) -> Lineage {
         Lineage(Lineage::stages(job).into_iter().map(|s| (s.name, s.fingerprint)).collect())
@@ -110,21 +109,26 @@ impl Lineage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stages::{Registry, Sections};
     use crate::validate::FeatureJob;
-    use epiflow_operators::classify::Classify;
-    use epiflow_operators::tensor::TensorConfig;
-    use epiflow_operators::validate::Validate;
+    use epiflow_operators::classify::{Classify, ClassifyConfig};
     use epiflow_operators::window::WindowSpec;
 
     fn job(window: WindowSpec, guest_min_load_delta: Option<f64>, max_line_bytes: Option<u64>) -> ValidateJob {
+        let mut classify = ClassifyConfig::default();
+        classify.guest_min_load_delta = guest_min_load_delta.unwrap_or(classify.guest_min_load_delta);
+        let sections = Sections::new(
+            [
+                ("window".to_string(), serde_json::to_value(window).unwrap()),
+                ("classify".to_string(), serde_json::to_value(classify).unwrap()),
+            ]
+            .into(),
+        );
         let mut job = ValidateJob {
             episodes_root: "episodes".into(),
             decode: Decode::default(),
-            validate: Validate::default(),
-            classify: Classify::default(),
+            stages: Registry::standard(&sections).unwrap(),
             features: Some(FeatureJob {
-                window: Window { spec: window.clone() },
-                tensor: Tensor { config: TensorConfig { window, ..Default::default() } },
                 dir: "features".into(),
                 shards: 32,
                 metadata: Vec::new(),
@@ -133,9 +137,6 @@ mod tests {
             splits: None,
             store: std::sync::Arc::new(crate::results::NoStore),
         };
-        if let Some(d) = guest_min_load_delta {
-            job.classify.config.guest_min_load_delta = d;
-        }
         if let Some(n) = max_line_bytes {
             job.decode.config.max_line_bytes = n;
         }
@@ -172,7 +173,8 @@ mod tests {
         let align = Align.fingerprint_after(&[decode]);
         assert_eq!(stages[0].fingerprint, decode);
         assert_eq!(stages[1].fingerprint, align);
-        assert_eq!(stages[3].fingerprint, job.classify.fingerprint_after(&[align]));
+        let classify = job.stages.stage::<Classify>().unwrap();
+        assert_eq!(stages[3].fingerprint, classify.fingerprint_after(&[align]));
         assert_eq!(stages[4].inputs, ["align"]);
         assert_eq!(stages[4].config["window_s"], 10.0);
     }

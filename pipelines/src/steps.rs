@@ -1,51 +1,43 @@
-//! One episode's steps through the operators, each reusing an earlier run's
+//! One episode's steps through the stages, each reusing an earlier run's
 //! result when the [`ResultStore`] has one for the same archive bytes and the
 //! same chained fingerprint, and computing it otherwise.
 //!
-//! Decoding decides up front what the episode needs: when validation,
-//! classification and the published features can all be reused, the archive
+//! Decoding decides up front what the episode needs: it looks up every
+//! registered stage's result, and when all of them can be reused the archive
 //! is not even opened; when something must be computed, the aligned episode
 //! comes from the cache (Arrow IPC, no JSON parsing) or, failing that, from
 //! the archive, and is then cached for the next run.
 
 use crate::cache_codec::{decode_aligned, encode_aligned};
 use crate::lineage::Lineage;
+use crate::record_codec;
 use crate::results::{FileIdentity, ResultName, ResultStore};
 use crate::sinks::feature_sink::{FeatureChange, NewRows};
 use crate::sinks::manifest::Published;
+use crate::stages::{Applies, Caching, ErasedStage, Held, Registry, Results};
 use crate::work::{Status, Work};
 use epiflow_operators::align::Align;
 use epiflow_operators::archive::{archive_path, sha256_hex};
-use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::IndexEntry;
 use epiflow_operators::model::{AlignedEpisode, DecodedEpisode, Failure, FailureCode, Problem};
 use epiflow_operators::tensor::{Tensor, TensorFeatures};
-use epiflow_operators::validate::{Validate, ValidationRecord};
+use epiflow_operators::validate::Validate;
 use epiflow_operators::window::{SummaryFeatures, Window};
 use epiflow_operators::Operator;
-use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The feature operators, and the features already published.
-#[derive(Clone)]
-pub struct FeatureSteps {
-    pub window: Window,
-    pub tensor: Tensor,
-    /// Features published by an earlier run with the same lineage, or none.
-    pub published: Arc<Published>,
-}
-
-/// Everything a worker needs to take an episode through the operators.
+/// Everything a worker needs to take an episode through the stages.
 #[derive(Clone)]
 pub struct Steps {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
     pub decode: Decode,
-    pub validate: Validate,
-    pub classify: Classify,
-    pub features: Option<FeatureSteps>,
+    /// The stages that run after decode and align, in order.
+    pub stages: Registry,
+    /// With features: what an earlier run published under the same lineage.
+    pub published: Option<Arc<Published>>,
     pub lineage: Lineage,
     pub store: Arc<dyn ResultStore>,
 }
@@ -57,51 +49,72 @@ pub struct Episode {
     pub sha: String,
     decoded: Option<DecodedEpisode>,
     aligned: Option<AlignedEpisode>,
-    pub validation: Option<ValidationRecord>,
-    pub quality: Option<QualityRecord>,
-    /// Windows of this episode already in the published shards.
-    pub published_windows: Option<usize>,
-    pub summary: Option<SummaryFeatures>,
-    pub tensors: Option<TensorFeatures>,
+    /// Each stage's result, reused or computed.
+    pub results: Results,
+}
+
+/// What an episode leaves the stages with.
+pub struct Finished {
+    /// sha256 of the archive's bytes.
+    pub sha: String,
+    /// The records of the stages cached as records.
+    pub records: Results,
+    /// Its feature rows, new or kept, when it is usable and features are
+    /// asked for.
+    pub features: Option<FeatureChange>,
 }
 
 impl Episode {
-    /// Whether features are computed or kept for this episode.
-    fn wants_features(&self, steps: &Steps) -> bool {
-        steps.features.is_some() && self.validation.as_ref().is_some_and(|v| v.outcome.is_usable())
+    /// Whether `stage` computes on this episode: a stage for usable episodes
+    /// waits for validation to say so (until then it is assumed to).
+    fn applies(&self, stage: &dyn ErasedStage) -> bool {
+        stage.applies() != Applies::Usable || self.usable() != Some(false)
     }
 
-    /// Whether some operator must run on the aligned episode.
-    fn needs_aligned(&self, steps: &Steps) -> bool {
-        self.validation.is_none()
-            || self.quality.is_none()
-            || (self.wants_features(steps) && self.published_windows.is_none())
+    /// Whether validation found the episode usable, once it has a record.
+    fn usable(&self) -> Option<bool> {
+        self.results.get::<Validate>().map(|v| v.outcome.is_usable())
     }
 
-    /// The aligned episode an operator is about to compute on. Decoding loads
-    /// it whenever [`Episode::needs_aligned`], so a miss here is a bug, which
-    /// fails the episode instead of the run.
-    fn aligned(&self) -> Result<&AlignedEpisode, Failure> {
-        self.aligned.as_ref().ok_or_else(|| self.missing_aligned())
+    /// Whether some stage must run on the aligned episode.
+    fn needs_aligned(&self, stages: &Registry) -> bool {
+        stages.iter().any(|s| self.applies(&**s) && !self.results.held(s.name()).is_done())
     }
 
-    /// The episode after every operator: its archive's sha256, its records
-    /// and, when it is usable and features are asked for, its feature rows,
-    /// new or kept.
-    pub fn finish(self) -> Result<(String, ValidationRecord, QualityRecord, Option<FeatureChange>), Failure> {
-        let failure = self.missing_aligned();
-        let (Some(validation), Some(quality)) = (self.validation, self.quality) else { return Err(failure) };
-        let change = match (self.summary, self.tensors, self.published_windows) {
-            (Some(summary), Some(tensors), _) => Some(FeatureChange::New(Box::new(NewRows {
-                profile: validation.profile.clone(),
-                sample_name: validation.sample_name.clone(),
-                summary,
-                tensors,
-            }))),
-            (_, _, Some(windows)) if validation.outcome.is_usable() => Some(FeatureChange::Keep { windows }),
-            _ => None,
+    /// The episode after every stage: its records and, when it is usable
+    /// and features are asked for, its feature rows, new or kept.
+    pub fn finish(mut self, stages: &Registry, features: bool) -> Result<Finished, Failure> {
+        let records_done = stages
+            .iter()
+            .filter(|s| s.caching() == Caching::Record && self.applies(&***s))
+            .all(|s| self.results.held(s.name()).is_done());
+        if !records_done {
+            return Err(self.missing_aligned());
+        }
+        let change = match features && self.usable() == Some(true) {
+            false => None,
+            true => self.feature_change(),
         };
-        Ok((self.sha, validation, quality, change))
+        let mut records = std::mem::take(&mut self.results);
+        records.retain(|name, _| stages.iter().any(|s| s.name() == name && s.caching() == Caching::Record));
+        Ok(Finished { sha: self.sha, records, features: change })
+    }
+
+    /// The rows the shard sink gets: new ones when window and tensor
+    /// computed, the published ones when they were kept.
+    fn feature_change(&mut self) -> Option<FeatureChange> {
+        let (summary, tensors) = (self.results.take(Window::NAME), self.results.take(Tensor::NAME));
+        if let Held::Kept(windows) = summary {
+            return Some(FeatureChange::Keep { windows });
+        }
+        let validation = self.results.get::<Validate>()?;
+        let rows = NewRows {
+            profile: validation.profile.clone(),
+            sample_name: validation.sample_name.clone(),
+            summary: summary.into_typed::<SummaryFeatures>()?,
+            tensors: tensors.into_typed::<TensorFeatures>()?,
+        };
+        Some(FeatureChange::New(Box::new(rows)))
     }
 
     /// The failure of an operator that found no aligned episode to work on.
@@ -120,16 +133,29 @@ impl Steps {
         ResultName { operator, fingerprint: self.lineage.get(operator).unwrap_or_default(), key }
     }
 
-    /// A small result from the store, if there is one that parses.
-    fn record<T: DeserializeOwned>(&self, operator: &'static str, key: &str) -> Option<T> {
-        let json = self.store.get_record(self.name(operator, key))?;
-        serde_json::from_str(&json).ok()
+    /// The key a stage's record is stored under: the archive's sha256, then
+    /// whatever else the stage says the record depends on.
+    fn record_key(sha: &str, extra: &str) -> String {
+        match extra.is_empty() {
+            true => sha.to_string(),
+            false => format!("{sha} {extra}"),
+        }
     }
 
-    fn put_record<T: serde::Serialize>(&self, operator: &'static str, key: &str, value: &T) {
-        if self.store.keeps_results() {
-            if let Ok(json) = serde_json::to_string(value) {
-                self.store.put_record(self.name(operator, key), &json);
+    /// What an earlier run left for `stage` on this episode.
+    fn lookup(&self, stage: &dyn ErasedStage, entry: &IndexEntry, sha: &str, first_epoch: bool) -> Held {
+        match stage.caching() {
+            Caching::Record => {
+                let key = Steps::record_key(sha, &stage.key(entry));
+                let Some(line) = self.store.get_record(self.name(stage.name(), &key)) else { return Held::Missing };
+                stage.decode(&line).unwrap_or_else(|why| {
+                    tracing::warn!("{}: cached {} record cannot be read back ({why}); computing it again", entry.key, stage.name());
+                    Held::Unreadable(why)
+                })
+            }
+            Caching::Shards => {
+                let published = self.published.as_ref().filter(|_| first_epoch);
+                published.and_then(|p| p.windows_of(&entry.key.to_string(), sha)).map_or(Held::Missing, Held::Kept)
             }
         }
     }
@@ -144,7 +170,6 @@ impl Steps {
     /// the sink has already dropped.
     pub fn decode(&self, entry: IndexEntry, first_epoch: bool) -> Work<Episode> {
         let path = archive_path(&self.episodes_root, &entry.key.host_id, &entry.key.episode_id);
-        let keys = ResultKeys::of(&entry);
         Work::start(entry.clone(), ()).step(Decode::NAME, |()| {
             let id = FileIdentity::of(&path);
             let known = id.and_then(|id| self.store.known_sha(&path, id));
@@ -161,21 +186,17 @@ impl Steps {
                     }
                 },
             };
-            if let Some(failure) = self.record::<Failure>(Decode::NAME, &sha) {
+            if let Some(failure) = self.cached_failure(&sha) {
                 return (Err(failure), Status::Cached);
             }
-            let mut ep = Episode {
-                validation: self.record(Validate::NAME, &keys.validation(&sha)),
-                quality: self.record(Classify::NAME, &keys.quality(&sha)),
-                published_windows: self
-                    .features
-                    .as_ref()
-                    .filter(|_| first_epoch)
-                    .and_then(|f| f.published.windows_of(&keys.episode, &sha)),
-                sha,
-                ..Episode::default()
-            };
-            if !ep.needs_aligned(self) {
+            let mut ep = Episode { sha, ..Episode::default() };
+            for stage in self.stages.iter() {
+                if ep.applies(&**stage) {
+                    let held = self.lookup(&**stage, &entry, &ep.sha, first_epoch);
+                    ep.results.set(stage.name(), held);
+                }
+            }
+            if !ep.needs_aligned(&self.stages) {
                 return (Ok(ep), Status::Cached);
             }
             if let Some(aligned) = self.cached_aligned(&ep.sha, &entry) {
@@ -193,7 +214,9 @@ impl Steps {
                     (Ok(ep), Status::Computed)
                 }
                 Err(failure) => {
-                    self.put_record(Decode::NAME, &ep.sha, &failure);
+                    if self.store.keeps_results() {
+                        self.put_record(Decode::NAME, &ep.sha, record_codec::encode(&failure));
+                    }
                     (Err(failure), Status::Failed)
                 }
             }
@@ -228,99 +251,48 @@ impl Steps {
         })
     }
 
-    /// Validate: the acceptance record.
-    pub fn validate(&self, w: Work<Episode>) -> Work<Episode> {
-        let key = ResultKeys::of(&w.entry);
-        self.record_step(
-            w,
-            Validate::NAME,
-            |sha| key.validation(sha),
-            |ep| &mut ep.validation,
-            |a| self.validate.apply(a),
-        )
-    }
-
-    /// Classify: the quality record.
-    pub fn classify(&self, w: Work<Episode>) -> Work<Episode> {
-        let key = ResultKeys::of(&w.entry);
-        self.record_step(w, Classify::NAME, |sha| key.quality(sha), |ep| &mut ep.quality, |a| self.classify.apply(a))
-    }
-
-    /// An operator with a small record as its result: reused when decoding
-    /// found it in the store, else computed on the aligned episode and stored
-    /// under `key(sha)`.
-    fn record_step<R: serde::Serialize>(
-        &self,
-        w: Work<Episode>,
-        operator: &'static str,
-        key: impl FnOnce(&str) -> String,
-        slot: fn(&mut Episode) -> &mut Option<R>,
-        compute: impl FnOnce(&AlignedEpisode) -> R,
-    ) -> Work<Episode> {
-        w.step(operator, |mut ep| {
-            if slot(&mut ep).is_some() {
+    /// One registered stage: reused when decoding found its result, else
+    /// computed on the aligned episode and, for a record, stored. Episodes it
+    /// does not apply to pass untouched and untimed.
+    pub fn stage(&self, stage: &dyn ErasedStage, w: Work<Episode>) -> Work<Episode> {
+        if !w.state.as_ref().is_ok_and(|ep| ep.applies(stage)) {
+            return w;
+        }
+        let extra = stage.key(&w.entry);
+        w.step(stage.name(), |mut ep| {
+            let held = ep.results.held(stage.name());
+            if held.is_done() {
                 return (Ok(ep), Status::Cached);
             }
-            let record = match ep.aligned() {
-                Ok(aligned) => compute(aligned),
-                Err(failure) => return (Err(failure), Status::Failed),
+            let status = match held {
+                Held::Unreadable(_) => Status::Failed,
+                _ => Status::Computed,
             };
-            self.put_record(operator, &key(&ep.sha), &record);
-            *slot(&mut ep) = Some(record);
-            (Ok(ep), Status::Computed)
-        })
-    }
-
-    /// Window: summary features of a usable episode whose features are not
-    /// already published. Other episodes pass untouched and untimed.
-    pub fn window(&self, w: Work<Episode>) -> Work<Episode> {
-        self.feature_step(w, Window::NAME, |f, ep, aligned| ep.summary = Some(f.window.apply(aligned)))
-    }
-
-    /// Tensor: the tensors of the same episodes.
-    pub fn tensor(&self, w: Work<Episode>) -> Work<Episode> {
-        self.feature_step(w, Tensor::NAME, |f, ep, aligned| ep.tensors = Some(f.tensor.apply(aligned)))
-    }
-
-    fn feature_step(
-        &self,
-        w: Work<Episode>,
-        name: &'static str,
-        compute: impl FnOnce(&FeatureSteps, &mut Episode, &AlignedEpisode),
-    ) -> Work<Episode> {
-        let wanted = w.state.as_ref().is_ok_and(|ep| ep.wants_features(self));
-        let Some(features) = self.features.as_ref().filter(|_| wanted) else { return w };
-        w.step(name, |mut ep| {
-            if ep.published_windows.is_some() {
-                return (Ok(ep), Status::Cached);
+            let Some(aligned) = ep.aligned.as_ref() else { return (Err(ep.missing_aligned()), Status::Failed) };
+            let result = stage.compute(aligned, &ep.results);
+            if stage.caching() == Caching::Record && self.store.keeps_results() {
+                if let Some(line) = result.encode() {
+                    self.put_record(stage.name(), &Steps::record_key(&ep.sha, &extra), line);
+                }
             }
-            let Some(aligned) = ep.aligned.take() else { return (Err(ep.missing_aligned()), Status::Failed) };
-            compute(features, &mut ep, &aligned);
-            ep.aligned = Some(aligned);
-            (Ok(ep), Status::Computed)
+            ep.results.set(stage.name(), result);
+            (Ok(ep), status)
         })
     }
-}
 
-/// The keys a validation and a quality record are stored under. Besides the
-/// archive's bytes, a validation record depends on the episode's key and on
-/// the sha256 the index claims (a mismatch rejects); a quality record on the
-/// key.
-struct ResultKeys {
-    episode: String,
-    claim: String,
-}
-
-impl ResultKeys {
-    fn of(entry: &IndexEntry) -> ResultKeys {
-        ResultKeys { episode: entry.key.to_string(), claim: entry.sha256.clone().unwrap_or_else(|| "-".into()) }
+    /// A decode failure an earlier run recorded for these bytes.
+    fn cached_failure(&self, sha: &str) -> Option<Failure> {
+        let line = self.store.get_record(self.name(Decode::NAME, sha))?;
+        record_codec::decode(&line)
+            .map_err(|why| tracing::warn!("cached decode failure of {sha} cannot be read back ({why}); decoding again"))
+            .ok()
     }
 
-    fn validation(&self, sha: &str) -> String {
-        format!("{sha} {} {}", self.episode, self.claim)
-    }
-
-    fn quality(&self, sha: &str) -> String {
-        format!("{sha} {}", self.episode)
+    /// Stores a record, unless it did not encode (then says why).
+    fn put_record(&self, operator: &'static str, key: &str, line: Result<String, String>) {
+        match line {
+            Ok(line) => self.store.put_record(self.name(operator, key), &line),
+            Err(why) => tracing::warn!("{operator} record {key} not cached: {why}"),
+        }
     }
 }

@@ -6,12 +6,14 @@
 //! index (differential collection, fed epoch by epoch from an IndexFeed)
 //!   → exchange to the worker the leader placed each entry on (largest first;
 //!     with features, the worker owning the entry's shard)
-//!   → insertions: decode → align → validate → classify → window → tensor
+//!   → insertions: decode → align → each registered stage, in order
+//!     (crate::stages: validate → classify → window → tensor → …)
 //!                                                   (one batch per episode)
 //!   → reports; retractions replay the episode's report with diff -1
 //!   → feature sink: new rows stream into the shard's files; kept rows stay;
 //!     retracted rows go
-//!   → reports gathered at worker 0               (→ validation.parquet, quality.parquet)
+//!   → reports gathered at worker 0               (→ each stage's table:
+//!                                                   validation.parquet, quality.parquet, …)
 //!   → (dimension, value) collection → count      (corpus-level counts)
 //!   → training candidates → reduce (split operator, whole corpus under one key)
 //!     → split facts gathered at worker 0         (→ splits/, for run and watch)
@@ -31,19 +33,20 @@ use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, Shard
 use crate::sinks::manifest::Published;
 use crate::splits::{split_facts, SplitFact, SplitState};
 use crate::stage::episode_stage;
-use crate::steps::{Episode, FeatureSteps, Steps};
+use crate::stages::{IndexKey, Registry, Results};
+use crate::steps::{Episode, Finished, Steps};
 use crate::work::{StageSample, Status, Work};
 use crate::Cluster;
 use differential_dataflow::input::Input;
 use differential_dataflow::AsCollection;
-use epiflow_operators::classify::{Classify, QualityRecord};
+use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::IndexEntry;
 use epiflow_operators::split::{Candidate, Recipe, Split, SplitConfig};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Validate, ValidationRecord};
-use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -57,16 +60,17 @@ use timely::dataflow::operators::{Capability, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 
-/// What a corpus run needs: where the archives are, the operators'
+/// What a corpus run needs: where the archives are, the stages and their
 /// configurations and where results are reused from.
 #[derive(Clone)]
 pub struct ValidateJob {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
     pub decode: Decode,
-    pub validate: Validate,
-    pub classify: Classify,
-    /// Windows and tensors for usable episodes, when asked for.
+    /// The stages after decode and align ([`Registry::standard`]); those
+    /// cached in shards run only when `features` is set.
+    pub stages: Registry,
+    /// Where windows and tensors of usable episodes go, when asked for.
     pub features: Option<FeatureJob>,
     /// The held-out splits of the training candidates, when asked for.
     pub splits: Option<SplitConfig>,
@@ -74,11 +78,9 @@ pub struct ValidateJob {
     pub store: Arc<dyn ResultStore>,
 }
 
-/// The feature operators and where their shards go.
+/// Where the shard stages' rows go.
 #[derive(Clone, Debug)]
 pub struct FeatureJob {
-    pub window: Window,
-    pub tensor: Tensor,
     /// `OUT/features`.
     pub dir: PathBuf,
     pub shards: usize,
@@ -89,18 +91,22 @@ pub struct FeatureJob {
 }
 
 impl ValidateJob {
+    /// The stages this job runs: all of them with features, else those not
+    /// cached in shards.
+    pub fn active(&self) -> Registry {
+        match self.features {
+            Some(_) => self.stages.clone(),
+            None => self.stages.without_shards(),
+        }
+    }
+
     /// The per-episode steps of this job.
     fn steps(&self) -> Steps {
         Steps {
             episodes_root: self.episodes_root.clone(),
             decode: self.decode.clone(),
-            validate: self.validate.clone(),
-            classify: self.classify.clone(),
-            features: self.features.as_ref().map(|f| FeatureSteps {
-                window: f.window.clone(),
-                tensor: f.tensor.clone(),
-                published: Arc::clone(&f.published),
-            }),
+            stages: self.active(),
+            published: self.features.as_ref().map(|f| Arc::clone(&f.published)),
             lineage: Lineage::of(self),
             store: Arc::clone(&self.store),
         }
@@ -145,10 +151,9 @@ impl OperatorTotals {
 pub struct ValidateOutput {
     /// Which epoch this is: 0 for a batch run.
     pub epoch: u64,
-    /// One record per episode, sorted by key.
-    pub records: Vec<ValidationRecord>,
-    /// One quality record per classified (not errored) episode, sorted by key.
-    pub quality: Vec<QualityRecord>,
+    /// Every indexed episode's records (one per stage cached as records),
+    /// sorted by key.
+    pub episodes: Vec<(IndexKey, Results)>,
     /// Every shard's content as last published, by shard.
     pub shard_updates: BTreeMap<usize, ShardUpdate>,
     /// Shard writes that failed in this epoch (fatal).
@@ -171,17 +176,35 @@ pub struct ValidateOutput {
     pub counts: BTreeMap<(String, String), i64>,
 }
 
+impl ValidateOutput {
+    /// Each episode's record of stage `name`, for those that have one, in
+    /// key order: the rows of the stage's table.
+    pub fn table(&self, name: &str) -> Vec<(&IndexKey, &crate::stages::Held)> {
+        let rows = self.episodes.iter().map(|(key, results)| (key, results.held(name)));
+        rows.filter(|(_, held)| held.is_done()).collect()
+    }
+}
+
 /// What the dataflow learns about one episode.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpisodeReport {
-    pub validation: ValidationRecord,
-    /// `None` for an episode whose archive could not be read.
-    pub quality: Option<QualityRecord>,
+    /// `(host_id, episode_id)`.
+    pub key: IndexKey,
+    /// The records of the stages cached as records: validation for every
+    /// episode, the others for episodes that reached them.
+    pub records: Results,
     /// Windows published, when features were asked for and the episode is usable.
     pub windows: Option<usize>,
     pub trace: Vec<StageSample>,
     /// The worker whose operators took the episode.
     pub worker: u64,
+}
+
+impl EpisodeReport {
+    /// The validation record (every episode has one).
+    pub fn validation(&self) -> Option<Cow<'_, ValidationRecord>> {
+        self.records.get::<Validate>()
+    }
 }
 
 /// Called on worker 0 for each finished episode (progress display).
@@ -197,14 +220,14 @@ enum Reported {
 
 /// The (dimension, value) pairs an episode contributes to the corpus counts.
 fn dimensions(report: &EpisodeReport) -> Vec<(String, String)> {
-    let record = &report.validation;
+    let Some(record) = report.validation() else { return Vec::new() };
     let mut dims = vec![
         ("outcome".to_string(), record.outcome.name().to_string()),
         ("host".to_string(), record.host_id.clone()),
         ("profile".to_string(), record.profile.clone().unwrap_or_else(|| "(none)".into())),
     ];
     dims.extend(record.reasons.iter().map(|r| ("reason".to_string(), r.clone())));
-    if let Some(q) = &report.quality {
+    if let Some(q) = report.records.get::<Classify>() {
         dims.extend(q.reasons.iter().map(|r| ("quality".to_string(), r.clone())));
         dims.push(("fake".to_string(), q.fake.to_string()));
     }
@@ -227,8 +250,7 @@ pub type EpochSink = Arc<dyn Fn(&ValidateOutput) -> Result<(), String> + Send + 
 /// Worker 0's view of the corpus, updated by each epoch's diffs.
 #[derive(Default)]
 struct Gathered {
-    records: BTreeMap<(String, String), ValidationRecord>,
-    quality: BTreeMap<(String, String), QualityRecord>,
+    episodes: BTreeMap<IndexKey, Results>,
     shard_updates: BTreeMap<usize, ShardUpdate>,
     shard_errors: Vec<String>,
     /// The split facts, when the job asks for splits.
@@ -242,12 +264,9 @@ struct Gathered {
 
 impl Gathered {
     fn report(&mut self, report: &EpisodeReport, diff: isize) {
-        let v = &report.validation;
-        let key = (v.host_id.clone(), v.episode_id.clone());
         if diff < 0 {
             self.retracted += 1;
-            self.records.remove(&key);
-            self.quality.remove(&key);
+            self.episodes.remove(&report.key);
             return;
         }
         self.inserted += 1;
@@ -260,10 +279,7 @@ impl Gathered {
                 worker.decoded += 1;
             }
         }
-        if let Some(q) = &report.quality {
-            self.quality.insert(key.clone(), q.clone());
-        }
-        self.records.insert(key, v.clone());
+        self.episodes.insert(report.key.clone(), report.records.clone());
     }
 
     /// The corpus after `epoch`, which took `elapsed`; per-epoch tallies
@@ -272,8 +288,7 @@ impl Gathered {
         self.counts.retain(|_, diff| *diff != 0);
         ValidateOutput {
             epoch,
-            records: self.records.values().cloned().collect(),
-            quality: self.quality.values().cloned().collect(),
+            episodes: self.episodes.iter().map(|(key, results)| (key.clone(), results.clone())).collect(),
             shard_updates: self.shard_updates.clone(),
             shard_errors: std::mem::take(&mut self.shard_errors),
             splits: self.splits.as_ref().map(SplitState::splits).unwrap_or_default(),
@@ -297,7 +312,11 @@ fn splits<'scope>(
     let include_degraded = config.include_degraded;
     reports
         .as_collection()
-        .flat_map(move |r| Candidate::of(&r.validation, r.quality.as_ref(), include_degraded).map(|c| (0u8, c)))
+        .flat_map(move |r| {
+            let validation = r.validation()?;
+            let quality = r.records.get::<Classify>();
+            Candidate::of(&validation, quality.as_deref(), include_degraded).map(|c| (0u8, c))
+        })
         .reduce(move |_, candidates, facts| {
             let candidates = candidates.iter().filter(|(_, n)| *n > 0).map(|(c, _)| (*c).clone()).collect();
             facts.extend(split_facts(&config, candidates).into_iter().map(|fact| (fact, 1)));
@@ -363,23 +382,21 @@ fn execute(
             let st = Arc::clone(&steps);
             let decoded = episode_stage(inserted, Decode::NAME, move |(entry, first)| st.decode(entry, first));
             let st = Arc::clone(&steps);
-            let aligned = episode_stage(decoded, "align", move |w| st.align(w));
-            let st = Arc::clone(&steps);
-            let validated = episode_stage(aligned, Validate::NAME, move |w| st.validate(w));
-            let st = Arc::clone(&steps);
-            let classified = episode_stage(validated, Classify::NAME, move |w| st.classify(w));
-            let st = Arc::clone(&steps);
-            let windowed = episode_stage(classified, Window::NAME, move |w| st.window(w));
-            let st = Arc::clone(&steps);
-            let tensored = episode_stage(windowed, Tensor::NAME, move |w| st.tensor(w));
-            let out = report_stage(tensored, retracted, live, scope.index() as u64);
+            let mut episodes = episode_stage(decoded, "align", move |w| st.align(w));
+            for stage in steps.stages.iter() {
+                let (st, stage) = (Arc::clone(&steps), Arc::clone(stage));
+                episodes = episode_stage(episodes, stage.name(), move |w| st.stage(&*stage, w));
+            }
+            let (st, worker) = (Arc::clone(&steps), scope.index() as u64);
+            let out = report_stage(episodes, retracted, live, move |w| report(w, &st, worker));
 
             if let Some(features) = &job_w.features {
                 let events = out.clone().flat_map(|(o, t, r)| match o {
                     Reported::Features(event) => Some((event, t, r)),
                     Reported::Report(_) => None,
                 });
-                feature_sink(events, features)
+                let timesteps = job_w.stages.stage::<Tensor>().map_or(0, |t| t.config.timesteps());
+                feature_sink(events, features, timesteps)
                     .exchange(|_| 0)
                     .inspect(move |(updates, _, _): &(ShardPublication, u64, isize)| {
                         let mut out = s.borrow_mut();
@@ -476,15 +493,15 @@ fn execute(
 
 /// Turns each finished episode into its report and, for usable episodes
 /// when features are asked for, the event for its shard's sink (new rows, or
-/// the fact that its published rows are kept). In a followed run (`live`)
-/// it remembers each report, without its trace, so that a retracted index
-/// entry replays its report with diff -1 and removes its rows. `worker` is
-/// this worker's index, recorded in each report.
+/// the fact that its published rows are kept) with `report`. In a followed
+/// run (`live`) it remembers each report, without its trace, so that a
+/// retracted index entry replays its report with diff -1 and removes its
+/// rows.
 fn report_stage<'scope>(
     episodes: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
     retractions: Stream<'scope, u64, Vec<(IndexEntry, u64, isize)>>,
     live: bool,
-    worker: u64,
+    report: impl Fn(Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) + 'static,
 ) -> Stream<'scope, u64, Vec<(Reported, u64, isize)>> {
     let mut remembered: HashMap<IndexEntry, EpisodeReport> = HashMap::new();
     episodes.binary(retractions, Pipeline, Pipeline, "report", move |_, _| {
@@ -493,7 +510,7 @@ fn report_stage<'scope>(
                 let mut session = output.session(&cap);
                 for (w, t, r) in batches.flat_map(|batch| batch.drain(..)) {
                     let entry = live.then(|| w.entry.clone());
-                    let (report, event) = report(w, worker);
+                    let (report, event) = report(w);
                     if let Some(entry) = entry {
                         remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
                     }
@@ -526,8 +543,8 @@ type ShardPublication = Result<Vec<ShardUpdate>, String>;
 fn feature_sink<'scope>(
     events: Stream<'scope, u64, Vec<(FeatureEvent, u64, isize)>>,
     job: &FeatureJob,
+    timesteps: usize,
 ) -> Stream<'scope, u64, Vec<(ShardPublication, u64, isize)>> {
-    let timesteps = job.tensor.config.timesteps();
     let mut sink = FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published));
     let mut errors: Vec<String> = Vec::new();
     let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
@@ -561,28 +578,29 @@ fn feature_sink<'scope>(
     })
 }
 
-/// An episode's report, and what its features do in the sink.
-fn report(w: Work<Episode>, worker: u64) -> (EpisodeReport, Option<FeatureEvent>) {
+/// An episode's report, and what its features do in the sink. `worker` is
+/// this worker's index, recorded in the report.
+fn report(w: Work<Episode>, steps: &Steps, worker: u64) -> (EpisodeReport, Option<FeatureEvent>) {
     let Work { entry, trace, state } = w;
-    match state.and_then(Episode::finish) {
-        Ok((sha256, validation, quality, change)) => {
-            let windows = match &change {
+    let key = (entry.key.host_id.clone(), entry.key.episode_id.clone());
+    match state.and_then(|ep| ep.finish(&steps.stages, steps.published.is_some())) {
+        Ok(Finished { sha, records, features }) => {
+            let windows = match &features {
                 Some(FeatureChange::Keep { windows }) => Some(*windows),
                 Some(FeatureChange::New(rows)) => Some(rows.summary.windows.len()),
                 Some(FeatureChange::Remove) | None => None,
             };
-            let event = change.map(|change| FeatureEvent { key: entry.key, sha256, change });
-            (EpisodeReport { validation, quality: Some(quality), windows, trace, worker }, event)
+            let event = features.map(|change| FeatureEvent { key: entry.key, sha256: sha, change });
+            (EpisodeReport { key, records, windows, trace, worker }, event)
         }
-        Err(failure) => (
-            EpisodeReport {
-                validation: ValidationRecord::errored(&entry, &failure),
-                quality: None,
-                windows: None,
-                trace,
-                worker,
-            },
-            None,
-        ),
+        Err(failure) => {
+            let mut records = Results::default();
+            for stage in steps.stages.iter() {
+                if let Some(record) = stage.on_failure(&entry, &failure) {
+                    records.set(stage.name(), record);
+                }
+            }
+            (EpisodeReport { key, records, windows: None, trace, worker }, None)
+        }
     }
 }

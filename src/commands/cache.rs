@@ -15,7 +15,7 @@ pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCo
     let store = store(g)?;
     let root = out_dir(g, &store).join("cache");
     let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
-    let live = live_fingerprints(&config, &out_dir(g, &store));
+    let live = live_fingerprints(&config, &out_dir(g, &store))?;
     let (listed, verb) = match action {
         CacheAction::Stats => (folders(&root, &live), "holds"),
         CacheAction::Gc => (gc(&root, &live), "removed"),
@@ -38,10 +38,10 @@ pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCo
 
 /// Operator → fingerprint (hex) under the current configuration, as `run`
 /// would compute them.
-fn live_fingerprints(config: &Config, out: &std::path::Path) -> BTreeMap<String, String> {
-    let mut job = corpus_job(std::path::Path::new(""), config);
+fn live_fingerprints(config: &Config, out: &std::path::Path) -> Result<BTreeMap<String, String>> {
+    let mut job = corpus_job(std::path::Path::new(""), config)?;
     job.features = Some(super::features::feature_job(out, config));
-    Lineage::of(&job).hex()
+    Ok(Lineage::of(&job).hex())
 }
 
 fn table(folders: &[FolderStats]) -> String {

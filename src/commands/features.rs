@@ -27,8 +27,6 @@ pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCod
 
 /// The feature operators of a configuration, and what their shards declare.
 struct FeatureSchema {
-    window: Window,
-    tensor: Tensor,
     hash: String,
     channels: Vec<&'static str>,
     timesteps: usize,
@@ -42,8 +40,6 @@ impl FeatureSchema {
             hash: feature_schema_hash(&window, &tensor).hex(),
             channels: CHANNELS.iter().map(|c| c.name).collect(),
             timesteps: tensor.config.timesteps(),
-            window,
-            tensor,
         }
     }
 }
@@ -51,7 +47,7 @@ impl FeatureSchema {
 /// The feature part of the dataflow job (nothing published to reuse yet:
 /// see [`reuse`]).
 pub fn feature_job(out: &Path, config: &Config) -> FeatureJob {
-    let FeatureSchema { window, tensor, hash, channels, timesteps } = FeatureSchema::of(config);
+    let FeatureSchema { hash, channels, timesteps } = FeatureSchema::of(config);
     let metadata = vec![
         ("epiflow.feature_schema_hash".to_string(), hash),
         ("epiflow.channels".to_string(), serde_json::to_string(&channels).unwrap_or_default()),
@@ -61,8 +57,6 @@ pub fn feature_job(out: &Path, config: &Config) -> FeatureJob {
         ("epiflow.layout".to_string(), "channel-major: x[c * timesteps + t]".to_string()),
     ];
     FeatureJob {
-        window,
-        tensor,
         dir: out.join("features"),
         shards: config.features.shards,
         metadata,

@@ -6,9 +6,11 @@ use crate::cli::{Global, PruneArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::prune::{execute, lock_for_action, recover, snapshot, Action, Examined, Paths};
-use epiflow_operators::classify::{QualityRecord, REASONS};
+use epiflow_operators::classify::{Classify, QualityRecord, REASONS};
+use epiflow_operators::Operator;
 use epiflow_operators::model::EpisodeKey;
 use epiflow_pipelines::Cluster;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 
@@ -47,13 +49,13 @@ pub fn run(g: &Global, args: &PruneArgs) -> Result<ExitCode> {
     let entries: Vec<_> =
         snap.entries.iter().filter(|e| args.host.as_ref().is_none_or(|h| *h == e.key.host_id)).cloned().collect();
     let keys: Vec<EpisodeKey> = entries.iter().map(|e| e.key.clone()).collect();
-    let job = corpus_job(&paths.episodes_root, &config);
+    let job = corpus_job(&paths.episodes_root, &config)?;
     let output = run_corpus(job, entries, &Cluster::local(workers(g)), g.quiet || g.json)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
-    let quality: BTreeMap<EpisodeKey, &QualityRecord> = output
-        .quality
-        .iter()
-        .map(|q| (EpisodeKey { host_id: q.host_id.clone(), episode_id: q.episode_id.clone() }, q))
+    let quality: BTreeMap<EpisodeKey, Cow<QualityRecord>> = output
+        .table(Classify::NAME)
+        .into_iter()
+        .filter_map(|(key, held)| Some((EpisodeKey { host_id: key.0.clone(), episode_id: key.1.clone() }, held.typed()?)))
         .collect();
     let examined: Vec<Examined> = keys
         .iter()

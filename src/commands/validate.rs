@@ -9,15 +9,15 @@ use crate::progress;
 use crate::stats::{OperatorStats, RunStats, WorkerStats};
 use epiflow_models::eval::EvalConfig;
 use epiflow_models::sink::ModelsConfig;
-use epiflow_operators::classify::Classify;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::index::{read_index, IndexEntry};
-use epiflow_operators::validate::{Outcome, Validate, ValidationRecord};
+use epiflow_operators::validate::{Outcome, ValidationRecord};
 use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::results::NoStore;
 use epiflow_pipelines::sinks::manifest::Manifest;
-use epiflow_pipelines::sinks::{quality, splits, validation};
+use epiflow_pipelines::sinks::splits;
+use epiflow_pipelines::stages::{Caching, Registry};
 use epiflow_pipelines::validate::{run as run_dataflow, ValidateJob, ValidateOutput};
 use epiflow_pipelines::Cluster;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,7 @@ pub fn prepare(
     cluster: &Cluster,
     mode: Mode,
 ) -> Result<(ValidateJob, Publisher)> {
-    let mut job = corpus_job(&store.join("episodes"), config);
+    let mut job = corpus_job(&store.join("episodes"), config)?;
     let cache = match mode.reuses() {
         true => {
             let root = out.join("cache");
@@ -123,6 +123,7 @@ pub fn prepare(
     let publisher = Publisher {
         out: out.to_path_buf(),
         mode,
+        tables: job.active(),
         lineage,
         cache,
         manifest,
@@ -146,6 +147,8 @@ pub struct Downstream {
 pub struct Publisher {
     out: PathBuf,
     mode: Mode,
+    /// The job's stages: those cached as records publish their table.
+    tables: Registry,
     lineage: Lineage,
     cache: Option<Arc<DiskCache>>,
     /// The features manifest to fill in, when features are computed.
@@ -168,10 +171,11 @@ impl Publisher {
             Some(base) => super::features::publish(out, base.clone(), output)?,
             None => 0,
         };
-        let parquet = out.join("validation.parquet");
-        validation::write(&parquet, &output.records).map_err(|e| Error::io("cannot write", &parquet, e))?;
-        let parquet = out.join("quality.parquet");
-        quality::write(&parquet, &output.quality).map_err(|e| Error::io("cannot write", &parquet, e))?;
+        for stage in self.tables.iter().filter(|s| s.caching() == Caching::Record) {
+            let Some(table) = stage.publishes() else { continue };
+            let path = out.join(table);
+            stage.write_table(&path, &output.table(stage.name())).map_err(|e| Error::io("cannot write", &path, e))?;
+        }
         let dir = out.join("splits");
         for (recipe, split) in &output.splits {
             if let Err(e) = split {
@@ -184,7 +188,7 @@ impl Publisher {
         }
         let mut stats = RunStats {
             command: self.mode.name().into(),
-            episodes: output.records.len() as u64,
+            episodes: output.episodes.len() as u64,
             windows,
             operators: output
                 .operators
@@ -223,16 +227,15 @@ impl Publisher {
 }
 
 /// The validation job over archives under `episodes_root`.
-pub fn corpus_job(episodes_root: &Path, config: &Config) -> ValidateJob {
-    ValidateJob {
+pub fn corpus_job(episodes_root: &Path, config: &Config) -> Result<ValidateJob> {
+    Ok(ValidateJob {
         episodes_root: episodes_root.to_path_buf(),
         decode: Decode { config: config.decode.clone(), ..Decode::default() },
-        validate: Validate { config: config.validate.clone() },
-        classify: Classify { config: config.classify.clone() },
+        stages: config.stages()?,
         features: None,
         splits: None,
         store: Arc::new(NoStore),
-    }
+    })
 }
 
 /// Reads the index, logging each malformed line; returns the entries and how
@@ -267,7 +270,9 @@ pub fn run_corpus(
         cluster,
         Arc::new(move |report| {
             observer_bar.inc(1);
-            log_outcome(&report.validation);
+            if let Some(v) = report.validation() {
+                log_outcome(&v);
+            }
         }),
     )
     .map_err(Error::Dataflow)?;

@@ -5,4 +5,5 @@ pub mod manifest;
 pub mod parquet_io;
 pub mod quality;
 pub mod splits;
+pub mod table;
 pub mod validation;

@@ -1,0 +1,29 @@
+//! Quality classification (SPEC section 7) as a stage, published as
+//! `quality.parquet`.
+
+pub use epiflow_operators::classify::Classify;
+
+use super::{IndexKey, Sections, Stage};
+use crate::sinks::quality;
+use epiflow_operators::classify::QualityRecord;
+use epiflow_operators::index::IndexEntry;
+use std::io;
+use std::path::Path;
+
+impl Stage for Classify {
+    const PUBLISHES: Option<&'static str> = Some("quality.parquet");
+
+    fn configure(sections: &Sections) -> Result<Self, String> {
+        Ok(Classify { config: sections.get("classify")? })
+    }
+
+    /// The record names the episode.
+    fn key(&self, entry: &IndexEntry) -> String {
+        entry.key.to_string()
+    }
+
+    fn write_table(&self, path: &Path, rows: &[(&IndexKey, QualityRecord)]) -> io::Result<()> {
+        let records: Vec<QualityRecord> = rows.iter().map(|(_, r)| r.clone()).collect();
+        quality::write(path, &records)
+    }
+}

@@ -1,0 +1,359 @@
+//! The registry of per-episode stages: the one place that says which
+//! operators run on an episode after it is decoded and aligned.
+//!
+//! A stage is an [`Operator`] on the aligned episode that also declares, in
+//! its own file, what the engine needs to know ([`Stage`]): the stages it
+//! reads, which episodes it applies to, how its result is cached and the table
+//! it publishes. Everything else is derived from the registry by the engine:
+//! the dataflow's chain of stages, the lineage (fingerprints), the cache
+//! look-ups at decode time, whether the aligned episode must be loaded,
+//! `run.json`'s operator table, `cache stats/gc`, the report that travels to
+//! worker 0 (and its retraction), and the sinks that publish tables.
+//!
+//! Adding a stage is one new file in this folder and one line in
+//! [`registry!`] below (`docs/operators.md` walks through one); a stage
+//! written outside this crate registers with [`Registry::with`].
+
+mod results;
+
+pub use results::{Held, Results};
+
+use crate::record_codec;
+use epiflow_operators::fingerprint::{Fingerprint, Operator};
+use epiflow_operators::index::IndexEntry;
+use epiflow_operators::model::{AlignedEpisode, Failure};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The stages of a standard run, in the order they run. One line per stage:
+/// `module::Type`, the module being the stage's file in this folder.
+macro_rules! registry {
+    ($($module:ident :: $stage:ident),* $(,)?) => {
+        $( mod $module; )*
+
+        impl Registry {
+            /// Every registered stage, configured from `sections`.
+            pub fn standard(sections: &Sections) -> Result<Registry, String> {
+                let mut registry = Registry::default();
+                $( registry = registry.with($module::$stage::configure(sections)?); )*
+                Ok(registry)
+            }
+        }
+    };
+}
+
+registry! {
+    validate::Validate,
+    classify::Classify,
+    window::Window,
+    tensor::Tensor,
+}
+
+/// Which episodes a stage computes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applies {
+    /// Every indexed episode: its archive is opened.
+    All,
+    /// Episodes whose archive could be read (all but the errored ones).
+    Readable,
+    /// Accepted and degraded episodes: the ones features are written for.
+    Usable,
+}
+
+/// How a stage's result outlives a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Caching {
+    /// A record per episode in the result store (`OUT/cache/<stage>/<fp>/`),
+    /// named by the archive's bytes and [`Stage::key`]; written with
+    /// [`record_codec`], so it reads back equal.
+    Record,
+    /// Rows of the published feature shards: kept while the features'
+    /// lineage is unchanged, written by the shard sink. Such stages run only
+    /// when features are asked for.
+    Shards,
+}
+
+/// What a stage's output must be: cached, sent between processes and
+/// published, so serialisable, and shareable between operators.
+pub trait Record: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static> Record for T {}
+
+/// A per-episode stage: an [`Operator`] on the aligned episode, and how the
+/// engine treats its result. Only [`Stage::configure`] has no default.
+pub trait Stage: Operator<Input = AlignedEpisode, Output: Record> + Send + Sync + 'static {
+    /// The stages whose results it reads: `align` for the aligned episode,
+    /// plus any stage whose record [`Stage::compute`] takes from `upstream`.
+    /// Their fingerprints are chained into this stage's.
+    const INPUTS: &'static [&'static str] = &["align"];
+    /// Which episodes it computes on.
+    const APPLIES: Applies = Applies::Readable;
+    /// How its result is kept between runs.
+    const CACHING: Caching = Caching::Record;
+    /// The file under `OUT` its records are published as, if any.
+    const PUBLISHES: Option<&'static str> = None;
+
+    /// The stage as the run's configuration sets it up.
+    fn configure(sections: &Sections) -> Result<Self, String>
+    where
+        Self: Sized;
+
+    /// What the result depends on besides the archive's bytes and the
+    /// fingerprints (e.g. the episode's key): part of its cache key.
+    fn key(&self, _entry: &IndexEntry) -> String {
+        String::new()
+    }
+
+    /// Computes the result; `upstream` holds the results of the stages
+    /// before it (typed access: `upstream.get::<Validate>()`).
+    fn compute(&self, aligned: &AlignedEpisode, _upstream: &Results) -> Self::Output {
+        self.apply(aligned)
+    }
+
+    /// Its record for an episode that failed before it (unreadable archive),
+    /// if it has one: validation reports every indexed episode.
+    fn on_failure(&self, _entry: &IndexEntry, _failure: &Failure) -> Option<Self::Output> {
+        None
+    }
+
+    /// Writes the published table: by default one row per record, the
+    /// episode's key then the record's fields (see [`crate::sinks::table`]).
+    fn write_table(&self, path: &Path, rows: &[(&IndexKey, Self::Output)]) -> io::Result<()> {
+        crate::sinks::table::write(path, rows)
+    }
+}
+
+/// An episode's key as tables are sorted: `(host_id, episode_id)`.
+pub type IndexKey = (String, String);
+
+/// A stage with its types erased, as the engine holds it. Implemented for
+/// every [`Stage`]; implement it directly only to wrap one (tests that
+/// pretend a version changed).
+pub trait ErasedStage: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// The configuration it reads, as hashed into its fingerprint.
+    fn config(&self) -> serde_json::Value;
+    /// Its own fingerprint (name, version, configuration), before chaining.
+    fn own_fingerprint(&self) -> Fingerprint;
+    fn inputs(&self) -> &'static [&'static str];
+    fn applies(&self) -> Applies;
+    fn caching(&self) -> Caching;
+    fn publishes(&self) -> Option<&'static str>;
+    /// See [`Stage::key`].
+    fn key(&self, entry: &IndexEntry) -> String;
+    /// Computes the result (never [`Held::Missing`]).
+    fn compute(&self, aligned: &AlignedEpisode, upstream: &Results) -> Held;
+    /// See [`Stage::on_failure`].
+    fn on_failure(&self, entry: &IndexEntry, failure: &Failure) -> Option<Held>;
+    /// Reads a cached record back.
+    fn decode(&self, line: &str) -> Result<Held, String>;
+    /// Writes the published table from each episode's result.
+    fn write_table(&self, path: &Path, rows: &[(&IndexKey, &Held)]) -> io::Result<()>;
+    /// The stage itself, for typed look-up ([`Registry::stage`]).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The erased form of a [`Stage`].
+struct Erased<S>(S);
+
+impl<S: Stage> ErasedStage for Erased<S> {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.config()).unwrap_or_default()
+    }
+    fn own_fingerprint(&self) -> Fingerprint {
+        self.0.fingerprint()
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        S::INPUTS
+    }
+    fn applies(&self) -> Applies {
+        S::APPLIES
+    }
+    fn caching(&self) -> Caching {
+        S::CACHING
+    }
+    fn publishes(&self) -> Option<&'static str> {
+        S::PUBLISHES
+    }
+    fn key(&self, entry: &IndexEntry) -> String {
+        self.0.key(entry)
+    }
+    fn compute(&self, aligned: &AlignedEpisode, upstream: &Results) -> Held {
+        Held::value(self.0.compute(aligned, upstream))
+    }
+    fn on_failure(&self, entry: &IndexEntry, failure: &Failure) -> Option<Held> {
+        self.0.on_failure(entry, failure).map(Held::value)
+    }
+    fn decode(&self, line: &str) -> Result<Held, String> {
+        record_codec::decode::<S::Output>(line).map(Held::value)
+    }
+    fn write_table(&self, path: &Path, rows: &[(&IndexKey, &Held)]) -> io::Result<()> {
+        let typed = rows
+            .iter()
+            .map(|(key, held)| {
+                let record = held.typed::<S::Output>().ok_or_else(|| {
+                    io::Error::other(format!("{}: no {} record for {}/{}", path.display(), S::NAME, key.0, key.1))
+                })?;
+                Ok((*key, record.into_owned()))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        self.0.write_table(path, &typed)
+    }
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+}
+
+/// The stages a job runs, in order.
+#[derive(Clone, Default)]
+pub struct Registry {
+    stages: Vec<Arc<dyn ErasedStage>>,
+}
+
+impl Registry {
+    /// This registry with `stage` appended (it runs after the others).
+    pub fn with<S: Stage>(self, stage: S) -> Registry {
+        self.with_erased(Arc::new(Erased(stage)))
+    }
+
+    /// This registry with an already erased stage appended.
+    pub fn with_erased(mut self, stage: Arc<dyn ErasedStage>) -> Registry {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The stages, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ErasedStage>> {
+        self.stages.iter()
+    }
+
+    /// How many stages there are.
+    pub fn len(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// The registered stage of type `S`, to read its configuration.
+    pub fn stage<S: Stage>(&self) -> Option<&S> {
+        self.stages.iter().find_map(|s| s.as_any().downcast_ref::<S>())
+    }
+
+    /// The stages that run without features: those not cached in shards.
+    pub fn without_shards(&self) -> Registry {
+        let stages = self.stages.iter().filter(|s| s.caching() != Caching::Shards).cloned().collect();
+        Registry { stages }
+    }
+
+    /// Checks what the compiler cannot: names are unique and every input is
+    /// `decode`, `align` or a stage registered earlier.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen: Vec<&str> = vec!["decode", "align"];
+        for stage in &self.stages {
+            if seen.contains(&stage.name()) {
+                return Err(format!("stage {} is registered twice", stage.name()));
+            }
+            if let Some(input) = stage.inputs().iter().find(|i| !seen.contains(i)) {
+                return Err(format!("stage {} reads {input}, which is not registered before it", stage.name()));
+            }
+            seen.push(stage.name());
+        }
+        Ok(())
+    }
+}
+
+/// The run's configuration by section (`[validate]`, `[window]`, ...), as
+/// JSON: each stage reads its own in [`Stage::configure`].
+#[derive(Clone, Debug, Default)]
+pub struct Sections(BTreeMap<String, serde_json::Value>);
+
+impl Sections {
+    /// Sections from a map of section name to its table.
+    pub fn new(sections: BTreeMap<String, serde_json::Value>) -> Sections {
+        Sections(sections)
+    }
+
+    /// Section `name` as `C`: its defaults when the section is absent, an
+    /// error naming the section when it does not parse.
+    pub fn get<C: DeserializeOwned + Default>(&self, name: &str) -> Result<C, String> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(C::default()),
+            Some(value) => C::deserialize(value).map_err(|e| format!("configuration [{name}]: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_registry_is_well_formed() {
+        let registry = Registry::standard(&Sections::default()).unwrap();
+        registry.check().unwrap();
+        assert!(registry.stage::<epiflow_operators::validate::Validate>().is_some());
+        let without: Vec<_> = registry.without_shards().iter().map(|s| s.name()).collect();
+        assert!(without.len() < registry.len() && !without.is_empty(), "{without:?}");
+    }
+
+    #[test]
+    fn a_stage_registered_twice_or_before_its_input_is_refused() {
+        let sections = Sections::default();
+        let registry = Registry::standard(&sections).unwrap();
+        let classify = || epiflow_operators::classify::Classify::configure(&sections).unwrap();
+        let twice = registry.clone().with(classify());
+        assert_eq!(twice.check().unwrap_err(), "stage classify is registered twice");
+        let first = Registry::default().with(Reads(classify())).with(classify());
+        assert_eq!(first.check().unwrap_err(), "stage reads-classify reads classify, which is not registered before it");
+    }
+
+    /// A stage reading classify's record.
+    #[derive(Clone)]
+    struct Reads(epiflow_operators::classify::Classify);
+
+    impl Operator for Reads {
+        const NAME: &'static str = "reads-classify";
+        const VERSION: u32 = 1;
+        type Config = ();
+        type Input = AlignedEpisode;
+        type Output = u8;
+        fn config(&self) -> &() {
+            &()
+        }
+        fn apply(&self, _: &AlignedEpisode) -> u8 {
+            self.0.config.guest_min_load_delta as u8
+        }
+    }
+
+    impl Stage for Reads {
+        const INPUTS: &'static [&'static str] = &["align", "classify"];
+        fn configure(_: &Sections) -> Result<Self, String> {
+            Err("not configured".into())
+        }
+    }
+
+    #[test]
+    fn a_section_that_does_not_parse_names_itself() {
+        let sections = Sections::new([("validate".to_string(), serde_json::json!({"row_gate": 1}))].into());
+        let err = Registry::standard(&sections).err().unwrap();
+        assert!(err.starts_with("configuration [validate]:"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Summary windows (SPEC section 9) as a stage: usable episodes only, kept
+//! in the feature shards, which the shard sink writes.
+
+pub use epiflow_operators::window::Window;
+
+use super::{Applies, Caching, Sections, Stage};
+
+impl Stage for Window {
+    const APPLIES: Applies = Applies::Usable;
+    const CACHING: Caching = Caching::Shards;
+    const PUBLISHES: Option<&'static str> = Some("features/summary");
+
+    fn configure(sections: &Sections) -> Result<Self, String> {
+        Ok(Window { spec: sections.get("window")? })
+    }
+}
