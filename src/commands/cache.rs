@@ -39,7 +39,7 @@ pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCo
 /// Operator → fingerprint (hex) under the current configuration, as `run`
 /// would compute them.
 fn live_fingerprints(config: &Config, out: &std::path::Path) -> Result<BTreeMap<String, String>> {
-    let mut job = corpus_job(std::path::Path::new(""), config)?;
+    let mut job = corpus_job(std::path::Path::new(""), config, config.stages()?);
     job.features = Some(super::features::feature_job(out, config));
     Ok(Lineage::of(&job).hex())
 }

@@ -61,7 +61,7 @@ pub fn run(g: &Global, window: WindowArgs) -> Result<ExitCode> {
     let store = store(g)?;
     let out = out_dir(g, &store);
     let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
-    let mut job = corpus_job(&store.join("episodes"), &config)?;
+    let mut job = corpus_job(&store.join("episodes"), &config, config.stages()?);
     job.features = Some(feature_job(&out, &config));
     let (entries, _) = read_entries(&store.join("index.jsonl"))?;
     let indexed: BTreeSet<(String, String)> = entries.into_iter().map(|e| (e.key.host_id, e.key.episode_id)).collect();

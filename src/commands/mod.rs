@@ -12,6 +12,8 @@ mod train;
 mod validate;
 mod watch;
 
+pub use validate::run_stages;
+
 use crate::cli::{Cli, ClusterArgs, Command, Global};
 use crate::error::{Error, Result};
 use epiflow_pipelines::Cluster;

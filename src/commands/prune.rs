@@ -49,7 +49,7 @@ pub fn run(g: &Global, args: &PruneArgs) -> Result<ExitCode> {
     let entries: Vec<_> =
         snap.entries.iter().filter(|e| args.host.as_ref().is_none_or(|h| *h == e.key.host_id)).cloned().collect();
     let keys: Vec<EpisodeKey> = entries.iter().map(|e| e.key.clone()).collect();
-    let job = corpus_job(&paths.episodes_root, &config)?;
+    let job = corpus_job(&paths.episodes_root, &config, config.stages()?);
     let output = run_corpus(job, entries, &Cluster::local(workers(g)), g.quiet || g.json)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     let quality: BTreeMap<EpisodeKey, Cow<QualityRecord>> = output

@@ -80,10 +80,34 @@ pub fn validate_store(
     quiet: bool,
     mode: Mode,
 ) -> Result<Option<RunStats>> {
+    validate_store_with(store, out, config, config.stages()?, cluster, quiet, mode)
+}
+
+/// `epiflow run` (features and the cache; models only if `config` asks)
+/// as a library call, with `stages` as the registry: how a stage written
+/// outside this crate runs in the real pipeline (`examples/nonzero_share.rs`)
+/// and how `tests/stage_compliance.rs` checks every stage. Returns what
+/// `run.json` says.
+pub fn run_stages(store: &Path, out: &Path, config: &Config, stages: Registry, workers: usize) -> Result<RunStats> {
+    let cluster = Cluster::local(workers);
+    validate_store_with(store, out, config, stages, &cluster, true, Mode::Run)?
+        .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))
+}
+
+/// [`validate_store`] with `stages` instead of the configuration's registry.
+fn validate_store_with(
+    store: &Path,
+    out: &Path,
+    config: &Config,
+    stages: Registry,
+    cluster: &Cluster,
+    quiet: bool,
+    mode: Mode,
+) -> Result<Option<RunStats>> {
     let start = Instant::now();
     let index_path = store.join("index.jsonl");
     let (entries, index_problems) = if cluster.is_leader() { read_entries(&index_path)? } else { (Vec::new(), 0) };
-    let (job, mut publisher) = prepare(store, out, config, cluster, mode)?;
+    let (job, mut publisher) = prepare(store, out, config, stages, cluster, mode)?;
     if matches!(mode, Mode::Run | Mode::Train) && !config.train.splits.is_empty() {
         let eval = (mode == Mode::Run).then(|| config.eval.clone());
         publisher.models = Some(Downstream { train: config.train.clone(), eval, quiet });
@@ -98,10 +122,11 @@ pub fn prepare(
     store: &Path,
     out: &Path,
     config: &Config,
+    stages: Registry,
     cluster: &Cluster,
     mode: Mode,
 ) -> Result<(ValidateJob, Publisher)> {
-    let mut job = corpus_job(&store.join("episodes"), config)?;
+    let mut job = corpus_job(&store.join("episodes"), config, stages);
     let cache = match mode.reuses() {
         true => {
             let root = out.join("cache");
@@ -226,16 +251,16 @@ impl Publisher {
     }
 }
 
-/// The validation job over archives under `episodes_root`.
-pub fn corpus_job(episodes_root: &Path, config: &Config) -> Result<ValidateJob> {
-    Ok(ValidateJob {
+/// The validation job over archives under `episodes_root` with `stages`.
+pub fn corpus_job(episodes_root: &Path, config: &Config, stages: Registry) -> ValidateJob {
+    ValidateJob {
         episodes_root: episodes_root.to_path_buf(),
         decode: Decode { config: config.decode.clone(), ..Decode::default() },
-        stages: config.stages()?,
+        stages,
         features: None,
         splits: None,
         store: Arc::new(NoStore),
-    })
+    }
 }
 
 /// Reads the index, logging each malformed line; returns the entries and how

@@ -32,7 +32,7 @@ pub fn run(g: &Global, window: WindowArgs, split: SplitArgs, args: &ClusterArgs)
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .map_err(|e| Error::Io(format!("cannot handle signal {signal}: {e}")))?;
     }
-    let (job, publisher) = prepare(&store, &out, &config, &cluster, Mode::Watch)?;
+    let (job, publisher) = prepare(&store, &out, &config, config.stages()?, &cluster, Mode::Watch)?;
     let index = store.join("index.jsonl");
     let problems = Arc::new(AtomicUsize::new(0));
     let feed = Logged { follower: IndexFollower::new(&index, stop), problems: Arc::clone(&problems) };

@@ -259,6 +259,13 @@ fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
     RecordBatch::try_new(schema, columns).unwrap()
 }
 
+/// A non-null string column of `batch` as owned strings.
+pub fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let column = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+    (0..column.len()).map(|i| column.value(i).to_string()).collect()
+}
+
 /// One row of validation.parquet, as the tests look at it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationRow {

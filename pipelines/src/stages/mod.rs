@@ -158,6 +158,9 @@ pub trait ErasedStage: Send + Sync {
     fn decode(&self, line: &str) -> Result<Held, String>;
     /// Writes the published table from each episode's result.
     fn write_table(&self, path: &Path, rows: &[(&IndexKey, &Held)]) -> io::Result<()>;
+    /// Whether `record` of this stage, with its floats replaced by
+    /// `float()`, reads back equal from the cache (the compliance check).
+    fn round_trips(&self, record: &Held, float: &mut dyn FnMut() -> f64) -> Result<(), String>;
     /// The stage itself, for typed look-up ([`Registry::stage`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -213,6 +216,10 @@ impl<S: Stage> ErasedStage for Erased<S> {
             })
             .collect::<io::Result<Vec<_>>>()?;
         self.0.write_table(path, &typed)
+    }
+    fn round_trips(&self, record: &Held, float: &mut dyn FnMut() -> f64) -> Result<(), String> {
+        let typed = record.typed::<S::Output>().ok_or_else(|| format!("{record:?} is no {} record", S::NAME))?;
+        record_codec::round_trips(&*typed, float).map_err(|e| format!("{}: {e}", S::NAME))
     }
     fn as_any(&self) -> &dyn Any {
         &self.0

@@ -1,0 +1,341 @@
+//! What every registered stage must do (in the spirit of vector's
+//! `assert_transform_compliance`), checked over the standard registry plus
+//! the worked example of `examples/nonzero_share.rs`, on synth episodes run
+//! through the real pipeline: computed once for the episodes it applies to,
+//! cached on the next run, recomputed when its version or configuration
+//! changes and only then (with what reads it), its cached records read back
+//! equal with NaN and infinities in them, an unreadable record counted as
+//! failed and recomputed, and its output gone when its episode leaves the
+//! index. The stages come from the registry, never from a list here.
+
+#[path = "../examples/nonzero_share.rs"]
+#[allow(dead_code)]
+mod nonzero_share;
+
+mod common;
+
+use common::{index_lines, line_key, synth_store, validation_rows};
+use epiflow::commands::run_stages;
+use epiflow::config::Config;
+use epiflow::stats::RunStats;
+use epiflow_operators::fingerprint::Fingerprint;
+use epiflow_operators::index::IndexEntry;
+use epiflow_operators::model::{AlignedEpisode, Failure};
+use epiflow_pipelines::stages::{Applies, Caching, ErasedStage, Held, IndexKey, Registry, Results};
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The standard stages and the worked example.
+fn registry() -> Registry {
+    nonzero_share::registry(&Config::default()).unwrap()
+}
+
+/// How many episodes of the last run each kind of stage applies to.
+struct Applicable {
+    readable: u64,
+    usable: u64,
+}
+
+impl Applicable {
+    fn of(out: &Path) -> Applicable {
+        let rows = validation_rows(&out.join("validation.parquet"));
+        let count = |f: &dyn Fn(&str) -> bool| rows.iter().filter(|r| f(&r.outcome)).count() as u64;
+        Applicable { readable: count(&|o| o != "errored"), usable: count(&|o| o == "accepted" || o == "degraded") }
+    }
+
+    fn of_stage(&self, stage: &dyn ErasedStage) -> u64 {
+        match stage.applies() {
+            Applies::All | Applies::Readable => self.readable,
+            Applies::Usable => self.usable,
+        }
+    }
+}
+
+/// (computed, cached, failed) of `name` in a run's statistics.
+fn counts(stats: &RunStats, name: &str) -> (u64, u64, u64) {
+    let o = stats.operators.get(name).unwrap_or_else(|| panic!("{name} is not in run.json: {:?}", stats.operators));
+    (o.computed, o.cached, o.failed)
+}
+
+fn run(store: &Path, out: &Path, stages: Registry) -> RunStats {
+    run_stages(store, out, &Config::default(), stages, 2).unwrap()
+}
+
+/// A store with usable, rejected and errored episodes.
+fn store(dir: &Path) -> PathBuf {
+    let store = synth_store(&dir.join("store"), 24, 11, 30);
+    let rows = validation_rows(&run_out(&store, &dir.join("probe")).join("validation.parquet"));
+    let outcomes: BTreeSet<&str> = rows.iter().map(|r| r.outcome.as_str()).collect();
+    assert!(outcomes.contains("accepted") && outcomes.len() > 1, "synth gave only {outcomes:?}");
+    store
+}
+
+fn run_out(store: &Path, out: &Path) -> PathBuf {
+    run(store, out, registry());
+    out.to_path_buf()
+}
+
+/// A stage as registered, but with another version or configuration: what
+/// editing its file would do.
+struct Changed {
+    inner: Arc<dyn ErasedStage>,
+    version: u32,
+    config: serde_json::Value,
+    fingerprint: Fingerprint,
+}
+
+impl Changed {
+    /// `inner` with its version moved by `bump` and its configuration
+    /// replaced by `config`: hashed as [`epiflow_operators::Operator`]
+    /// hashes name, version and configuration. Neither: `inner` as it is.
+    fn new(inner: &Arc<dyn ErasedStage>, bump: u32, config: Option<serde_json::Value>) -> Changed {
+        let version = inner.version() + bump;
+        let fingerprint = match (bump, &config) {
+            (0, None) => inner.own_fingerprint(),
+            (_, config) => {
+                let config = serde_json::to_vec(config.as_ref().unwrap_or(&inner.config())).unwrap();
+                Fingerprint::of_parts(&[inner.name().as_bytes(), &version.to_le_bytes(), &config])
+            }
+        };
+        let config = config.unwrap_or_else(|| inner.config());
+        Changed { inner: Arc::clone(inner), version, config, fingerprint }
+    }
+}
+
+impl ErasedStage for Changed {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn config(&self) -> serde_json::Value {
+        self.config.clone()
+    }
+    fn own_fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        self.inner.inputs()
+    }
+    fn applies(&self) -> Applies {
+        self.inner.applies()
+    }
+    fn caching(&self) -> Caching {
+        self.inner.caching()
+    }
+    fn publishes(&self) -> Option<&'static str> {
+        self.inner.publishes()
+    }
+    fn key(&self, entry: &IndexEntry) -> String {
+        self.inner.key(entry)
+    }
+    fn compute(&self, aligned: &AlignedEpisode, upstream: &Results) -> Held {
+        self.inner.compute(aligned, upstream)
+    }
+    fn on_failure(&self, entry: &IndexEntry, failure: &Failure) -> Option<Held> {
+        self.inner.on_failure(entry, failure)
+    }
+    fn decode(&self, line: &str) -> Result<Held, String> {
+        self.inner.decode(line)
+    }
+    fn write_table(&self, path: &Path, rows: &[(&IndexKey, &Held)]) -> io::Result<()> {
+        self.inner.write_table(path, rows)
+    }
+    fn round_trips(&self, record: &Held, float: &mut dyn FnMut() -> f64) -> Result<(), String> {
+        self.inner.round_trips(record, float)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self.inner.as_any()
+    }
+}
+
+/// How a test edits a registered stage.
+type Change = fn(&Arc<dyn ErasedStage>) -> Changed;
+
+/// `registry` with stage `name` replaced by `change(stage)`.
+fn replaced(registry: &Registry, name: &str, change: impl Fn(&Arc<dyn ErasedStage>) -> Changed) -> Registry {
+    registry.iter().fold(Registry::default(), |r, s| match s.name() == name {
+        true => r.with_erased(Arc::new(change(s))),
+        false => r.with_erased(Arc::clone(s)),
+    })
+}
+
+/// The stages a change of `name` must recompute: itself, what reads it,
+/// and — for a stage kept in the shards — every stage kept there (the
+/// shards are published as one).
+fn moved_by(registry: &Registry, name: &str) -> BTreeSet<&'static str> {
+    let mut moved: BTreeSet<&str> = BTreeSet::new();
+    for stage in registry.iter() {
+        let shards = registry.iter().any(|s| s.name() == name && s.caching() == Caching::Shards);
+        let reads_moved = stage.inputs().iter().any(|i| moved.contains(i));
+        if stage.name() == name || reads_moved || (shards && stage.caching() == Caching::Shards) {
+            moved.insert(stage.name());
+        }
+    }
+    moved
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_dir(&entry.path(), &target);
+            }
+            false => {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn every_stage_is_computed_once_then_cached_and_recomputed_only_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let registry = registry();
+    assert!(registry.iter().any(|s| s.name() == "nonzero_share"), "the worked example registers itself");
+    let base = dir.path().join("base");
+    let first = run(&store, &base, registry.clone());
+    let n = Applicable::of(&base);
+    let second = run(&store, &base, registry.clone());
+    for stage in registry.iter() {
+        let expected = n.of_stage(&**stage);
+        assert!(expected > 0, "{} applies to some episode", stage.name());
+        assert_eq!(counts(&first, stage.name()), (expected, 0, 0), "{} computed once", stage.name());
+        assert_eq!(counts(&second, stage.name()), (0, expected, 0), "{} cached the second time", stage.name());
+    }
+
+    let changes: [(&str, Change); 3] = [
+        ("same", |s| Changed::new(s, 0, None)),
+        ("version", |s| Changed::new(s, 1, None)),
+        ("config", |s| Changed::new(s, 0, Some(serde_json::json!({ "changed": s.config() })))),
+    ];
+    for stage in registry.iter() {
+        let moved = moved_by(&registry, stage.name());
+        for (change, make) in &changes {
+            let out = dir.path().join(format!("{}-{change}", stage.name()));
+            std::fs::create_dir_all(&out).unwrap();
+            copy_dir(&base, &out);
+            let stats = run(&store, &out, replaced(&registry, stage.name(), make));
+            for other in registry.iter() {
+                let expected = n.of_stage(&**other);
+                let recomputes = *change != "same" && moved.contains(other.name());
+                let want = if recomputes { (expected, 0, 0) } else { (0, expected, 0) };
+                let what = format!("{} after a {change} change of {}", other.name(), stage.name());
+                assert_eq!(counts(&stats, other.name()), want, "{what}");
+            }
+            assert_eq!(counts(&stats, "decode").0, 0, "a stage's change never decodes an archive again");
+        }
+    }
+}
+
+/// The `records.jsonl` of every stage cached as a record, from a run's
+/// fingerprints.
+fn record_logs<'r>(registry: &'r Registry, out: &Path) -> Vec<(&'r Arc<dyn ErasedStage>, PathBuf)> {
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let logs = registry.iter().filter(|s| s.caching() == Caching::Record).map(|s| {
+        let fingerprint = run["operators"][s.name()]["fingerprint"].as_str().unwrap();
+        (s, out.join("cache").join(s.name()).join(fingerprint).join("records.jsonl"))
+    });
+    logs.collect()
+}
+
+#[test]
+fn every_cached_record_reads_back_equal_with_nan_and_infinities_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let registry = registry();
+    let out = run_out(&store, &dir.path().join("out"));
+    let logs = record_logs(&registry, &out);
+    assert!(logs.len() >= 3, "validate, classify and the example cache records");
+    let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, f64::MIN_POSITIVE / 2.0, f64::MAX, 0.1 + 0.2];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        f64::from_bits(state)
+    };
+    for (stage, log) in logs {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.is_empty(), "{} cached records in {}", stage.name(), log.display());
+        for line in text.lines() {
+            let (_, json) = line.split_once('\t').unwrap();
+            let record = stage.decode(json).unwrap_or_else(|e| panic!("{}: {e}: {json}", stage.name()));
+            stage.round_trips(&record, &mut || 1.5).unwrap();
+            for special in specials {
+                stage.round_trips(&record, &mut || special).unwrap();
+            }
+            stage.round_trips(&record, &mut random).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_cached_record_is_a_failure_in_run_json_and_is_computed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let registry = registry();
+    let out = run_out(&store, &dir.path().join("out"));
+    let tables: Vec<(String, Vec<u8>)> = registry
+        .iter()
+        .filter_map(|s| s.publishes().filter(|_| s.caching() == Caching::Record))
+        .map(|t| (t.to_string(), std::fs::read(out.join(t)).unwrap()))
+        .collect();
+    for (stage, log) in record_logs(&registry, &out) {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let (key, _) = text.lines().next().unwrap().split_once('\t').unwrap();
+        let damaged = text.replacen(text.lines().next().unwrap(), &format!("{key}\t{{\"not\": \"a record\"}}"), 1);
+        std::fs::write(&log, damaged).unwrap();
+        assert!(stage.decode("{\"not\": \"a record\"}").is_err(), "{} refuses the damaged line", stage.name());
+    }
+    let n = Applicable::of(&out);
+    let damaged = run(&store, &out, registry.clone());
+    let healed = run(&store, &out, registry.clone());
+    for stage in registry.iter() {
+        let expected = n.of_stage(&**stage);
+        let want = match stage.caching() {
+            Caching::Record => (0, expected - 1, 1),
+            Caching::Shards => (0, expected, 0),
+        };
+        assert_eq!(counts(&damaged, stage.name()), want, "{} with one damaged record", stage.name());
+        assert_eq!(counts(&healed, stage.name()), (0, expected, 0), "{} once recomputed", stage.name());
+    }
+    for (table, bytes) in tables {
+        assert!(std::fs::read(out.join(&table)).unwrap() == bytes, "{table} is the same after the recomputation");
+    }
+}
+
+#[test]
+fn a_stage_output_leaves_with_its_episode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let registry = registry();
+    let out = run_out(&store, &dir.path().join("out"));
+    let usable: Vec<(String, String)> = validation_rows(&out.join("validation.parquet"))
+        .into_iter()
+        .filter(|r| r.outcome == "accepted")
+        .map(|r| (r.host_id, r.episode_id))
+        .collect();
+    let gone = usable[0].clone();
+    let lines: Vec<String> = index_lines(&store).into_iter().filter(|l| line_key(l) != gone).collect();
+    std::fs::write(store.join("index.jsonl"), lines.join("\n") + "\n").unwrap();
+    let stats = run(&store, &out, registry.clone());
+    assert_eq!(stats.episodes as usize, lines.len());
+    for table in registry.iter().filter(|s| s.caching() == Caching::Record).filter_map(|s| s.publishes()) {
+        let batch = common::read_parquet(&out.join(table));
+        let keys = common::strings(&batch, "host_id").into_iter().zip(common::strings(&batch, "episode_id"));
+        let keys: Vec<(String, String)> = keys.collect();
+        assert!(!keys.is_empty(), "{table} has rows");
+        assert!(!keys.contains(&gone), "{table} no longer lists {gone:?}");
+    }
+    let manifest = std::fs::read_to_string(out.join("features/manifest.json")).unwrap();
+    let key = format!("\"{}/{}\"", gone.0, gone.1);
+    assert!(manifest.contains("\"episodes\"") && !manifest.contains(&key), "the shards no longer hold {key}");
+}
