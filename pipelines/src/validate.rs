@@ -356,6 +356,7 @@ fn execute(
     feed: Box<dyn IndexFeed>,
     on_epoch: Option<EpochSink>,
 ) -> Result<Option<ValidateOutput>, String> {
+    job.stages.check()?;
     let job = Arc::new(job);
     let steps = Arc::new(job.steps());
     let live = on_epoch.is_some();

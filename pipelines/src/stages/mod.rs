@@ -31,6 +31,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The stage whose record says whether an episode is usable.
+const VALIDATE: &str = <validate::Validate as Operator>::NAME;
+
 /// The stages of a standard run, in the order they run. One line per stage:
 /// `module::Type`, the module being the stage's file in this folder.
 macro_rules! registry {
@@ -270,18 +273,23 @@ impl Registry {
         Registry { stages }
     }
 
-    /// Checks what the compiler cannot: names are unique and every input is
-    /// `decode`, `align` or a stage registered earlier.
+    /// Checks what the compiler cannot: names are unique, every input is
+    /// `decode`, `align` or a stage registered earlier, and a stage for
+    /// usable episodes comes after validation, which says which they are.
     pub fn check(&self) -> Result<(), String> {
         let mut seen: Vec<&str> = vec!["decode", "align"];
         for stage in &self.stages {
-            if seen.contains(&stage.name()) {
-                return Err(format!("stage {} is registered twice", stage.name()));
+            let name = stage.name();
+            if seen.contains(&name) {
+                return Err(format!("stage {name} is registered twice"));
             }
             if let Some(input) = stage.inputs().iter().find(|i| !seen.contains(i)) {
-                return Err(format!("stage {} reads {input}, which is not registered before it", stage.name()));
+                return Err(format!("stage {name} reads {input}, which is not registered before it"));
             }
-            seen.push(stage.name());
+            if stage.applies() == Applies::Usable && !seen.contains(&VALIDATE) {
+                return Err(format!("stage {name} applies to usable episodes but comes before {VALIDATE}"));
+            }
+            seen.push(name);
         }
         Ok(())
     }
@@ -330,6 +338,9 @@ mod tests {
         assert_eq!(twice.check().unwrap_err(), "stage classify is registered twice");
         let first = Registry::default().with(Reads(classify())).with(classify());
         assert_eq!(first.check().unwrap_err(), "stage reads-classify reads classify, which is not registered before it");
+        let window = epiflow_operators::window::Window::configure(&sections).unwrap();
+        let early = Registry::default().with(window);
+        assert_eq!(early.check().unwrap_err(), "stage window applies to usable episodes but comes before validate");
     }
 
     /// A stage reading classify's record.
