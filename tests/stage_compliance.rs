@@ -19,14 +19,18 @@ use epiflow::commands::run_stages;
 use epiflow::config::Config;
 use epiflow::stats::RunStats;
 use epiflow_operators::fingerprint::Fingerprint;
-use epiflow_operators::index::IndexEntry;
+use epiflow_operators::index::{read_index, IndexEntry};
 use epiflow_operators::model::{AlignedEpisode, Failure};
+use epiflow_pipelines::index_feed::{IndexFeed, Poll};
+use epiflow_pipelines::results::NoStore;
 use epiflow_pipelines::stages::{Applies, Caching, ErasedStage, Held, IndexKey, Registry, Results};
+use epiflow_pipelines::validate::{follow, EpochSink, FeatureJob, ValidateJob, ValidateOutput};
+use epiflow_pipelines::Cluster;
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The standard stages and the worked example.
 fn registry() -> Registry {
@@ -338,4 +342,89 @@ fn a_stage_output_leaves_with_its_episode() {
     let manifest = std::fs::read_to_string(out.join("features/manifest.json")).unwrap();
     let key = format!("\"{}/{}\"", gone.0, gone.1);
     assert!(manifest.contains("\"episodes\"") && !manifest.contains(&key), "the shards no longer hold {key}");
+}
+
+/// Index changes handed to a followed run, one epoch each, then the end.
+struct Scripted(std::collections::VecDeque<Vec<(IndexEntry, isize)>>);
+
+impl IndexFeed for Scripted {
+    fn poll(&mut self) -> Poll {
+        self.0.pop_front().map_or(Poll::Closed, Poll::Changes)
+    }
+}
+
+/// The episode keys each shard's files list after an epoch.
+fn shard_keys(output: &ValidateOutput) -> BTreeSet<String> {
+    let files = output.shard_updates.values().flat_map(|u| u.files.iter());
+    files.flat_map(|f| f.episodes.iter().map(|e| e.key.clone())).collect()
+}
+
+#[test]
+fn a_stage_output_is_retracted_when_its_episode_leaves_a_followed_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let registry = registry();
+    let entries = read_index(&store.join("index.jsonl")).unwrap().entries;
+    let job = ValidateJob {
+        episodes_root: store.join("episodes"),
+        decode: Default::default(),
+        stages: registry.clone(),
+        features: Some(FeatureJob {
+            dir: dir.path().join("features"),
+            shards: 4,
+            metadata: Vec::new(),
+            published: Default::default(),
+        }),
+        splits: None,
+        store: Arc::new(NoStore),
+    };
+    let outputs: Arc<Mutex<Vec<ValidateOutput>>> = Arc::default();
+    let kept = Arc::clone(&outputs);
+    let on_epoch: EpochSink = Arc::new(move |o: &ValidateOutput| {
+        kept.lock().unwrap().push(o.clone());
+        Ok(())
+    });
+    // Epoch 0 inserts the index; epoch 1 retracts a usable episode.
+    let probe = run_out(&store, &dir.path().join("probe"));
+    let usable = validation_rows(&probe.join("validation.parquet")).into_iter().find(|r| r.outcome == "accepted");
+    let usable = usable.unwrap();
+    let gone = entries.iter().find(|e| e.key.episode_id == usable.episode_id).unwrap().clone();
+    let feed = Scripted([entries.iter().map(|e| (e.clone(), 1)).collect(), vec![(gone.clone(), -1)]].into());
+    follow(job, &Cluster::local(2), Arc::new(|_| {}), Box::new(feed), on_epoch).unwrap();
+
+    let outputs = outputs.lock().unwrap();
+    let [before, after] = &outputs[..] else { panic!("two epochs, got {}", outputs.len()) };
+    let key: IndexKey = (gone.key.host_id.clone(), gone.key.episode_id.clone());
+    for stage in registry.iter().filter(|s| s.caching() == Caching::Record) {
+        let listed = |o: &ValidateOutput| o.table(stage.name()).iter().any(|(k, _)| **k == key);
+        assert!(listed(before), "{} has a record of {key:?} before", stage.name());
+        assert!(!listed(after), "{}'s record of {key:?} is retracted", stage.name());
+        assert_eq!(after.table(stage.name()).len() + 1, before.table(stage.name()).len(), "{}", stage.name());
+    }
+    let shard_key = gone.key.to_string();
+    assert!(shard_keys(before).contains(&shard_key), "the shards hold {shard_key} before");
+    assert!(!shard_keys(after).contains(&shard_key), "the shards drop {shard_key}");
+    assert_eq!((after.retracted, after.inserted), (1, 0));
+}
+
+#[test]
+fn every_stage_has_its_row_in_run_json_even_when_it_computed_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::StoreBuilder::new(&dir.path().join("store"))
+        .add("h1", "broken-1", b"not a zstd archive", None)
+        .add("h1", "broken-2", b"", None)
+        .finish();
+    let out = dir.path().join("out");
+    common::epiflow_ok(&["run", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], 0);
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let rows: Vec<&str> = run["operators"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut declared = common::stages(&store);
+    declared.sort();
+    assert_eq!(rows, declared, "one row per declared stage, and only they");
+    assert_eq!(run["operators"]["decode"]["failed"], 2);
+    for stage in declared.iter().filter(|s| *s != "decode") {
+        let row = &run["operators"][stage];
+        assert_eq!((row["computed"].as_u64(), row["cached"].as_u64()), (Some(0), Some(0)), "{stage}: {row}");
+        assert!(row["fingerprint"].is_string(), "{stage} names its fingerprint");
+    }
 }

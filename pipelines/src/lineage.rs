@@ -93,6 +93,12 @@ impl Lineage {
         self.0.get(name).copied()
     }
 
+    /// The names of the operators the job runs: one row each in `run.json`,
+    /// whether or not any episode reached them.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+
     /// Operator name → fingerprint (hex), as cache folders are named.
     pub fn hex(&self) -> BTreeMap<String, String> {
         self.0.iter().map(|(name, f)| (name.to_string(), f.hex())).collect()

@@ -215,10 +215,13 @@ impl Publisher {
             command: self.mode.name().into(),
             episodes: output.episodes.len() as u64,
             windows,
-            operators: output
-                .operators
-                .iter()
-                .map(|(name, totals)| (name.clone(), OperatorStats::new(*totals, self.lineage.get(name))))
+            operators: self
+                .lineage
+                .names()
+                .map(|name| {
+                    let totals = output.operators.get(name).copied().unwrap_or_default();
+                    (name.to_string(), OperatorStats::new(totals, self.lineage.get(name)))
+                })
                 .collect(),
             wall_s: start.elapsed().as_secs_f64(),
             workers: self.workers,
