@@ -149,7 +149,11 @@ impl Steps {
                 let key = Steps::record_key(sha, &stage.key(entry));
                 let Some(line) = self.store.get_record(self.name(stage.name(), &key)) else { return Held::Missing };
                 stage.decode(&line).unwrap_or_else(|why| {
-                    tracing::warn!("{}: cached {} record cannot be read back ({why}); computing it again", entry.key, stage.name());
+                    tracing::warn!(
+                        "{}: cached {} record cannot be read back ({why}); computing it again",
+                        entry.key,
+                        stage.name()
+                    );
                     Held::Unreadable(why)
                 })
             }

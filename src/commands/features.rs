@@ -56,12 +56,7 @@ pub fn feature_job(out: &Path, config: &Config) -> FeatureJob {
         ("epiflow.window_s".to_string(), config.window.window_s.to_string()),
         ("epiflow.layout".to_string(), "channel-major: x[c * timesteps + t]".to_string()),
     ];
-    FeatureJob {
-        dir: out.join("features"),
-        shards: config.features.shards,
-        metadata,
-        published: Default::default(),
-    }
+    FeatureJob { dir: out.join("features"), shards: config.features.shards, metadata, published: Default::default() }
 }
 
 /// Points `job`'s features at what the last publication left: its rows for

@@ -7,8 +7,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::prune::{execute, lock_for_action, recover, snapshot, Action, Examined, Paths};
 use epiflow_operators::classify::{Classify, QualityRecord, REASONS};
-use epiflow_operators::Operator;
 use epiflow_operators::model::EpisodeKey;
+use epiflow_operators::Operator;
 use epiflow_pipelines::Cluster;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -55,7 +55,9 @@ pub fn run(g: &Global, args: &PruneArgs) -> Result<ExitCode> {
     let quality: BTreeMap<EpisodeKey, Cow<QualityRecord>> = output
         .table(Classify::NAME)
         .into_iter()
-        .filter_map(|(key, held)| Some((EpisodeKey { host_id: key.0.clone(), episode_id: key.1.clone() }, held.typed()?)))
+        .filter_map(|(key, held)| {
+            Some((EpisodeKey { host_id: key.0.clone(), episode_id: key.1.clone() }, held.typed()?))
+        })
         .collect();
     let examined: Vec<Examined> = keys
         .iter()

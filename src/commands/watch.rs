@@ -52,8 +52,10 @@ pub fn run(g: &Global, window: WindowArgs, split: SplitArgs, args: &ClusterArgs)
     if !g.quiet {
         eprintln!("watching {} → {} (Ctrl-C to stop)", index.display(), out.display());
     }
-    let observer = Arc::new(|report: &EpisodeReport| if let Some(v) = report.validation() {
-        log_outcome(&v)
+    let observer = Arc::new(|report: &EpisodeReport| {
+        if let Some(v) = report.validation() {
+            log_outcome(&v)
+        }
     });
     follow(job, &cluster, observer, Box::new(feed), on_epoch).map_err(Error::Dataflow)?;
     Ok(ExitCode::SUCCESS)

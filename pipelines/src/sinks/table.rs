@@ -72,9 +72,7 @@ const NULL: &Value = &Value::Null;
 
 fn field<'a>(model: &'a Value, name: &str) -> &'a Value {
     match model {
-        Value::Map(entries) => {
-            entries.iter().find(|(k, _)| k.as_text() == Some(name)).map_or(NULL, |(_, v)| v)
-        }
+        Value::Map(entries) => entries.iter().find(|(k, _)| k.as_text() == Some(name)).map_or(NULL, |(_, v)| v),
         other if name == "value" => other,
         _ => NULL,
     }
@@ -141,11 +139,17 @@ mod tests {
     fn columns_follow_the_record_fields_and_keep_nan() {
         let keys = [("h1".to_string(), "e1".to_string()), ("h2".to_string(), "e2".to_string())];
         let rows = [
+            (&keys[0], Share { share: vec![0.5, f64::NAN], points: 4, name: None, mean: 1.0, flags: BTreeMap::new() }),
             (
-                &keys[0],
-                Share { share: vec![0.5, f64::NAN], points: 4, name: None, mean: 1.0, flags: BTreeMap::new() },
+                &keys[1],
+                Share {
+                    share: vec![],
+                    points: 0,
+                    name: Some("x".into()),
+                    mean: 2.5,
+                    flags: [("a".into(), true)].into(),
+                },
             ),
-            (&keys[1], Share { share: vec![], points: 0, name: Some("x".into()), mean: 2.5, flags: [("a".into(), true)].into() }),
         ];
         let batch = to_batch(&rows).unwrap();
         let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();

@@ -29,11 +29,13 @@ pub enum Held {
 
 /// A record of any stage, shareable and encodable without knowing its type.
 pub trait AnyRecord: Send + Sync {
+    /// The record, to downcast to its type.
     fn as_any(&self) -> &dyn Any;
     /// The shared record, to take it out without a copy when it is the last.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The record as [`record_codec`] writes it.
     fn encode(&self) -> Result<String, String>;
+    /// The record's `Debug` form.
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
@@ -167,11 +169,6 @@ impl Results {
     /// Takes stage `name`'s result out, leaving it missing.
     pub fn take(&mut self, name: &str) -> Held {
         self.0.iter_mut().find(|(n, _)| n == name).map_or(Held::Missing, |(_, held)| std::mem::take(held))
-    }
-
-    /// Each stage's name and result.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Held)> {
-        self.0.iter().map(|(name, held)| (name.as_ref(), held))
     }
 
     /// Only the results `keep` selects by stage name.
