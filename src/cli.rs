@@ -242,6 +242,17 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Classify the windows of episode archives with a trained model, without
+    /// shards (SPEC section 15): per window the start, the predicted phase,
+    /// the five probabilities and the labelled phase.
+    Infer {
+        /// A checkpoint folder (OUT/models/<recipe>/<arch>-<channels>).
+        #[arg(long, value_name = "DIR")]
+        model: std::path::PathBuf,
+        /// Episode archives (.tar.zst).
+        #[arg(required = true, value_name = "ARCHIVE")]
+        archives: Vec<std::path::PathBuf>,
+    },
     /// Show the operator graph (each stage's version, configuration, inputs,
     /// fingerprint and output) and what a `run` with this configuration would
     /// recompute, for how many episodes; runs nothing.

@@ -18,6 +18,7 @@ pub mod gbt;
 pub mod metrics;
 pub mod mlp;
 pub mod net;
+pub mod predictor;
 pub mod report;
 pub mod rnn;
 pub mod sink;

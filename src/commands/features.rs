@@ -6,10 +6,8 @@ use super::CorpusArgs;
 use crate::cli::{ClusterArgs, Global, WindowArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use epiflow_operators::registry::{ChannelSet, CHANNELS};
-use epiflow_operators::schema::feature_schema_hash;
 use epiflow_operators::tensor::Tensor;
-use epiflow_operators::window::{Window, STATS};
+use epiflow_operators::window::Window;
 use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::sinks::manifest::{Manifest, Published};
 use epiflow_pipelines::validate::{FeatureJob, ValidateJob, ValidateOutput};
@@ -25,33 +23,22 @@ pub fn run(g: &Global, window: WindowArgs, args: &ClusterArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// The feature operators of a configuration, and what their shards declare.
-struct FeatureSchema {
-    hash: String,
-    channels: Vec<&'static str>,
-    timesteps: usize,
-}
-
-impl FeatureSchema {
-    fn of(config: &Config) -> FeatureSchema {
-        let window = Window { spec: config.window.clone() };
-        let tensor = Tensor { config: config.tensor_config() };
-        FeatureSchema {
-            hash: feature_schema_hash(&window, &tensor).hex(),
-            channels: CHANNELS.iter().map(|c| c.name).collect(),
-            timesteps: tensor.config.timesteps(),
-        }
-    }
+/// What the features of a configuration are (no rows): the base of every
+/// manifest it publishes and of the shards' footer metadata.
+fn described(config: &Config) -> Manifest {
+    let window = Window { spec: config.window.clone() };
+    let tensor = Tensor { config: config.tensor_config() };
+    Manifest::describing(&window, &tensor)
 }
 
 /// The feature part of the dataflow job (nothing published to reuse yet:
 /// see [`reuse`]).
 pub fn feature_job(out: &Path, config: &Config) -> FeatureJob {
-    let FeatureSchema { hash, channels, timesteps } = FeatureSchema::of(config);
+    let described = described(config);
     let metadata = vec![
-        ("epiflow.feature_schema_hash".to_string(), hash),
-        ("epiflow.channels".to_string(), serde_json::to_string(&channels).unwrap_or_default()),
-        ("epiflow.timesteps".to_string(), timesteps.to_string()),
+        ("epiflow.feature_schema_hash".to_string(), described.feature_schema_hash),
+        ("epiflow.channels".to_string(), serde_json::to_string(&described.channels).unwrap_or_default()),
+        ("epiflow.timesteps".to_string(), config.tensor_config().timesteps().to_string()),
         ("epiflow.hz".to_string(), config.tensor.hz.to_string()),
         ("epiflow.window_s".to_string(), config.window.window_s.to_string()),
         ("epiflow.layout".to_string(), "channel-major: x[c * timesteps + t]".to_string()),
@@ -73,25 +60,7 @@ pub fn reuse(job: &mut ValidateJob, lineage: &Lineage, config: &Config, reuse: b
     };
     let generation = published.next_generation;
     features.published = Arc::new(published);
-    let FeatureSchema { hash, channels, timesteps, .. } = FeatureSchema::of(config);
-    let set = |s: ChannelSet| s.indices().into_iter().map(|i| CHANNELS[i].name.to_string()).collect::<Vec<_>>();
-    Some(Manifest {
-        feature_schema_hash: hash,
-        channels: channels.into_iter().map(str::to_string).collect(),
-        channel_sets: [
-            ("realistic".to_string(), set(ChannelSet::Realistic)),
-            ("oracle".to_string(), set(ChannelSet::Oracle)),
-        ]
-        .into(),
-        stats: STATS.iter().map(|s| s.to_string()).collect(),
-        window: serde_json::json!({
-            "window_s": config.window.window_s, "stride_s": config.window.stride_s,
-            "tensor_hz": config.tensor.hz, "hold_s": config.tensor.hold_s, "timesteps": timesteps,
-        }),
-        lineage,
-        generation,
-        ..Manifest::default()
-    })
+    Some(Manifest { lineage, generation, ..described(config) })
 }
 
 /// Publishes the manifest of the run's shards (then removes the files it no

@@ -5,6 +5,7 @@ mod demo;
 mod eval;
 mod explain;
 mod features;
+mod infer;
 mod prune;
 mod run;
 mod synth;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { train } => eval::run(g, train),
         Command::Watch { window, split, cluster } => watch::run(g, window, split, &cluster),
         Command::Explain { window } => explain::run(g, window),
+        Command::Infer { model, archives } => infer::run(g, &model, &archives),
         Command::Cache { action, window } => cache::run(g, action, window),
         Command::Prune(args) => prune::run(g, &args),
         Command::Demo { keep, episodes } => demo::run(g, keep, episodes),

@@ -7,6 +7,10 @@ use super::feature_sink::ShardUpdate;
 use super::features::{shard_of, Kind};
 use crate::output;
 use epiflow_operators::model::EpisodeKey;
+use epiflow_operators::registry::{ChannelSet, CHANNELS};
+use epiflow_operators::schema::feature_schema_hash;
+use epiflow_operators::tensor::{Tensor, TensorConfig, TensorSpec};
+use epiflow_operators::window::{Window, WindowSpec, STATS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
@@ -49,6 +53,36 @@ pub struct ManifestEntry {
 }
 
 impl Manifest {
+    /// What the features of `window` and `tensor` are, as a manifest and a
+    /// checkpoint's card say it: the schema hash, the channels and sets, the
+    /// statistics and the window configuration (no rows yet).
+    pub fn describing(window: &Window, tensor: &Tensor) -> Manifest {
+        let names = |indices: Vec<usize>| indices.into_iter().map(|i| CHANNELS[i].name.to_string()).collect();
+        Manifest {
+            feature_schema_hash: feature_schema_hash(window, tensor).hex(),
+            channels: CHANNELS.iter().map(|c| c.name.to_string()).collect(),
+            channel_sets: ChannelSet::ALL.into_iter().map(|s| (s.name().to_string(), names(s.indices()))).collect(),
+            stats: STATS.iter().map(|s| s.to_string()).collect(),
+            window: serde_json::json!({
+                "window_s": window.spec.window_s, "stride_s": window.spec.stride_s,
+                "tensor_hz": tensor.config.tensor.hz, "hold_s": tensor.config.tensor.hold_s,
+                "timesteps": tensor.config.timesteps(),
+            }),
+            ..Manifest::default()
+        }
+    }
+
+    /// The window and tensor operators a manifest's (or a card's) `window`
+    /// describes: the inverse of [`Manifest::describing`].
+    pub fn operators_of(window: &serde_json::Value) -> Result<(Window, Tensor), String> {
+        let number = |key: &str| window[key].as_f64().ok_or_else(|| format!("window configuration without {key}"));
+        let spec = WindowSpec { window_s: number("window_s")?, stride_s: number("stride_s")? };
+        let tensor = TensorSpec { hz: number("tensor_hz")?, hold_s: number("hold_s")? };
+        let config = TensorConfig { window: spec.clone(), tensor };
+        config.check()?;
+        Ok((Window { spec }, Tensor { config }))
+    }
+
     /// Reads `features/manifest.json`; `None` when there is none or it does
     /// not parse (then nothing is reused).
     pub fn read(features_dir: &Path) -> Option<Manifest> {
