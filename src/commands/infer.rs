@@ -50,9 +50,10 @@ struct Tally {
     windows: usize,
     correct: usize,
     labelled: usize,
-    /// Per usable episode: decode + predict seconds, and predict seconds.
-    episode_s: Vec<f64>,
-    predict_s: f64,
+    /// Per usable episode with windows: milliseconds to decode and predict
+    /// it, and the model's milliseconds per window.
+    episode_ms: Vec<f64>,
+    window_ms: Vec<f64>,
 }
 
 impl Tally {
@@ -69,13 +70,13 @@ impl Tally {
                 self.correct += usize::from(truth == w.predicted);
             }
         }
-        self.episode_s.push(inferred.decode_s + inferred.predict_s);
-        self.predict_s += inferred.predict_s;
+        if !inferred.windows.is_empty() {
+            self.episode_ms.push((inferred.decode_s + inferred.predict_s) * 1e3);
+            self.window_ms.push(inferred.predict_s * 1e3 / inferred.windows.len() as f64);
+        }
     }
 
     fn summary(&self, predictor: &Predictor) -> serde_json::Value {
-        let mut episode_ms: Vec<f64> = self.episode_s.iter().map(|s| s * 1e3).collect();
-        episode_ms.sort_by(f64::total_cmp);
         json!({
             "model": predictor.arch().name(),
             "window_s": predictor.window_s(),
@@ -83,18 +84,29 @@ impl Tally {
             "bad_archives": self.bad,
             "windows": self.windows,
             "accuracy": (self.labelled > 0).then(|| self.correct as f64 / self.labelled as f64),
-            "episode_ms_median": episode_ms.get(episode_ms.len() / 2),
-            "window_ms": (self.windows > 0).then(|| self.predict_s * 1e3 / self.windows as f64),
+            "episode_ms_median": quantile(&self.episode_ms, 0.5),
+            "episode_ms_p95": quantile(&self.episode_ms, 0.95),
+            "window_ms_median": quantile(&self.window_ms, 0.5),
+            "window_ms_p95": quantile(&self.window_ms, 0.95),
         })
     }
+}
+
+/// The `q` quantile of `values` (nearest rank), `None` when there are none.
+fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
 }
 
 fn summary_line(s: &serde_json::Value) -> String {
     let accuracy = s["accuracy"].as_f64().map_or("no labels".into(), |a| format!("accuracy {:.1}%", a * 100.0));
     let episode = s["episode_ms_median"].as_f64().map_or("-".into(), |ms| format!("{ms:.1} ms"));
-    let window = s["window_ms"].as_f64().map_or("-".into(), |ms| format!("{ms:.3} ms"));
+    let window = s["window_ms_median"].as_f64().map_or("-".into(), |ms| format!("{ms:.3} ms"));
     format!(
-        "{} archives ({} bad), {} windows, {accuracy}; latency {episode} per episode (median, decode included), {window} per window (model)",
+        "{} archives ({} bad), {} windows, {accuracy}; median latency {episode} per episode (decode included), \
+         {window} per window (model)",
         s["archives"], s["bad_archives"], s["windows"]
     )
 }
