@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod progress;
 pub mod prune;

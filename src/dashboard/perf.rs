@@ -1,0 +1,47 @@
+//! The `perf` producer: the pipeline's work as the run statistics of an
+//! update (or of an update under way) give it.
+
+use super::events::{Event, OperatorPerf, Perf};
+use crate::stats::RunStats;
+
+/// The `perf` event of an update that went through `processed` episodes
+/// (inserted or retracted) in `stats.wall_s`, for features publication
+/// `generation`.
+pub fn of(stats: &RunStats, processed: u64, generation: u64) -> Event {
+    let operators = stats
+        .operators
+        .iter()
+        .map(|(name, o)| {
+            let perf = OperatorPerf { computed: o.computed, cached: o.cached, failed: o.failed, busy_s: o.wall_s };
+            (name.clone(), perf)
+        })
+        .collect();
+    Event::Perf(Perf {
+        operators,
+        episodes_per_s: if stats.wall_s > 0.0 { processed as f64 / stats.wall_s } else { 0.0 },
+        episodes: stats.episodes,
+        windows: stats.windows,
+        generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::OperatorStats;
+
+    #[test]
+    fn perf_carries_every_operator_and_the_update_rate() {
+        let mut stats = RunStats { episodes: 40, windows: 900, wall_s: 2.0, ..RunStats::default() };
+        let decode = OperatorStats { computed: 5, cached: 35, failed: 1, wall_s: 0.25, fingerprint: None };
+        stats.operators.insert("decode".into(), decode);
+        stats.operators.insert("window".into(), OperatorStats::default());
+        let Event::Perf(perf) = of(&stats, 6, 3) else { panic!("not perf") };
+        assert_eq!(perf.operators.len(), 2);
+        assert_eq!(perf.operators["decode"], OperatorPerf { computed: 5, cached: 35, failed: 1, busy_s: 0.25 });
+        assert_eq!((perf.episodes_per_s, perf.episodes, perf.windows, perf.generation), (3.0, 40, 900, 3));
+        let idle = RunStats { wall_s: 0.0, ..stats };
+        let Event::Perf(perf) = of(&idle, 6, 3) else { panic!("not perf") };
+        assert_eq!(perf.episodes_per_s, 0.0, "no time, no rate (never infinite)");
+    }
+}
