@@ -16,7 +16,7 @@ use crate::CLASSES;
 use epiflow_operators::align::Align;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::model::{AlignedEpisode, EpisodeKey, Failure, N_CHANNELS};
-use epiflow_operators::registry::Phase;
+use epiflow_operators::registry::{ChannelSet, Phase};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Outcome, Validate, ValidationRecord};
 use epiflow_operators::window::{Window, Windows as WindowTimes, STATS};
@@ -86,6 +86,35 @@ impl Predictor {
         self.window.spec.window_s
     }
 
+    /// The tensor operator as the checkpoint configures it (its rate and
+    /// hold bin a replay's telemetry).
+    pub fn tensor(&self) -> &Tensor {
+        &self.tensor
+    }
+
+    /// The channel set the model reads.
+    pub fn channels(&self) -> ChannelSet {
+        self.checkpoint.card.channels
+    }
+
+    /// The model's name, `<arch>-<channels>`.
+    pub fn model_name(&self) -> String {
+        crate::checkpoint::model_name(self.checkpoint.card.arch, self.checkpoint.card.channels)
+    }
+
+    /// Decodes and aligns archive bytes with this predictor's decoder, and
+    /// validates the episode: what a replay starts from.
+    pub fn align(
+        &self,
+        bytes: &[u8],
+        key: EpisodeKey,
+        file: &str,
+    ) -> Result<(AlignedEpisode, ValidationRecord), Failure> {
+        let aligned = Align.apply(&self.decode.decode_bytes(bytes, key, None, file)?);
+        let validation = self.validate.apply(&aligned);
+        Ok((aligned, validation))
+    }
+
     /// Reads, decodes, validates and — when the episode is usable — classifies
     /// the archive at `path`. The key names the episode after the archive's
     /// folder (host) and file stem (episode id), as the store lays them out.
@@ -106,11 +135,10 @@ impl Predictor {
     /// [`Predictor::infer_path`] for archive bytes already in memory; `file`
     /// names the archive in problems, `start` is when the work began.
     pub fn infer_bytes(&self, bytes: &[u8], key: EpisodeKey, file: &str, start: Instant) -> Inferred {
-        let aligned = match self.decode.decode_bytes(bytes, key.clone(), None, file) {
-            Ok(decoded) => Align.apply(&decoded),
+        let (aligned, validation) = match self.align(bytes, key.clone(), file) {
+            Ok(read) => read,
             Err(failure) => return self.failed(key, &failure, start),
         };
-        let validation = self.validate.apply(&aligned);
         let decode_s = start.elapsed().as_secs_f64();
         if !validation.outcome.is_usable() {
             return Inferred { validation, windows: Vec::new(), decode_s, predict_s: 0.0 };

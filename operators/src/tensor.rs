@@ -114,6 +114,23 @@ impl Operator for Tensor {
 }
 
 impl Tensor {
+    /// Every channel binned over the whole episode, from 0 to its end, as
+    /// the tensors bin a window (same rate, same hold): `(bins, x, mask)`
+    /// with `x[c * bins + b]`. What a replay shows as its clock passes each
+    /// bin.
+    pub fn timeline(&self, ep: &AlignedEpisode) -> (usize, Vec<f32>, Vec<bool>) {
+        let Some(t_end) = ep.t_end.filter(|t| t.is_finite() && *t > 0.0) else { return (0, Vec::new(), Vec::new()) };
+        let bins = (t_end * self.config.tensor.hz).floor() as usize;
+        let edges: Vec<f64> = (0..=bins).map(|i| i as f64 / self.config.tensor.hz).collect();
+        let mut x = vec![0.0; ep.channels.len() * bins];
+        let mut mask = vec![false; x.len()];
+        let cells = x.chunks_exact_mut(bins.max(1)).zip(mask.chunks_exact_mut(bins.max(1)));
+        for (series, (x, mask)) in ep.channels.iter().zip(cells) {
+            self.fill_bins(series, 0, &edges, x, mask);
+        }
+        (bins, x, mask)
+    }
+
     /// Fills one channel's bins (`x` and `mask`, one cell per pair of
     /// consecutive `edges`) from its points, of which those from index `k` on
     /// are not before the first edge: one forward sweep over the sorted points.
@@ -166,6 +183,26 @@ mod tests {
     fn cell(f: &TensorFeatures, w: usize, channel: &str, t: usize) -> (f32, bool) {
         let i = w * f.width() + channel_index(channel).unwrap() * f.timesteps + t;
         (f.x[i], f.mask[i])
+    }
+
+    #[test]
+    fn the_timeline_holds_the_tensor_cells_of_every_window() {
+        let members = seed_episode(30.0, &SEED_PHASES, 100.0, false);
+        let ep = crate::test_support::aligned_from(&members);
+        let tensor = Tensor::default();
+        let f = tensor.apply(&ep);
+        let (bins, x, mask) = tensor.timeline(&ep);
+        assert_eq!(bins, (ep.t_end.unwrap() * tensor.config.tensor.hz).floor() as usize);
+        for (w, start) in f.windows.starts.iter().enumerate() {
+            let first = (start * tensor.config.tensor.hz).round() as usize;
+            for c in 0..N_CHANNELS {
+                for t in 0..f.timesteps {
+                    let i = w * f.width() + c * f.timesteps + t;
+                    let j = c * bins + first + t;
+                    assert_eq!((x[j], mask[j]), (f.x[i], f.mask[i]), "window {w} channel {c} step {t}");
+                }
+            }
+        }
     }
 
     #[test]

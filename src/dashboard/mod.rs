@@ -10,3 +10,4 @@ pub mod hub;
 pub mod metrics;
 pub mod perf;
 pub mod profiles;
+pub mod replay;
