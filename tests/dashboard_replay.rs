@@ -67,3 +67,55 @@ fn a_replay_paces_every_bin_and_the_windows_infer_classifies() {
     assert_eq!(replay.due_at(replay.steps.len()), None);
     assert!(Replay::plan(5, &predictor, &aligned, &validation, 0.0).is_err(), "a speed of 0 never advances");
 }
+
+#[test]
+fn an_episode_s_windows_on_demand_are_the_shards_values() {
+    use epiflow::dashboard::api;
+    use epiflow_operators::registry::ChannelSet;
+    use epiflow_operators::split::Side;
+    use epiflow_pipelines::feature_reader::read_windows;
+    use epiflow_pipelines::sinks::features::Kind;
+    use epiflow_pipelines::sinks::manifest::Manifest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth_store(&dir.path().join("store"), 6, 23, 40);
+    let out = dir.path().join("out");
+    epiflow_ok(&["run", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], 0);
+    let row = validation_rows(&out.join("validation.parquet")).into_iter().find(|r| r.outcome == "accepted").unwrap();
+    let index = epiflow_operators::index::read_index(&store.join("index.jsonl")).unwrap().entries;
+    let path = api::archive_of(&index, &store.join("episodes"), &row.host_id, &row.episode_id).unwrap();
+    let key = EpisodeKey { host_id: row.host_id.clone(), episode_id: row.episode_id.clone() };
+    let bytes = std::fs::read(path).unwrap();
+    let decode = epiflow_operators::decode::Decode::default();
+    let aligned = epiflow_operators::Operator::apply(
+        &epiflow_operators::align::Align,
+        &decode.decode_bytes(&bytes, key, None, "episode").unwrap(),
+    );
+    let manifest = Manifest::read(&out.join("features")).unwrap();
+    let (window, tensor) = Manifest::operators_of(&manifest.window).unwrap();
+    let on_demand = api::windows(&aligned, &window, &tensor);
+
+    let sides = [((row.host_id.clone(), row.episode_id.clone()), Side::Test)].into();
+    let read = |kind| read_windows(&out.join("features"), &manifest, kind, ChannelSet::Oracle, &sides).unwrap();
+    let (summary, tensors) = (read(Kind::Summary), read(Kind::Tensors));
+    let (summary, tensors) = (&summary.sides[&Side::Test], &tensors.sides[&Side::Test]);
+    assert_eq!(on_demand.len(), summary.rows());
+    for (w, window) in on_demand.iter().enumerate() {
+        let values: Vec<f32> = window.summary.values().map(|v| v.unwrap_or(f32::NAN)).collect();
+        let shard = summary.row(w);
+        let names: Vec<&String> = window.summary.keys().collect();
+        // The JSON map is sorted by name; the shard row is in registry order.
+        let registry: Vec<String> = epiflow_operators::registry::CHANNELS
+            .iter()
+            .flat_map(|c| epiflow_operators::window::STATS.map(|s| format!("{}:{s}", c.name)))
+            .collect();
+        for (i, name) in registry.iter().enumerate() {
+            let j = names.iter().position(|n| *n == name).unwrap();
+            assert!(values[j].to_bits() == shard[i].to_bits() || (values[j].is_nan() && shard[i].is_nan()), "{name}");
+        }
+        assert_eq!(window.x, tensors.row(w), "window {w} x");
+        let mask = tensors.mask.as_ref().unwrap();
+        assert_eq!(window.mask, mask[w * tensors.width..(w + 1) * tensors.width], "window {w} mask");
+        assert_eq!(window.label, epiflow_operators::registry::Phase::ALL[summary.labels[w] as usize].name());
+    }
+}

@@ -5,6 +5,7 @@
 //! statistics, records, evaluation reports) to an [`events::Event`]; the
 //! server (`epiflow serve`) calls them and publishes what they return.
 
+pub mod api;
 pub mod events;
 pub mod hub;
 pub mod metrics;
