@@ -86,7 +86,7 @@ impl Episode {
     pub fn finish(mut self, stages: &Registry, features: bool) -> Result<Finished, Failure> {
         let records_done = stages
             .iter()
-            .filter(|s| s.caching() == Caching::Record && self.applies(&***s))
+            .filter(|&s| s.caching() == Caching::Record && self.applies(&**s))
             .all(|s| self.results.held(s.name()).is_done());
         if !records_done {
             return Err(self.missing_aligned());

@@ -22,8 +22,8 @@ impl Stage for Classify {
         entry.key.to_string()
     }
 
-    fn write_table(&self, path: &Path, rows: &[(&IndexKey, QualityRecord)]) -> io::Result<()> {
-        let records: Vec<QualityRecord> = rows.iter().map(|(_, r)| r.clone()).collect();
+    fn write_table(&self, path: &Path, rows: Vec<(&IndexKey, QualityRecord)>) -> io::Result<()> {
+        let records: Vec<QualityRecord> = rows.into_iter().map(|(_, r)| r).collect();
         quality::write(path, &records)
     }
 }

@@ -127,10 +127,12 @@ pub trait Stage: Operator<Input = AlignedEpisode, Output: Record> + Send + Sync 
         None
     }
 
-    /// Writes the published table: by default one row per record, the
-    /// episode's key then the record's fields (see [`crate::sinks::table`]).
-    fn write_table(&self, path: &Path, rows: &[(&IndexKey, Self::Output)]) -> io::Result<()> {
-        crate::sinks::table::write(path, rows)
+    /// Writes the published table from its rows (in key order, handed over
+    /// so a writer can keep the records without copying them): by default
+    /// one row per record, the episode's key then the record's fields (see
+    /// [`crate::sinks::table`]).
+    fn write_table(&self, path: &Path, rows: Vec<(&IndexKey, Self::Output)>) -> io::Result<()> {
+        crate::sinks::table::write(path, &rows)
     }
 }
 
@@ -224,7 +226,7 @@ impl<S: Stage> ErasedStage for Erased<S> {
                 Ok((*key, record.into_owned()))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        self.0.write_table(path, &typed)
+        self.0.write_table(path, typed)
     }
     fn round_trips(&self, record: &Held, float: &mut dyn FnMut() -> f64) -> Result<(), String> {
         let typed = record.typed::<S::Output>().ok_or_else(|| format!("{record:?} is no {} record", S::NAME))?;

@@ -28,8 +28,8 @@ impl Stage for Validate {
         Some(ValidationRecord::errored(entry, failure))
     }
 
-    fn write_table(&self, path: &Path, rows: &[(&IndexKey, ValidationRecord)]) -> io::Result<()> {
-        let records: Vec<ValidationRecord> = rows.iter().map(|(_, r)| r.clone()).collect();
+    fn write_table(&self, path: &Path, rows: Vec<(&IndexKey, ValidationRecord)>) -> io::Result<()> {
+        let records: Vec<ValidationRecord> = rows.into_iter().map(|(_, r)| r).collect();
         validation::write(path, &records)
     }
 }
