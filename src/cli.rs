@@ -78,6 +78,32 @@ impl SplitArgs {
     }
 }
 
+/// What `watch` and `serve` follow the index with.
+#[derive(Debug, Args, Clone)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub split: SplitArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Where and how `epiflow serve` listens.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8490", value_name = "ADDR")]
+    pub addr: std::net::SocketAddr,
+    /// Required on every route (Authorization: Bearer, or ?token=); needed
+    /// on any address but the loopback.
+    #[arg(long, env = "EPIFLOW_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The split whose models a replay uses when it names none.
+    #[arg(long = "split", value_name = "RECIPE", value_parser = parse_recipe, default_value = "host")]
+    pub recipe: Recipe,
+}
+
 /// Which models to train (over the configuration file's `[train]`).
 #[derive(Debug, Args, Clone)]
 pub struct TrainArgs {
@@ -234,13 +260,15 @@ pub enum Command {
     },
     /// Keep running: bring every output of `run` up to date as episodes are
     /// appended to the index (or pruned from it). Ctrl-C stops it cleanly.
-    Watch {
+    Watch(FollowArgs),
+    /// Keep the outputs current as `watch` does and serve the live dashboard
+    /// (SPEC section 15): the page, its event stream, Prometheus metrics and
+    /// the JSON routes. Ctrl-C stops it cleanly.
+    Serve {
         #[command(flatten)]
-        window: WindowArgs,
+        follow: FollowArgs,
         #[command(flatten)]
-        split: SplitArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
+        serve: ServeArgs,
     },
     /// Classify the windows of episode archives with a trained model, without
     /// shards (SPEC section 15): per window the start, the predicted phase,

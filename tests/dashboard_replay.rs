@@ -82,8 +82,7 @@ fn an_episode_s_windows_on_demand_are_the_shards_values() {
     let out = dir.path().join("out");
     epiflow_ok(&["run", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], 0);
     let row = validation_rows(&out.join("validation.parquet")).into_iter().find(|r| r.outcome == "accepted").unwrap();
-    let index = epiflow_operators::index::read_index(&store.join("index.jsonl")).unwrap().entries;
-    let path = api::archive_of(&index, &store.join("episodes"), &row.host_id, &row.episode_id).unwrap();
+    let path = epiflow_operators::archive::archive_path(&store.join("episodes"), &row.host_id, &row.episode_id);
     let key = EpisodeKey { host_id: row.host_id.clone(), episode_id: row.episode_id.clone() };
     let bytes = std::fs::read(path).unwrap();
     let decode = epiflow_operators::decode::Decode::default();

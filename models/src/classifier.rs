@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use epiflow_pipelines::feature_reader::Windows;
 
 /// A trained phase classifier of any architecture.
-pub trait Classifier {
+pub trait Classifier: Send + Sync {
     /// Class probabilities, `rows × CLASSES`, for windows already
     /// normalised as the model's card says.
     fn predict(&self, windows: &Windows, device: &Device) -> Result<Vec<f32>, String>;

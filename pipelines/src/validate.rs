@@ -136,7 +136,9 @@ pub struct WorkerTotals {
 }
 
 impl OperatorTotals {
-    fn add(&mut self, sample: &StageSample) {
+    /// Counts what the operator did with one episode (also used to follow
+    /// an update while it runs, from the episodes' traces).
+    pub fn add(&mut self, sample: &StageSample) {
         self.nanos += sample.nanos;
         match sample.status {
             Status::Computed => self.computed += 1,

@@ -8,6 +8,7 @@ mod features;
 mod infer;
 mod prune;
 mod run;
+mod serve;
 mod synth;
 mod train;
 mod validate;
@@ -32,7 +33,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(g, args, false),
         Command::Train(args) => run::run(g, args, true),
         Command::Eval { train } => eval::run(g, train),
-        Command::Watch { window, split, cluster } => watch::run(g, window, split, &cluster),
+        Command::Watch(follow) => watch::run(g, follow),
+        Command::Serve { follow, serve } => serve::run(g, follow, serve),
         Command::Explain { window } => explain::run(g, window),
         Command::Infer { model, archives } => infer::run(g, &model, &archives),
         Command::Cache { action, window } => cache::run(g, action, window),
@@ -69,7 +71,7 @@ fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
 
 /// What a corpus command works on: store, output folder, cluster, and the
 /// configuration with the command line's window overrides.
-struct CorpusArgs {
+pub struct CorpusArgs {
     store: PathBuf,
     out: PathBuf,
     cluster: Cluster,
@@ -83,6 +85,14 @@ impl CorpusArgs {
         let cluster = cluster(g, args)?;
         let config = crate::config::Config::load(g.config.as_deref())?.with_overrides(window.into())?;
         Ok(CorpusArgs { store, out, cluster, config })
+    }
+
+    /// For a command that follows the index (`watch`, `serve`): with the
+    /// split overrides too.
+    fn following(g: &Global, follow: crate::cli::FollowArgs) -> Result<CorpusArgs> {
+        let mut corpus = CorpusArgs::of(g, follow.window, &follow.cluster)?;
+        corpus.config.split = follow.split.over(corpus.config.split);
+        Ok(corpus)
     }
 }
 

@@ -186,6 +186,12 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The features publication `output` becomes (the manifest's
+    /// generation); 0 when no features are computed.
+    pub fn generation(&self, output: &ValidateOutput) -> u64 {
+        self.manifest.as_ref().map_or(0, |m| m.generation + output.epoch)
+    }
+
     /// Writes the feature manifest (the shards are already in place),
     /// `validation.parquet`, `quality.parquet`, syncs the cache and writes
     /// `run.json`, whose statistics it returns, timed from `start`: when the

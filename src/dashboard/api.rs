@@ -6,9 +6,9 @@
 //! path built from the index's own (checked) key, never from the request's
 //! text: `../`, encoded slashes or absolute paths simply name no episode.
 
+use super::corpus::Corpus;
 use epiflow_operators::archive::archive_path;
 use epiflow_operators::classify::QualityRecord;
-use epiflow_operators::index::IndexEntry;
 use epiflow_operators::model::AlignedEpisode;
 use epiflow_operators::registry::CHANNELS;
 use epiflow_operators::tensor::Tensor;
@@ -67,11 +67,16 @@ pub fn episodes(
         .collect()
 }
 
-/// The archive of the indexed episode `host`/`episode`, `None` when the
-/// index has no such episode.
-pub fn archive_of(index: &[IndexEntry], episodes_root: &Path, host: &str, episode: &str) -> Option<PathBuf> {
-    let entry = index.iter().find(|e| e.key.host_id == host && e.key.episode_id == episode)?;
-    Some(archive_path(episodes_root, &entry.key.host_id, &entry.key.episode_id))
+/// The archive of the indexed episode `host`/`episode` (with its record),
+/// `None` when the published index has no such episode.
+pub fn archive_of<'c>(
+    corpus: &'c Corpus,
+    episodes_root: &Path,
+    host: &str,
+    episode: &str,
+) -> Option<(PathBuf, &'c ValidationRecord)> {
+    let record = corpus.record(host, episode)?;
+    Some((archive_path(episodes_root, &record.host_id, &record.episode_id), record))
 }
 
 /// One window as `GET /api/episodes/<host>/<episode>/windows` gives it: the
@@ -109,7 +114,7 @@ pub fn windows(aligned: &AlignedEpisode, window: &Window, tensor: &Tensor) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use epiflow_operators::index::parse_index;
+    use epiflow_operators::index::IndexEntry;
     use epiflow_operators::validate::Outcome;
 
     fn record(host: &str, id: &str, profile: &str, outcome: Outcome) -> ValidationRecord {
@@ -149,13 +154,15 @@ mod tests {
 
     #[test]
     fn only_an_indexed_key_names_an_archive() {
-        let index = parse_index(b"{\"host_id\":\"h1\",\"episode_id\":\"e1\"}\n", "index.jsonl").entries;
+        let records = vec![record("h1", "e0", "p", Outcome::Accepted), record("h1", "e1", "p", Outcome::Accepted)];
+        let corpus = Corpus { records, ..Corpus::default() };
         let root = Path::new("/store/episodes");
-        assert_eq!(archive_of(&index, root, "h1", "e1"), Some(PathBuf::from("/store/episodes/h1/e1.tar.zst")));
+        let (path, found) = archive_of(&corpus, root, "h1", "e1").unwrap();
+        assert_eq!((path, found.episode_id.as_str()), (PathBuf::from("/store/episodes/h1/e1.tar.zst"), "e1"));
         for (host, episode) in
             [("h1", "../e1"), ("..", "h1/e1"), ("h1", "e1%2F..%2F..%2Fetc"), ("/etc", "passwd"), ("h1", "e2")]
         {
-            assert_eq!(archive_of(&index, root, host, episode), None, "{host}/{episode}");
+            assert!(archive_of(&corpus, root, host, episode).is_none(), "{host}/{episode}");
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The six event types of SPEC section 15 and their Server-Sent Events
-//! framing: `id`, `event` (the type) and `data`, one JSON object holding the
-//! `type`, the `time` in Unix nanoseconds and the type's fields.
+//! The six event types of SPEC section 15. On the wire (server.rs) each is
+//! one Server-Sent Event: `id`, `event` (the type) and `data`, one JSON
+//! object holding the `type`, the `time` in Unix nanoseconds and the type's
+//! fields ([`Stamped::data`]).
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -162,11 +163,6 @@ impl Stamped {
     pub fn data(&self) -> serde_json::Value {
         serde_json::to_value(Data { event: &self.event, time: self.time_ns }).unwrap_or_default()
     }
-
-    /// The event as one Server-Sent Events message.
-    pub fn sse(&self) -> String {
-        format!("id: {}\nevent: {}\ndata: {}\n\n", self.id, self.event.name(), self.data())
-    }
 }
 
 #[cfg(test)]
@@ -174,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_is_one_sse_message_whose_data_holds_type_time_and_fields() {
+    fn an_event_s_data_holds_its_type_time_and_fields() {
         let perf = Event::Perf(Perf {
             operators: [("decode".to_string(), OperatorPerf { computed: 3, cached: 1, failed: 0, busy_s: 0.5 })].into(),
             episodes_per_s: 8.0,
@@ -183,11 +179,7 @@ mod tests {
             generation: 2,
         });
         let stamped = Stamped { id: 7, time_ns: 1_700_000_000_000_000_000, event: perf };
-        let sse = stamped.sse();
-        let lines: Vec<&str> = sse.lines().collect();
-        assert_eq!(&lines[..2], ["id: 7", "event: perf"]);
-        assert!(sse.ends_with("\n\n") && lines.len() == 4 && lines[3].is_empty(), "{sse:?}");
-        let data: serde_json::Value = serde_json::from_str(lines[2].strip_prefix("data: ").unwrap()).unwrap();
+        let data = stamped.data();
         assert_eq!(data["type"], "perf");
         assert_eq!(data["time"], 1_700_000_000_000_000_000i64);
         assert_eq!(data["operators"]["decode"]["computed"], 3);

@@ -4,9 +4,11 @@
 //! hands each event to every client through a `tokio` broadcast channel.
 //!
 //! Publishing never waits for a client: the broadcast channel holds the last
-//! [`LAG`] events for all of them, and a client that falls further behind is
-//! told it lagged, at which point the server drops it and it reconnects with
-//! its `Last-Event-ID` (SPEC section 15: no client ever slows the pipeline).
+//! [`LAG`] events for all of them, and a receiver that falls further behind
+//! is told it lagged. The server moves each client's events on into a queue
+//! of its own, as long again, and drops a client that lets it fill; the
+//! client reconnects with its `Last-Event-ID` (SPEC section 15: no client
+//! ever slows the pipeline).
 
 use super::events::{Event, Stamped};
 use std::collections::{BTreeMap, VecDeque};
@@ -16,8 +18,10 @@ use tokio::sync::broadcast;
 /// Events kept for clients that reconnect (the SPEC asks for at least 1,000).
 pub const BUFFER: usize = 1024;
 
-/// Events a client may fall behind before it is dropped.
-pub const LAG: usize = 256;
+/// Events a client may fall behind before it is dropped: as many as a
+/// client can get back with `Last-Event-ID` (it holds only pointers to the
+/// events every client shares).
+pub const LAG: usize = BUFFER;
 
 /// What a client receives on (re)connecting, then live.
 pub struct Subscription {

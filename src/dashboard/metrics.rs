@@ -3,6 +3,7 @@
 
 use super::events::{Event, Metrics, ModelMetrics};
 use epiflow_models::eval::Report;
+use epiflow_operators::split::Recipe;
 
 /// The `metrics` event of one split's report.
 pub fn of(report: &Report) -> Event {
@@ -20,6 +21,11 @@ pub fn of(report: &Report) -> Event {
         })
         .collect();
     Event::Metrics(Metrics { recipe: report.recipe.name().to_string(), models })
+}
+
+/// The `metrics` event of a recipe whose report went away: no models.
+pub fn empty(recipe: Recipe) -> Event {
+    Event::Metrics(Metrics { recipe: recipe.name().to_string(), models: Default::default() })
 }
 
 #[cfg(test)]

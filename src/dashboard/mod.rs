@@ -6,9 +6,12 @@
 //! server (`epiflow serve`) calls them and publishes what they return.
 
 pub mod api;
+pub mod corpus;
 pub mod events;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod perf;
 pub mod profiles;
 pub mod replay;
+pub mod server;

@@ -1,8 +1,12 @@
 //! The `perf` producer: the pipeline's work as the run statistics of an
 //! update (or of an update under way) give it.
 
+use super::corpus::Corpus;
 use super::events::{Event, OperatorPerf, Perf};
 use crate::stats::RunStats;
+use epiflow_pipelines::validate::OperatorTotals;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The `perf` event of an update that went through `processed` episodes
 /// (inserted or retracted) in `stats.wall_s`, for features publication
@@ -25,6 +29,33 @@ pub fn of(stats: &RunStats, processed: u64, generation: u64) -> Event {
     })
 }
 
+/// The `perf` event of an update under way: what its first `episodes`
+/// episodes went through in `elapsed`, against the last publication's
+/// corpus (`corpus`, with `windows` published).
+pub fn under_way(
+    operators: &BTreeMap<String, OperatorTotals>,
+    episodes: u64,
+    elapsed: Duration,
+    corpus: &Corpus,
+    windows: u64,
+) -> Event {
+    let operators = operators
+        .iter()
+        .map(|(name, o)| {
+            let busy_s = o.nanos as f64 / 1e9;
+            (name.clone(), OperatorPerf { computed: o.computed, cached: o.cached, failed: o.failed, busy_s })
+        })
+        .collect();
+    let seconds = elapsed.as_secs_f64();
+    Event::Perf(Perf {
+        operators,
+        episodes_per_s: if seconds > 0.0 { episodes as f64 / seconds } else { 0.0 },
+        episodes: corpus.records.len() as u64,
+        windows,
+        generation: corpus.generation,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +74,15 @@ mod tests {
         let idle = RunStats { wall_s: 0.0, ..stats };
         let Event::Perf(perf) = of(&idle, 6, 3) else { panic!("not perf") };
         assert_eq!(perf.episodes_per_s, 0.0, "no time, no rate (never infinite)");
+    }
+
+    #[test]
+    fn perf_under_way_counts_the_episodes_done_so_far_against_the_last_publication() {
+        let decode = OperatorTotals { computed: 3, cached: 1, failed: 1, nanos: 500_000_000 };
+        let operators: BTreeMap<String, OperatorTotals> = [("decode".to_string(), decode)].into();
+        let corpus = Corpus { generation: 4, ..Corpus::default() };
+        let Event::Perf(perf) = under_way(&operators, 5, Duration::from_secs(2), &corpus, 70) else { panic!() };
+        assert_eq!(perf.operators["decode"], OperatorPerf { computed: 3, cached: 1, failed: 1, busy_s: 0.5 });
+        assert_eq!((perf.episodes_per_s, perf.episodes, perf.windows, perf.generation), (2.5, 0, 70, 4));
     }
 }

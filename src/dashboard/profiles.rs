@@ -18,7 +18,7 @@ pub fn of(
     records: &[ValidationRecord],
     quality: &[QualityRecord],
     windows: &BTreeMap<String, usize>,
-    reports: &[Report],
+    reports: &[&Report],
 ) -> Event {
     let mut profiles: BTreeMap<String, ProfileStats> = BTreeMap::new();
     let mut profile_of: HashMap<(&str, &str), &str> = HashMap::new();
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(p.profiles[NO_PROFILE].outcomes["errored"], 1);
         assert!(io.macro_f1.is_empty(), "no report, no F1");
         let report = crate::dashboard::metrics::tests::report();
-        let Event::Profiles(p) = of(&records, &quality, &windows, &[report]) else { panic!("not profiles") };
+        let Event::Profiles(p) = of(&records, &quality, &windows, &[&report]) else { panic!("not profiles") };
         assert_eq!(p.profiles["io-walk"].macro_f1, [("host/gbt-realistic".to_string(), 0.8)].into());
         assert!(p.profiles["scan"].macro_f1.is_empty(), "a profile the test side lacks has no F1");
     }

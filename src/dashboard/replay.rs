@@ -24,6 +24,8 @@ pub struct Step {
 /// A replay, planned.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replay {
+    /// The replay's number, in its every event.
+    pub id: u64,
     /// The `replay_started` event.
     pub started: Event,
     /// Seconds of episode per second of wall time.
@@ -87,7 +89,7 @@ impl Replay {
             channels: channels.iter().map(|&c| CHANNELS[c].name.to_string()).collect(),
             speed,
         });
-        Ok(Replay { started, speed, steps })
+        Ok(Replay { id, started, speed, steps })
     }
 
     /// How many steps are due once `elapsed` wall time has passed since the
