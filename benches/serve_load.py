@@ -222,6 +222,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--held", type=int, default=5)
     ap.add_argument("--windows", type=int, default=10000)
+    ap.add_argument("--phases", default="fan_out,append,drift,memory")
     args = ap.parse_args()
     index = os.path.join(args.store, "index.jsonl")
     lines = open(index).read().splitlines()
@@ -239,12 +240,17 @@ def main():
         accepted = request(addr, "GET", "/api/episodes?outcome=accepted")
         key = (accepted[0]["host_id"], accepted[0]["episode_id"])
         windows_per_replay = accepted[0]["windows"]
-        for clients in (1, 50):
+        phases = args.phases.split(",")
+        for clients in (1, 50) if "fan_out" in phases else ():
             for speed in (100, 300, 1000, 1e6):
                 for r in fan_out(addr, key, clients, speed):
                     print(json.dumps({"fan_out": r}), flush=True)
-        print(json.dumps({"append": append_latency(addr, args.store, held)}), flush=True)
-        print(json.dumps({"drift": drift(addr, key)}), flush=True)
+        if "append" in phases:
+            print(json.dumps({"append": append_latency(addr, args.store, held)}), flush=True)
+        if "drift" in phases:
+            print(json.dumps({"drift": drift(addr, key)}), flush=True)
+        if "memory" not in phases:
+            return
         before = rss_mb(serve.pid)
         done, marks = 0, []
         while done < args.windows:

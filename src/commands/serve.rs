@@ -34,8 +34,13 @@ pub fn run(g: &Global, follow: FollowArgs, serve: ServeArgs) -> Result<ExitCode>
     }
     let dashboard = Arc::new(Dashboard::new(settings(&corpus, serve.recipe)?));
     let prometheus = prometheus()?;
+    // Planning a replay and cutting windows are CPU work on the blocking
+    // pool: more threads than cores would not make them faster, and each
+    // thread's allocator arena would keep its memory.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(cores)
         .thread_name("serve")
         .enable_all()
         .build()
