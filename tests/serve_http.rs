@@ -188,6 +188,30 @@ fn an_episode_appended_to_the_index_shows_in_perf_and_profiles() {
 }
 
 #[test]
+fn a_changed_evaluation_report_goes_out_as_metrics_and_profiles() {
+    let Served { out, server, dir: _dir, .. } = served();
+    let mut stream = server.events(None);
+    stream.until(QUIET, |e| e.event == "profiles");
+    // As `epiflow eval` would leave it: the report rewritten whole.
+    let path = out.join("eval/host/report.json");
+    let mut report: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    report["models"][0]["macro_f1"] = json!(0.125);
+    report["models"][0]["per_profile"].as_object_mut().unwrap().values_mut().for_each(|b| b["macro_f1"] = json!(0.25));
+    let model = report["models"][0]["model"].as_str().unwrap().to_string();
+    let aside = out.join("eval/host/report.json.new");
+    std::fs::write(&aside, serde_json::to_vec(&report).unwrap()).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
+
+    let metrics = stream.until(QUIET, |e| e.event == "metrics");
+    assert_eq!(metrics.last().unwrap().data["models"][&model]["macro_f1"], 0.125);
+    let profiles = stream.until(QUIET, |e| e.event == "profiles");
+    let f1 = &profiles.last().unwrap().data["profiles"];
+    let key = format!("host/{model}");
+    let shown: Vec<&Value> = f1.as_object().unwrap().values().filter_map(|p| p["macro_f1"].get(&key)).collect();
+    assert!(!shown.is_empty() && shown.iter().all(|v| **v == 0.25), "{f1}");
+}
+
+#[test]
 fn requests_naming_nothing_malformed_or_too_large_are_refused_with_json() {
     let Served { store, server, dir: _dir, .. } = served();
     let (host, episode) = server.accepted();
