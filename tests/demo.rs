@@ -41,6 +41,18 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
         let labels = m["confusion"]["labels"].as_array().unwrap().len();
         assert_eq!(m["confusion"]["counts"].as_array().unwrap().len(), labels);
         assert!(is_png(&eval.join(m["confusion_png"].as_str().unwrap())), "{}", m["model"]);
+        assert!(is_png(&eval.join(m["reliability_png"].as_str().unwrap())), "{}", m["model"]);
+        let ece = m["calibration"]["ece"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ece), "{}: ECE {ece}", m["model"]);
+        let binned: u64 =
+            m["calibration"]["bins"].as_array().unwrap().iter().map(|b| b["windows"].as_u64().unwrap()).sum();
+        assert_eq!(binned, report["test"]["windows"].as_u64().unwrap(), "every test window in one bin");
+    }
+    // Significance is decided on the Holm-adjusted p-value, never below the raw one.
+    for p in report["pairs"].as_array().unwrap() {
+        let (raw, adjusted) = (p["p_value"].as_f64().unwrap(), p["p_adjusted"].as_f64().unwrap());
+        assert!(raw <= adjusted && adjusted <= 1.0, "{p}");
+        assert_eq!(p["significant"], adjusted < 0.05, "{p}");
     }
     assert!(is_png(&eval.join("macro_f1.png")));
     let md = std::fs::read_to_string(eval.join("report.md")).unwrap();
@@ -48,6 +60,10 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
         assert!(md.contains(&format!("\n{section}\n")), "report.md lacks {section}");
     }
     assert!(md.contains("](macro_f1.png)") && md.contains("](confusion-gbt-realistic.png)"), "charts linked");
+    assert!(
+        md.contains("](reliability-gbt-realistic.png)") && md.contains("Holm"),
+        "calibration and Holm in the report"
+    );
 
     // Nothing changed: `eval` finds the report current.
     let s = store.to_str().unwrap();

@@ -11,8 +11,8 @@ use crate::metrics::Confusion;
 use epiflow_operators::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-/// Confidence of every interval; a gap is significant when its p-value is
-/// below `1 - CONFIDENCE`.
+/// Confidence of every interval; a gap is significant when its p-value,
+/// adjusted for the number of comparisons (Holm), is below `1 - CONFIDENCE`.
 pub const CONFIDENCE: f64 = 0.95;
 
 /// Bootstrap resamples of a list of episodes: how often each resample draws
@@ -93,7 +93,10 @@ pub struct Gap {
     /// numerator and denominator), so it is never 0 and is 1 when the two
     /// models agree in every resample.
     pub p_value: f64,
-    /// `p_value < 1 − CONFIDENCE`.
+    /// `p_value` adjusted for every comparison made with it (Holm's
+    /// step-down method over the split's pairs; see [`holm`]).
+    pub p_adjusted: f64,
+    /// `p_adjusted < 1 − CONFIDENCE`.
     pub significant: bool,
 }
 
@@ -104,7 +107,54 @@ pub fn paired_gap(a: f64, b: f64, a_resampled: &[f64], b_resampled: &[f64]) -> G
     let not_above = gaps.iter().filter(|&&g| g <= 0.0).count();
     let not_below = gaps.iter().filter(|&&g| g >= 0.0).count();
     let p_value = (2.0 * (not_above.min(not_below) + 1) as f64 / (gaps.len() + 1) as f64).min(1.0);
-    Gap { gap: a - b, ci: interval(&gaps), p_value, significant: p_value < 1.0 - CONFIDENCE }
+    Gap { gap: a - b, ci: interval(&gaps), p_value, p_adjusted: p_value, significant: p_value < 1.0 - CONFIDENCE }
+}
+
+/// The smallest p-value [`paired_gap`] can give with `resamples` resamples:
+/// no resample on the far side of zero, `2 / (resamples + 1)`.
+pub fn smallest_p(resamples: usize) -> f64 {
+    (2.0 / (resamples + 1) as f64).min(1.0)
+}
+
+/// The resamples needed for a gap to be able to pass the Holm-adjusted test
+/// among `comparisons` pairs: its smallest p-value times their number must
+/// fall below `1 − CONFIDENCE`.
+pub fn resamples_to_resolve(comparisons: usize) -> usize {
+    let passes = |resamples| smallest_p(resamples) * (comparisons as f64) < 1.0 - CONFIDENCE;
+    // 2m / α − 1 solves it exactly; the steps settle float rounding.
+    let mut resamples = ((2.0 * comparisons as f64 / (1.0 - CONFIDENCE)) as usize).saturating_sub(2).max(1);
+    while !passes(resamples) {
+        resamples += 1;
+    }
+    resamples
+}
+
+/// Adjusts the p-values of `gaps`, tested together, for their number (Holm)
+/// and decides significance on the adjusted values.
+pub fn adjust(gaps: &mut [&mut Gap]) {
+    let raw: Vec<f64> = gaps.iter().map(|g| g.p_value).collect();
+    for (gap, adjusted) in gaps.iter_mut().zip(holm(&raw)) {
+        gap.p_adjusted = adjusted;
+        gap.significant = adjusted < 1.0 - CONFIDENCE;
+    }
+}
+
+/// Holm's step-down adjustment of `m` p-values, in their order: the `i`-th
+/// smallest (from 1) becomes `max over j ≤ i of min(1, (m − j + 1) · p(j))`.
+/// It controls the chance of any false "significant" among all `m` at the
+/// level asked, without assuming the tests independent; the adjusted values
+/// keep the raw values' order, and equal raw values get equal adjusted ones.
+pub fn holm(p_values: &[f64]) -> Vec<f64> {
+    let m = p_values.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p_values[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
 }
 
 #[cfg(test)]
@@ -182,6 +232,66 @@ mod tests {
         assert_eq!(Resamples::draw(20, 50, 3).draws, Resamples::draw(20, 50, 3).draws);
         assert_ne!(Resamples::draw(20, 50, 3).draws, Resamples::draw(20, 50, 4).draws);
         assert!(Resamples::draw(0, 50, 3).macro_f1s(&[]).is_empty());
+    }
+
+    #[test]
+    fn holm_adjusts_as_computed_by_hand() {
+        // m = 4, sorted 0.01, 0.02, 0.03, 0.04: ×4, ×3, ×2, ×1 → 0.04, 0.06,
+        // 0.06, 0.04 → running maximum 0.04, 0.06, 0.06, 0.06.
+        let adjusted = holm(&[0.03, 0.01, 0.04, 0.02]);
+        let expected = [0.06, 0.04, 0.06, 0.06];
+        assert!(adjusted.iter().zip(expected).all(|(a, e)| (a - e).abs() < 1e-12), "{adjusted:?}");
+        // Ties: 0.01, 0.01, 0.5 → 0.03, 0.03 (max(0.03, 0.02)), 0.5.
+        let tied = holm(&[0.5, 0.01, 0.01]);
+        assert!(tied.iter().zip([0.5, 0.03, 0.03]).all(|(a, e)| (a - e).abs() < 1e-12), "{tied:?}");
+        // Capped at 1, and one test is left alone.
+        assert_eq!(holm(&[0.4, 0.5, 0.9]), [1.0, 1.0, 1.0]);
+        assert_eq!(holm(&[0.03]), [0.03]);
+        assert!(holm(&[]).is_empty());
+    }
+
+    #[test]
+    fn holm_keeps_the_order_of_the_raw_p_values_and_never_lowers_one() {
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..200 {
+            let raw: Vec<f64> = (0..1 + rng.below(30)).map(|_| rng.below(10_000) as f64 / 10_000.0).collect();
+            let adjusted = holm(&raw);
+            for i in 0..raw.len() {
+                assert!(adjusted[i] >= raw[i] && adjusted[i] <= 1.0);
+                for j in 0..raw.len() {
+                    if raw[i] <= raw[j] {
+                        assert!(adjusted[i] <= adjusted[j], "{raw:?} → {adjusted:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enough_resamples_let_the_best_gap_pass_holm_and_fewer_do_not() {
+        for comparisons in [1, 15, 66] {
+            let needed = resamples_to_resolve(comparisons);
+            let best = |resamples| smallest_p(resamples) * comparisons as f64;
+            assert!(best(needed) < 1.0 - CONFIDENCE, "{comparisons}: {needed}");
+            assert!(best(needed - 1) >= 1.0 - CONFIDENCE, "{comparisons}: {needed} is the fewest");
+        }
+        assert!((2630..=2650).contains(&resamples_to_resolve(66)), "about 2 × 66 / 0.05");
+        assert!((smallest_p(1000) - 2.0 / 1001.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn significance_is_decided_on_the_adjusted_p_value() {
+        let gap = |p_value| Gap { gap: 0.1, ci: None, p_value, p_adjusted: p_value, significant: p_value < 0.05 };
+        let (mut a, mut b, mut c) = (gap(0.01), gap(0.02), gap(0.04));
+        assert!(a.significant && b.significant && c.significant, "each alone");
+        adjust(&mut [&mut a, &mut b, &mut c]);
+        assert_eq!((a.p_adjusted, b.p_adjusted, c.p_adjusted), (0.03, 0.04, 0.04));
+        assert!(a.significant && b.significant && c.significant);
+        let (mut a, mut b, mut c, mut d) = (gap(0.01), gap(0.02), gap(0.04), gap(0.3));
+        adjust(&mut [&mut a, &mut b, &mut c, &mut d]);
+        assert!((a.p_adjusted - 0.04).abs() < 1e-12 && a.significant);
+        assert!((b.p_adjusted - 0.06).abs() < 1e-12 && !b.significant, "0.02 alone would have passed");
+        assert_eq!(a.p_value, 0.01, "the raw value is kept");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! font library.
 
 use crate::bootstrap::Interval;
+use crate::metrics::Calibration;
 use epiflow_pipelines::output::write_atomically;
 use image::codecs::png::PngEncoder;
 use image::{ColorType, ImageEncoder};
@@ -141,6 +142,41 @@ pub fn confusion(path: &Path, matrix: &Matrix) -> io::Result<()> {
     })
 }
 
+/// Draws a reliability chart into `path`: per confidence bin, the share of
+/// its windows predicted right (bars) against the diagonal a calibrated
+/// model would follow, with each bin's mean confidence marked on it.
+pub fn reliability(path: &Path, title: &str, calibration: &Calibration) -> io::Result<()> {
+    png(path, (560, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 16))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0f64..1.0, 0f64..1.0)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("confidence (top probability)")
+            .y_desc("accuracy")
+            .x_label_formatter(&|x| format!("{x:.1}"))
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(draw_error)?;
+        let bars = calibration.bins.iter().map(|b| {
+            Rectangle::new([(b.low + 0.005, 0.0), (b.high - 0.005, b.accuracy)], SET_COLOURS[0].mix(0.8).filled())
+        });
+        chart.draw_series(bars).map_err(draw_error)?;
+        let diagonal = PathElement::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.5).stroke_width(2));
+        chart.draw_series([diagonal]).map_err(draw_error)?;
+        let marks =
+            calibration.bins.iter().map(|b| Circle::new((b.confidence, b.confidence), 4, SET_COLOURS[1].filled()));
+        chart.draw_series(marks).map_err(draw_error)?;
+        Ok(())
+    })
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Renders `draw` on a white `size` canvas in memory and writes it to
@@ -201,5 +237,20 @@ mod tests {
             img.pixels().any(|p| p.0 == [darkest.0, darkest.1, darkest.2]),
             "a full row share is the darkest shade"
         );
+
+        let calibration = Calibration {
+            ece: 0.1,
+            bins: vec![crate::metrics::CalibrationBin {
+                low: 0.8,
+                high: 0.9,
+                windows: 5,
+                confidence: 0.85,
+                accuracy: 0.6,
+            }],
+        };
+        let reliability_png = dir.path().join("reliability.png");
+        reliability(&reliability_png, "gbt-realistic", &calibration).unwrap();
+        let img = decoded(&reliability_png);
+        assert!(img.pixels().any(|p| p.0 == [SET_COLOURS[1].0, SET_COLOURS[1].1, SET_COLOURS[1].2]), "bins marked");
     }
 }

@@ -9,10 +9,10 @@
 //! the split, or a model's weights.
 
 use crate::arch::Arch;
-use crate::bootstrap::{interval, paired_gap, Gap, Interval, Resamples, CONFIDENCE};
+use crate::bootstrap::{adjust, interval, paired_gap, Gap, Interval, Resamples, CONFIDENCE};
 use crate::charts;
 use crate::checkpoint::{self, Checkpoint};
-use crate::metrics::{argmax, Confusion};
+use crate::metrics::{argmax, Calibration, Confusion};
 use crate::report;
 use crate::sink::{by_windows, split_fingerprint, Status};
 use epiflow_operators::fingerprint::Fingerprint;
@@ -30,7 +30,7 @@ use std::time::Instant;
 
 /// Bumped when the report's figures or layout change, so that older
 /// reports are redone.
-const REPORT_VERSION: u32 = 1;
+const REPORT_VERSION: u32 = 2;
 
 /// How figures are resampled: the `[eval]` configuration section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +129,11 @@ pub struct ModelScore {
     pub confusion: ConfusionTable,
     /// The confusion matrix drawn, relative to the report.
     pub confusion_png: String,
+    /// How well its probabilities match how often it is right, window by
+    /// window on the test side.
+    pub calibration: Calibration,
+    /// The reliability chart, relative to the report.
+    pub reliability_png: String,
 }
 
 impl ModelScore {
@@ -233,13 +238,15 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
             .collect::<Option<Vec<usize>>>()
             .ok_or("the shards gave a test window of an episode the split does not place on the test side")?;
         for model in group {
-            let predicted = argmax(&model.predict(side.clone())?);
+            let probabilities = model.predict(side.clone())?;
+            let predicted = argmax(&probabilities);
+            let calibration = Calibration::of(&probabilities, &side.labels);
             let mut per_episode = vec![Confusion::default(); test.keys.len()];
             for ((&e, &truth), &guess) in rows.iter().zip(&side.labels).zip(&predicted) {
                 per_episode[e].counts[truth as usize][guess as usize] += 1;
             }
             let resampled = resamples.macro_f1s(&per_episode);
-            scored.push((score(model, &per_episode, &resampled, &test), resampled));
+            scored.push((score(model, &per_episode, &resampled, &test, calibration), resampled));
         }
     }
     scored.sort_by_key(|(s, _)| (s.arch, s.channels));
@@ -309,8 +316,10 @@ fn inputs_of(config: &EvalConfig, split: &str, models: &[Checkpoint], skipped: &
 /// links is there.
 fn current_report(dir: &Path, inputs: &str) -> Option<Report> {
     let report: Report = serde_json::from_slice(&std::fs::read(dir.join(report::JSON)).ok()?).ok()?;
-    let linked = std::iter::once(&report.macro_f1_png).chain(report.models.iter().map(|m| &m.confusion_png));
-    let complete = dir.join(report::MARKDOWN).is_file() && linked.into_iter().all(|f| dir.join(f).is_file());
+    let complete = dir.join(report::MARKDOWN).is_file()
+        && std::iter::once(&report.macro_f1_png)
+            .chain(report.models.iter().flat_map(|m| [&m.confusion_png, &m.reliability_png]))
+            .all(|f| dir.join(f).is_file());
     (report.inputs == inputs && complete).then_some(report)
 }
 
@@ -365,7 +374,13 @@ impl TestEpisodes {
 }
 
 /// One model's figures from its confusion on each test episode.
-fn score(model: &Checkpoint, per_episode: &[Confusion], resampled: &[f64], test: &TestEpisodes) -> ModelScore {
+fn score(
+    model: &Checkpoint,
+    per_episode: &[Confusion],
+    resampled: &[f64],
+    test: &TestEpisodes,
+    calibration: Calibration,
+) -> ModelScore {
     let name = checkpoint::model_name(model.card.arch, model.card.channels);
     let total = sum(per_episode.iter());
     let breakdown = |key: &dyn Fn(usize) -> String| {
@@ -404,6 +419,8 @@ fn score(model: &Checkpoint, per_episode: &[Confusion], resampled: &[f64], test:
             counts: labels.iter().map(|&t| labels.iter().map(|&p| total.counts[t][p]).collect()).collect(),
         },
         confusion_png: format!("confusion-{name}.png"),
+        calibration,
+        reliability_png: format!("reliability-{name}.png"),
     }
 }
 
@@ -417,7 +434,7 @@ fn sum<'a>(confusions: impl Iterator<Item = &'a Confusion>) -> Confusion {
 
 /// Every two models, on the same resamples.
 fn pairs(scored: &[(ModelScore, Vec<f64>)]) -> Vec<PairScore> {
-    let mut pairs = Vec::new();
+    let mut pairs: Vec<PairScore> = Vec::new();
     for (i, (a, a_resampled)) in scored.iter().enumerate() {
         for (b, b_resampled) in &scored[i + 1..] {
             pairs.push(PairScore {
@@ -427,6 +444,7 @@ fn pairs(scored: &[(ModelScore, Vec<f64>)]) -> Vec<PairScore> {
             });
         }
     }
+    adjust(&mut pairs.iter_mut().map(|p| &mut p.gap).collect::<Vec<_>>());
     pairs
 }
 
@@ -445,6 +463,9 @@ fn write_report(dir: &Path, report: &Report) -> std::io::Result<()> {
         let title = format!("{} on the {} test side", m.model, report.recipe);
         let matrix = charts::Matrix { title: &title, labels: &m.confusion.labels, counts: &m.confusion.counts };
         charts::confusion(&dir.join(&m.confusion_png), &matrix)?;
+        let title =
+            format!("{}: reliability on the {} test side (ECE {:.3})", m.model, report.recipe, m.calibration.ece);
+        charts::reliability(&dir.join(&m.reliability_png), &title, &m.calibration)?;
     }
     write_atomically(&dir.join(report::MARKDOWN), |w| w.write_all(report::markdown(report).as_bytes()))?;
     let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;

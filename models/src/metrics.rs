@@ -1,7 +1,9 @@
-//! How a classifier is judged: macro F1 over the phases, and the class
-//! weights that make training care about rare phases as much as common ones.
+//! How a classifier is judged: macro F1 over the phases, how well its
+//! probabilities are calibrated, and the class weights that make training
+//! care about rare phases as much as common ones.
 
 use crate::CLASSES;
+use serde::{Deserialize, Serialize};
 
 /// Confusion counts: `counts[truth][predicted]`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -79,20 +81,52 @@ pub fn class_weights(labels: &[u8]) -> [f32; CLASSES] {
 /// The class with the highest probability in each row of `probs`
 /// (`rows × CLASSES`); the first on ties.
 pub fn argmax(probs: &[f32]) -> Vec<u8> {
-    probs
-        .chunks_exact(CLASSES)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
-                .0 as u8
-        })
-        .collect()
+    probs.chunks_exact(CLASSES).map(|row| top(row).0 as u8).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row whose top class is `k` with probability `p`, the rest shared.
+    fn row(k: usize, p: f32) -> [f32; CLASSES] {
+        let mut r = [(1.0 - p) / (CLASSES - 1) as f32; CLASSES];
+        r[k] = p;
+        r
+    }
+
+    #[test]
+    fn calibrated_predictions_have_no_calibration_error() {
+        // Sure at 0.8 and right 8 times in 10; sure at 0.95 and right 19 in 20.
+        let mut probs = Vec::new();
+        let mut truth = Vec::new();
+        for i in 0..10 {
+            probs.extend(row(1, 0.8));
+            truth.push(if i < 8 { 1 } else { 2 });
+        }
+        for i in 0..20 {
+            probs.extend(row(0, 0.95));
+            truth.push(if i < 19 { 0 } else { 3 });
+        }
+        let c = Calibration::of(&probs, &truth);
+        assert!(c.ece.abs() < 1e-6, "{c:?}");
+        assert_eq!(c.bins.iter().map(|b| (b.low, b.windows)).collect::<Vec<_>>(), [(0.8, 10), (0.9, 20)]);
+        assert!((c.bins[0].accuracy - 0.8).abs() < 1e-12 && (c.bins[1].confidence - 0.95).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sure_and_wrong_is_the_worst_calibration() {
+        let probs: Vec<f32> = (0..7).flat_map(|_| row(2, 1.0)).collect();
+        let c = Calibration::of(&probs, &[0; 7]);
+        assert_eq!(c.ece, 1.0);
+        assert_eq!((c.bins.len(), c.bins[0].low, c.bins[0].accuracy), (1, 0.9, 0.0), "1.0 falls in the last bin");
+        // Half the windows sure and wrong, half at 0.6 and always right: 0.5 × 1 + 0.5 × 0.4.
+        let mut probs = probs[..5 * CLASSES].to_vec();
+        probs.extend((0..5).flat_map(|_| row(4, 0.6)));
+        let truth = [0, 0, 0, 0, 0, 4, 4, 4, 4, 4];
+        assert!((Calibration::of(&probs, &truth).ece - 0.7).abs() < 1e-6);
+        assert_eq!(Calibration::of(&[], &[]), Calibration { ece: 0.0, bins: Vec::new() });
+    }
 
     #[test]
     fn macro_f1_by_hand_over_the_classes_present() {
@@ -140,5 +174,70 @@ mod tests {
     fn argmax_picks_the_most_likely_class_per_row() {
         let probs = [0.1, 0.6, 0.1, 0.1, 0.1, 0.3, 0.3, 0.2, 0.1, 0.1];
         assert_eq!(argmax(&probs), vec![1, 0]);
+    }
+}
+
+/// The most likely class of one row and its probability; the first on ties.
+fn top(row: &[f32]) -> (usize, f32) {
+    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
+}
+
+/// Equal-width confidence bins of the calibration figures.
+pub const CALIBRATION_BINS: usize = 10;
+
+/// How far a model's confidence is from how often it is right: the
+/// dashboard shows its probabilities to people, who read 0.9 as "right nine
+/// times in ten".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Expected calibration error: over [`CALIBRATION_BINS`] equal-width bins
+    /// of the top probability, `Σ (windows in bin / windows) × |accuracy −
+    /// mean confidence|` (0: calibrated; 1: always sure and always wrong).
+    pub ece: f64,
+    /// The bins that hold windows (the reliability chart's points).
+    pub bins: Vec<CalibrationBin>,
+}
+
+/// One confidence bin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// `[low, high)` of the top probability (the last bin holds 1.0).
+    pub low: f64,
+    pub high: f64,
+    pub windows: u64,
+    /// Mean top probability of its windows.
+    pub confidence: f64,
+    /// Share of its windows predicted right.
+    pub accuracy: f64,
+}
+
+impl Calibration {
+    /// The calibration of predictions `probs` (`rows × CLASSES`) against
+    /// `truth`, window by window.
+    pub fn of(probs: &[f32], truth: &[u8]) -> Calibration {
+        let mut sums = [(0u64, 0.0f64, 0u64); CALIBRATION_BINS];
+        for (row, &t) in probs.chunks_exact(CLASSES).zip(truth) {
+            let (k, p) = top(row);
+            let p = f64::from(p).clamp(0.0, 1.0);
+            let bin = ((p * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+            sums[bin].0 += 1;
+            sums[bin].1 += p;
+            sums[bin].2 += u64::from(k == t as usize);
+        }
+        let total: u64 = sums.iter().map(|s| s.0).sum();
+        let bins: Vec<CalibrationBin> = sums
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.0 > 0)
+            .map(|(b, &(n, confidence, right))| CalibrationBin {
+                low: b as f64 / CALIBRATION_BINS as f64,
+                high: (b + 1) as f64 / CALIBRATION_BINS as f64,
+                windows: n,
+                confidence: confidence / n as f64,
+                accuracy: right as f64 / n as f64,
+            })
+            .collect();
+        let ece = bins.iter().map(|b| b.windows as f64 / total.max(1) as f64 * (b.accuracy - b.confidence).abs()).sum();
+        Calibration { ece, bins }
     }
 }

@@ -12,12 +12,13 @@ pub const MARKDOWN: &str = "report.md";
 pub const JSON: &str = "report.json";
 
 /// The section headings, in order (a test checks every one is written).
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "## Models",
     "## F1 per phase",
     "## Macro F1 per profile",
     "## Macro F1 per host",
     "## Significant gaps",
+    "## Calibration",
     "## Confusion matrices",
     "## Skipped checkpoints",
 ];
@@ -53,8 +54,9 @@ pub fn markdown(report: &Report) -> String {
     breakdowns(&mut md, SECTIONS[2], "profile", report, |m| &m.per_profile);
     breakdowns(&mut md, SECTIONS[3], "host", report, |m| &m.per_host);
     gaps(&mut md, report);
+    calibration(&mut md, report);
     confusions(&mut md, report);
-    let _ = writeln!(md, "{}\n", SECTIONS[6]);
+    let _ = writeln!(md, "{}\n", SECTIONS[7]);
     if report.skipped.is_empty() {
         let _ = writeln!(md, "None.");
     }
@@ -113,24 +115,64 @@ fn gaps(md: &mut String, report: &Report) {
     let significant: Vec<_> = report.pairs.iter().filter(|p| p.gap.significant).collect();
     let _ = writeln!(
         md,
-        "{}\n\n{} of {} pairs differ with p < {:.2} (paired bootstrap on the same resamples; every pair is in `report.json`).\n",
+        "{}\n\n{} of {} pairs differ with Holm-adjusted p < {:.2}: paired bootstrap on the same resamples, \
+         each p-value adjusted for the {} comparisons by Holm's step-down method (raw and adjusted for every \
+         pair are in `report.json`).\n",
         SECTIONS[4],
         significant.len(),
         report.pairs.len(),
-        1.0 - report.confidence
+        1.0 - report.confidence,
+        report.pairs.len()
     );
+    if let Some(note) = unresolvable(report) {
+        let _ = writeln!(md, "{note}\n");
+    }
     if !significant.is_empty() {
-        let _ = writeln!(md, "| a | b | gap a − b | interval | p |\n|---|---|---|---|---|");
+        let _ = writeln!(md, "| a | b | gap a − b | interval | p | p (Holm) |\n|---|---|---|---|---|---|");
     }
     for p in significant {
         let ci = p.gap.ci.map_or("–".to_string(), |ci| format!("[{:+.3}, {:+.3}]", ci.low, ci.high));
-        let _ = writeln!(md, "| {} | {} | {:+.3} | {ci} | {:.4} |", p.a, p.b, p.gap.gap, p.gap.p_value);
+        let (raw, adjusted) = (p.gap.p_value, p.gap.p_adjusted);
+        let _ = writeln!(md, "| {} | {} | {:+.3} | {ci} | {raw:.4} | {adjusted:.4} |", p.a, p.b, p.gap.gap);
+    }
+    md.push('\n');
+}
+
+/// When no pair could pass the adjusted test with this many resamples,
+/// says so and how many would do.
+pub fn unresolvable(report: &Report) -> Option<String> {
+    let pairs = report.pairs.len();
+    let best = crate::bootstrap::smallest_p(report.resamples) * pairs as f64;
+    (pairs > 0 && best >= 1.0 - report.confidence).then(|| {
+        format!(
+            "With {} resamples the smallest bootstrap p-value is {:.4}, so across {pairs} pairs no gap can reach \
+             a Holm-adjusted p below {:.2}: `[eval] resamples = {}` or more would let the clearest gaps through.",
+            report.resamples,
+            crate::bootstrap::smallest_p(report.resamples),
+            1.0 - report.confidence,
+            crate::bootstrap::resamples_to_resolve(pairs)
+        )
+    })
+}
+
+fn calibration(md: &mut String, report: &Report) {
+    let _ = writeln!(
+        md,
+        "{}\n\nExpected calibration error over {} equal-width bins of the top probability, window by window \
+         (0: a probability of 0.9 is right nine times in ten; 1: always sure and always wrong), and each \
+         model's reliability chart.\n\n| model | ECE | windows |\n|---|---|---|",
+        SECTIONS[5],
+        crate::metrics::CALIBRATION_BINS
+    );
+    for m in &report.models {
+        let windows: u64 = m.calibration.bins.iter().map(|b| b.windows).sum();
+        let _ = writeln!(md, "| [{}]({}) | {:.3} | {windows} |", m.model, m.reliability_png, m.calibration.ece);
     }
     md.push('\n');
 }
 
 fn confusions(md: &mut String, report: &Report) {
-    let _ = writeln!(md, "{}\n\nRows are the truth, columns the prediction.\n", SECTIONS[5]);
+    let _ = writeln!(md, "{}\n\nRows are the truth, columns the prediction.\n", SECTIONS[6]);
     for m in &report.models {
         let _ = writeln!(md, "### {}\n\n![{} confusion matrix]({})\n", m.model, m.model, m.confusion_png);
         let c = &m.confusion;

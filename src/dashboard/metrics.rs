@@ -44,7 +44,8 @@ pub(crate) mod tests {
                 "macro_f1": 0.91, "ci": { "low": 0.85, "high": 0.95 },
                 "per_class_f1": { "clean": 0.97, "dormant": 0.88 },
                 "per_profile": { "io-walk": breakdown }, "per_host": { "lab-rack-01": breakdown },
-                "confusion": { "labels": ["clean"], "counts": [[3]] }, "confusion_png": "c.png"
+                "confusion": { "labels": ["clean"], "counts": [[3]] }, "confusion_png": "c.png",
+                "calibration": { "ece": 0.05, "bins": [] }, "reliability_png": "r.png"
             }],
             "pairs": [], "skipped": [], "macro_f1_png": "m.png"
         }))
