@@ -80,6 +80,10 @@ pub struct RunStats {
     pub operators: BTreeMap<String, OperatorStats>,
     /// Wall-clock time of the whole run.
     pub wall_s: f64,
+    /// Of which: until the corpus outputs (tables, features, splits) were
+    /// published, before any training or evaluation.
+    #[serde(default)]
+    pub corpus_s: f64,
     pub workers: usize,
     pub processes: usize,
     /// Per worker, in worker order: what each one did (workers that got no

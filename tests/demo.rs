@@ -22,6 +22,18 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
     for expected in ["accepted", "feature windows", "host/transformer-oracle", "test macro F1", "report:"] {
         assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}");
     }
+    // The first line times validation alone; the last names every stage.
+    let seconds = |line: &str, before: &str| -> f64 {
+        let at = line.find(before).unwrap_or_else(|| panic!("{before:?} in {line:?}"));
+        line[..at].split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let validated = stdout.lines().find(|l| l.starts_with("validated 80 episodes in ")).unwrap();
+    let time = stdout.lines().find(|l| l.starts_with("time: synth ")).unwrap();
+    for stage in ["synth", "pipeline", "training", "evaluation"] {
+        assert!(time.contains(&format!("{stage} ")), "{time}");
+    }
+    assert_eq!(seconds(validated, " s ("), seconds(time, " s, training"), "the first line is the pipeline's time");
+    assert!(seconds(time, " s in all") > seconds(time, " s, evaluation"), "{time}");
     let store = keep.join("store");
     let out = store.join("derived");
     assert_eq!(validation_rows(&out.join("validation.parquet")).len(), 80);
@@ -105,4 +117,7 @@ fn a_tiny_demo_still_reports_as_json() {
     let summary: Value = serde_json::from_str(&epiflow_ok(&["demo", "--episodes", "10", "--json"], 0)).unwrap();
     assert_eq!(summary["episodes"], 10);
     assert_eq!(summary["models"].as_array().unwrap().len(), 12);
+    let t = &summary["timings"];
+    let parts: f64 = ["synth_s", "pipeline_s", "train_s", "eval_s"].iter().map(|k| t[k].as_f64().unwrap()).sum();
+    assert!(parts > 0.0 && parts <= t["total_s"].as_f64().unwrap(), "each stage's time is a part of the whole: {t}");
 }

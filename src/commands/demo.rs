@@ -10,11 +10,13 @@ use crate::cli::Global;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
+use crate::stats::RunStats;
 use crate::synth::{synthesize, SynthConfig};
 use epiflow_operators::split::Recipe;
 use epiflow_pipelines::Cluster;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// The default configuration with training on: the `host` split, every
 /// architecture and channel set, and schedules short enough for a laptop.
@@ -42,18 +44,21 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     let store = root.join("store");
     let quiet = g.quiet || g.json;
     let config = SynthConfig { out: store.clone(), episodes, hosts: 4, seed: 7, duration_s: 60.0, threads: workers(g) };
+    let start = Instant::now();
     let bar = progress::bar(episodes as u64, "synth", quiet);
     synthesize(&config, &|| bar.inc(1)).map_err(|e| Error::io("cannot write store", &store, e))?;
     bar.finish_and_clear();
+    let synth_s = start.elapsed().as_secs_f64();
     let out = store.join("derived");
     let cluster = Cluster::local(workers(g));
     let stats = validate_store(&store, &out, &demo_config(), &cluster, quiet, Mode::Run)?
         .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
+    let timings = Timings::of(&stats, synth_s, start.elapsed().as_secs_f64());
     if g.json {
         print_json(&serde_json::json!({
             "store": store, "episodes": stats.episodes, "outcomes": stats.outcomes, "reasons": stats.reasons,
             "quality": stats.quality, "fake": stats.fake, "windows": stats.windows,
-            "models": stats.models, "evals": stats.evals, "output": out,
+            "models": stats.models, "evals": stats.evals, "output": out, "timings": timings,
         }))?;
     } else {
         println!("epiflow demo: {episodes} synthetic episodes from 4 lab hosts\n");
@@ -61,6 +66,7 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
         println!("\n{} feature windows (summary: 230 features; tensors: 46 channels x 20 steps)", stats.windows);
         print!("\n{}", model_table(&stats.models));
         print!("\n{}", results_table(&stats.evals));
+        println!("\n{}", timings.line());
         if kept {
             println!("\noutputs in {}", out.display());
         } else {
@@ -68,4 +74,29 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the demo's time went, each stage under its own name.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Timings {
+    synth_s: f64,
+    /// Validation to published features and splits.
+    pipeline_s: f64,
+    train_s: f64,
+    eval_s: f64,
+    total_s: f64,
+}
+
+impl Timings {
+    fn of(stats: &RunStats, synth_s: f64, total_s: f64) -> Timings {
+        let sink = |name: &str| stats.operators.get(name).map_or(0.0, |o| o.wall_s);
+        Timings { synth_s, pipeline_s: stats.corpus_s, train_s: sink("train"), eval_s: sink("eval"), total_s }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "time: synth {:.1} s, pipeline {:.1} s, training {:.1} s, evaluation {:.1} s; demo {:.1} s in all",
+            self.synth_s, self.pipeline_s, self.train_s, self.eval_s, self.total_s
+        )
+    }
 }

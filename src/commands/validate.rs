@@ -244,6 +244,7 @@ impl Publisher {
             ..Default::default()
         };
         stats.set_counts(&output.counts);
+        stats.corpus_s = stats.wall_s;
         if let Some(models) = &self.models {
             let (trained, totals) = super::train::train_sink(out, &models.train, self.workers, models.quiet);
             stats.operators.insert("train".into(), totals);
@@ -367,8 +368,8 @@ pub fn report(g: &Global, stats: &RunStats, out: &Path) -> Result<()> {
 /// The outcome table a person reads: outcomes with shares, then reasons.
 pub fn outcome_table(stats: &RunStats) -> String {
     let n = stats.episodes.max(1) as f64;
-    let rate = stats.episodes as f64 / stats.wall_s.max(1e-9);
-    let mut s = format!("validated {} episodes in {:.1} s ({rate:.0} episodes/s)\n\n", stats.episodes, stats.wall_s);
+    let rate = stats.episodes as f64 / stats.corpus_s.max(1e-9);
+    let mut s = format!("validated {} episodes in {:.1} s ({rate:.0} episodes/s)\n\n", stats.episodes, stats.corpus_s);
     s += &format!("{:<10} {:>9} {:>7}\n", "outcome", "episodes", "share");
     for o in Outcome::ALL {
         let c = stats.outcomes.get(o.name()).copied().unwrap_or(0);
