@@ -95,6 +95,15 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
         serde_json::from_str(&epiflow_ok(&["eval", "--store", s, "--split", "host", "--json"], 0)).unwrap();
     assert_eq!(redone[0]["status"], "computed");
 
+    // A recipe whose models are gone cannot be made: the table says why.
+    std::fs::remove_dir_all(out.join("models/sample")).unwrap();
+    let partial = epiflow(&["eval", "--store", s, "--split", "host", "--split", "sample"]);
+    assert_eq!(partial.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&partial.stdout);
+    assert!(printed.contains("no sample column: no trained model of the sample split"), "{printed}");
+    let table = std::fs::read_to_string(out.join("eval/generalization.md")).unwrap();
+    assert!(table.contains("No `sample` column") && table.contains("| host: val | host: test |"), "{table}");
+
     let usage = epiflow(&["eval", "--store", s]);
     assert_eq!(usage.status.code(), Some(2), "eval without a split is bad usage");
 
@@ -116,7 +125,7 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
 fn a_tiny_demo_still_reports_as_json() {
     let summary: Value = serde_json::from_str(&epiflow_ok(&["demo", "--episodes", "10", "--json"], 0)).unwrap();
     assert_eq!(summary["episodes"], 10);
-    assert_eq!(summary["models"].as_array().unwrap().len(), 12);
+    assert_eq!(summary["models"].as_array().unwrap().len(), 36, "three recipes × six architectures × two sets");
     let t = &summary["timings"];
     let parts: f64 = ["synth_s", "pipeline_s", "train_s", "eval_s"].iter().map(|k| t[k].as_f64().unwrap()).sum();
     assert!(parts > 0.0 && parts <= t["total_s"].as_f64().unwrap(), "each stage's time is a part of the whole: {t}");

@@ -27,6 +27,19 @@ pub struct Bars<'a> {
     pub sets: [Option<(f64, Option<Interval>)>; 2],
 }
 
+/// One model of the generalization chart: per split recipe (host, sample,
+/// time), its validation macro F1, test macro F1 and the test interval.
+pub struct GapBars<'a> {
+    pub label: &'a str,
+    pub recipes: [Option<GapBar>; 3],
+}
+
+/// Validation macro F1, test macro F1 and the test interval.
+pub type GapBar = (f64, f64, Option<Interval>);
+
+/// Bars of the three recipes.
+const RECIPE_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+
 /// A confusion matrix to draw: rows are the truth, columns the prediction.
 pub struct Matrix<'a> {
     pub title: &'a str,
@@ -142,6 +155,71 @@ pub fn confusion(path: &Path, matrix: &Matrix) -> io::Result<()> {
     })
 }
 
+/// Draws, per model, each recipe's test macro F1 as a bar with its interval
+/// and the validation macro F1 as a black tick above or inside it: the
+/// distance from tick to bar top is the generalization gap.
+pub fn generalization(path: &Path, title: &str, models: &[GapBars]) -> io::Result<()> {
+    let (width, height) = (140 + 90 * models.len().max(1) as u32, 480);
+    png(path, (width, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(16)
+            .x_label_area_size(90)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..models.len().max(1) as f64, 0f64..1.0)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("macro F1")
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(draw_error)?;
+        for (r, (name, colour)) in ["host", "sample", "time"].into_iter().zip(RECIPE_COLOURS).enumerate() {
+            let x0 = |i: usize| i as f64 + 0.08 + 0.28 * r as f64;
+            let cells: Vec<(usize, GapBar)> =
+                models.iter().enumerate().filter_map(|(i, m)| Some((i, m.recipes[r]?))).collect();
+            chart
+                .draw_series(cells.iter().map(|&(i, (_, test, _))| {
+                    Rectangle::new([(x0(i), 0.0), (x0(i) + 0.26, test)], colour.mix(0.85).filled())
+                }))
+                .map_err(draw_error)?
+                .label(format!("{name} test"))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+            let whiskers = cells.iter().filter_map(|&(i, (_, _, ci))| Some((i, ci?)));
+            chart
+                .draw_series(whiskers.map(|(i, ci)| {
+                    let x = x0(i) + 0.13;
+                    PathElement::new(vec![(x, ci.low), (x, ci.high)], BLACK.mix(0.6).stroke_width(2))
+                }))
+                .map_err(draw_error)?;
+            chart
+                .draw_series(cells.iter().map(|&(i, (val, _, _))| {
+                    PathElement::new(vec![(x0(i), val), (x0(i) + 0.26, val)], BLACK.stroke_width(3))
+                }))
+                .map_err(draw_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(draw_error)?;
+        for (i, model) in models.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            let style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+            for (line, part) in model.label.splitn(2, '-').enumerate() {
+                root.draw_text(part, &style, (x, y + 8 + 16 * line as i32)).map_err(draw_error)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Draws a reliability chart into `path`: per confidence bin, the share of
 /// its windows predicted right (bars) against the diagonal a calibrated
 /// model would follow, with each bin's mean confidence marked on it.
@@ -248,6 +326,13 @@ mod tests {
                 accuracy: 0.6,
             }],
         };
+        let gap_png = dir.path().join("generalization.png");
+        let cell = Some((0.95, 0.7, Some(Interval { low: 0.6, high: 0.8 })));
+        generalization(&gap_png, "gap", &[GapBars { label: "gbt-realistic", recipes: [cell, None, cell] }]).unwrap();
+        let img = decoded(&gap_png);
+        assert_eq!(img.dimensions(), (140 + 90, 480), "one model group");
+        let coloured = |p: &&image::Rgb<u8>| p.0[0] != p.0[1] || p.0[1] != p.0[2];
+        assert!(img.pixels().filter(coloured).count() > 1000, "the recipes' bars are drawn");
         let reliability_png = dir.path().join("reliability.png");
         reliability(&reliability_png, "gbt-realistic", &calibration).unwrap();
         let img = decoded(&reliability_png);

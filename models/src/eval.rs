@@ -30,7 +30,7 @@ use std::time::Instant;
 
 /// Bumped when the report's figures or layout change, so that older
 /// reports are redone.
-const REPORT_VERSION: u32 = 2;
+const REPORT_VERSION: u32 = 3;
 
 /// How figures are resampled: the `[eval]` configuration section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,6 +120,10 @@ pub struct ModelScore {
     pub arch: Arch,
     pub channels: ChannelSet,
     pub weights_sha256: String,
+    /// Macro F1 on the split's validation side (in distribution: the
+    /// training hosts, samples and times), from the checkpoint's card; the
+    /// test figure beside it shows how much of it carries over.
+    pub val_macro_f1: f64,
     pub macro_f1: f64,
     pub ci: Option<Interval>,
     /// F1 of each phase present in the test side's truth.
@@ -405,6 +409,7 @@ fn score(
         arch: model.card.arch,
         channels: model.card.channels,
         weights_sha256: model.card.weights_sha256.clone(),
+        val_macro_f1: model.card.val.macro_f1,
         macro_f1: total.macro_f1(),
         ci: interval(resampled),
         per_class_f1: Phase::ALL

@@ -15,6 +15,7 @@ pub mod cnn;
 pub mod device;
 pub mod eval;
 pub mod gbt;
+pub mod generalization;
 pub mod metrics;
 pub mod mlp;
 pub mod net;

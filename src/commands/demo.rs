@@ -18,11 +18,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// The default configuration with training on: the `host` split, every
-/// architecture and channel set, and schedules short enough for a laptop.
+/// The default configuration with training on: every split recipe (so the
+/// generalization table has all three), every architecture and channel
+/// set, and schedules short enough for a laptop.
 fn demo_config() -> Config {
     let mut config = Config::default();
-    config.train.splits = vec![Recipe::Host];
+    config.train.splits = Recipe::ALL.to_vec();
     config.train.neural.max_epochs = 20;
     config.train.neural.patience = 5;
     config.train.gbt.rounds = 100;

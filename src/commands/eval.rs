@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::stats::OperatorStats;
-use epiflow_models::eval::{evaluate, EvalConfig, EvalRun, ModelScore};
+use epiflow_models::eval::{evaluate, EvalConfig, EvalRun, ModelScore, Report};
+use epiflow_models::generalization::Generalization;
 use epiflow_operators::split::Recipe;
 use std::path::Path;
 use std::process::ExitCode;
@@ -49,8 +50,21 @@ pub fn eval_sink(out: &Path, recipes: &[Recipe], config: &EvalConfig, quiet: boo
         })
         .collect();
     bar.finish_and_clear();
+    let dir = out.join("eval");
+    if let Err(e) = generalization(&runs).write(&dir) {
+        tracing::warn!("cannot write the generalization table in {}: {e}", dir.display());
+    }
     let stats = OperatorStats::of_statuses(runs.iter().map(|r| r.status), start.elapsed().as_secs_f64());
     (runs, stats)
+}
+
+/// Validation against test macro F1 across the recipes of `runs`.
+fn generalization(runs: &[EvalRun]) -> Generalization {
+    let evaluated: Vec<(Recipe, std::result::Result<&Report, String>)> = runs
+        .iter()
+        .map(|r| (r.recipe, r.scores.as_ref().ok_or_else(|| r.error.clone().unwrap_or_else(|| "not evaluated".into()))))
+        .collect();
+    Generalization::of(&evaluated)
 }
 
 /// Test macro F1 with its interval, realistic and oracle side by side, per
@@ -91,6 +105,10 @@ pub fn results_table(runs: &[EvalRun]) -> String {
             s += &format!("report: {}\n", path.display());
         }
         s += "\n";
+    }
+    let table = generalization(runs);
+    if !table.rows.is_empty() {
+        s += &table.table();
     }
     s
 }

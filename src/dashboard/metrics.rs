@@ -40,7 +40,7 @@ pub(crate) mod tests {
             "test": { "episodes": 12, "windows": 400, "hosts": { "lab-rack-01": 12 }, "profiles": { "io-walk": 3 } },
             "untested_profiles": [],
             "models": [{
-                "model": "gbt-realistic", "arch": "gbt", "channels": "realistic", "weights_sha256": "s",
+                "model": "gbt-realistic", "arch": "gbt", "channels": "realistic", "weights_sha256": "s", "val_macro_f1": 0.97,
                 "macro_f1": 0.91, "ci": { "low": 0.85, "high": 0.95 },
                 "per_class_f1": { "clean": 0.97, "dormant": 0.88 },
                 "per_profile": { "io-walk": breakdown }, "per_host": { "lab-rack-01": breakdown },
