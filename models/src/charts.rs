@@ -8,6 +8,7 @@ use crate::metrics::Calibration;
 use epiflow_pipelines::output::write_atomically;
 use image::codecs::png::PngEncoder;
 use image::{ColorType, ImageEncoder};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -52,22 +53,7 @@ pub struct Matrix<'a> {
 pub fn macro_f1(path: &Path, title: &str, groups: &[Bars]) -> io::Result<()> {
     let (width, height) = (120 + 110 * groups.len().max(1) as u32, 420);
     png(path, (width, height), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(16)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            .build_cartesian_2d(0f64..groups.len().max(1) as f64, 0f64..1.0)
-            .map_err(draw_error)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc("macro F1")
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(draw_error)?;
+        let mut chart = f1_axes(root, title, 20, groups.len(), 36)?;
         for (set, (name, colour)) in ["realistic", "oracle"].into_iter().zip(SET_COLOURS).enumerate() {
             let x0 = |i: usize| i as f64 + 0.12 + 0.38 * set as f64;
             let bars = groups.iter().enumerate().filter_map(|(i, g)| g.sets[set].map(|(f1, _)| (i, f1)));
@@ -84,14 +70,7 @@ pub fn macro_f1(path: &Path, title: &str, groups: &[Bars]) -> io::Result<()> {
                 }))
                 .map_err(draw_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(draw_error)?;
+        legend(&mut chart)?;
         for (i, group) in groups.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
             let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
@@ -161,22 +140,7 @@ pub fn confusion(path: &Path, matrix: &Matrix) -> io::Result<()> {
 pub fn generalization(path: &Path, title: &str, models: &[GapBars]) -> io::Result<()> {
     let (width, height) = (140 + 90 * models.len().max(1) as u32, 480);
     png(path, (width, height), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(16)
-            .x_label_area_size(90)
-            .y_label_area_size(48)
-            .build_cartesian_2d(0f64..models.len().max(1) as f64, 0f64..1.0)
-            .map_err(draw_error)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc("macro F1")
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(draw_error)?;
+        let mut chart = f1_axes(root, title, 18, models.len(), 90)?;
         for (r, (name, colour)) in ["host", "sample", "time"].into_iter().zip(RECIPE_COLOURS).enumerate() {
             let x0 = |i: usize| i as f64 + 0.08 + 0.28 * r as f64;
             let cells: Vec<(usize, GapBar)> =
@@ -201,14 +165,7 @@ pub fn generalization(path: &Path, title: &str, models: &[GapBars]) -> io::Resul
                 }))
                 .map_err(draw_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(draw_error)?;
+        legend(&mut chart)?;
         for (i, model) in models.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
             let style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
@@ -256,6 +213,49 @@ pub fn reliability(path: &Path, title: &str, calibration: &Calibration) -> io::R
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// A chart of macro F1.
+type F1Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axes for `groups` bar groups side by side over macro F1 from 0 to 1, the
+/// groups labelled by the caller in `label_area` pixels below.
+fn f1_axes<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    title_size: u32,
+    groups: usize,
+    label_area: u32,
+) -> io::Result<F1Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, title_size))
+        .margin(16)
+        .x_label_area_size(label_area)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..groups.max(1) as f64, 0f64..1.0)
+        .map_err(draw_error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("macro F1")
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(draw_error)?;
+    Ok(chart)
+}
+
+/// The series' legend, in the lower right corner.
+fn legend<'a, 'b: 'a>(chart: &mut F1Chart<'a, 'b>) -> io::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(draw_error)
+}
 
 /// Renders `draw` on a white `size` canvas in memory and writes it to
 /// `path` as a PNG, atomically.
