@@ -16,6 +16,62 @@ pub struct Host {
     /// A laptop-class host: 14 slots contend for few cores, so host /proc CPU of
     /// one VM is flat whatever its workload does.
     pub laptop: bool,
+    pub traits: HostTraits,
+}
+
+/// How one lab host differs from the others, as real hosts do: drawn from
+/// the seed per host and written to `truth.jsonl` with each episode.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HostTraits {
+    /// Work per jiffy against the reference host: the same workload takes
+    /// `1 / cpu_speed` as many CPU jiffies (0.7–1.5).
+    pub cpu_speed: f64,
+    /// The guest's memory (2 or 4 GiB) and what its OS uses at rest.
+    pub mem_total_bytes: u64,
+    pub mem_baseline_bytes: u64,
+    /// How the guest kernel's load average answers runnable tasks (0.8–1.3).
+    pub load_gain: f64,
+    /// Background traffic on the host's bridge, bytes/s in and out.
+    pub background_in_bps: f64,
+    pub background_out_bps: f64,
+    /// Each source's wall-clock offset, ms (proc, guest, qmp, netflow).
+    pub clock_offset_ms: [f64; 4],
+    /// Relative noise of every rate (the laptop's is highest).
+    pub noise: f64,
+    /// Chance that the guest agent's counters reset in an episode (an
+    /// older agent resets more often).
+    pub counter_reset: f64,
+}
+
+impl HostTraits {
+    /// The reference host: what every host was before hosts differed.
+    pub const REFERENCE: HostTraits = HostTraits {
+        cpu_speed: 1.0,
+        mem_total_bytes: 2 << 30,
+        mem_baseline_bytes: 547_483_648,
+        load_gain: 1.0,
+        background_in_bps: 0.0,
+        background_out_bps: 0.0,
+        clock_offset_ms: [0.0; 4],
+        noise: 0.08,
+        counter_reset: 0.02,
+    };
+
+    /// A host's traits from `rng`; the laptop is slower and noisier.
+    pub fn draw(laptop: bool, rng: &mut Rng) -> HostTraits {
+        let mem_total_bytes: u64 = if rng.chance(0.5) { 2 << 30 } else { 4 << 30 };
+        HostTraits {
+            cpu_speed: if laptop { rng.range(0.7, 0.85) } else { rng.range(0.8, 1.5) },
+            mem_total_bytes,
+            mem_baseline_bytes: (mem_total_bytes as f64 * rng.range(0.2, 0.35)) as u64,
+            load_gain: rng.range(0.8, 1.3),
+            background_in_bps: rng.range(0.0, 3000.0),
+            background_out_bps: rng.range(0.0, 1200.0),
+            clock_offset_ms: [0; 4].map(|_| rng.range(-25.0, 25.0)),
+            noise: if laptop { 0.16 } else { rng.range(0.05, 0.1) },
+            counter_reset: if rng.chance(0.25) { 0.2 } else { 0.02 },
+        }
+    }
 }
 
 /// Everything decided about an episode before rendering it.
@@ -307,7 +363,14 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
     let mut lines = 0u64;
     let mut counters = Counters::default();
     let mut load_avg = 0.05;
-    let reset_at = if source == Source::Guest && rng.chance(0.02) { Some(rng.range(0.2, 0.8) * end) } else { None };
+    let traits = &plan.host.traits;
+    let reset_at = if source == Source::Guest && rng.chance(traits.counter_reset) {
+        Some(rng.range(0.2, 0.8) * end)
+    } else {
+        None
+    };
+    let source_index = Source::ALL.iter().position(|s| *s == source).unwrap_or(0);
+    let clock_offset_ns = (traits.clock_offset_ms[source_index] * 1e6) as i64;
     let mut reset_done = false;
     let mut row = Vec::with_capacity(512);
     let n = ((end + PRE_ROLL_S) * hz).floor() as i64;
@@ -319,28 +382,30 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
         }
         let dt = 1.0 / hz;
         let l = plan.load_at(t);
-        let noise = |rng: &mut Rng| 1.0 + 0.08 * rng.normal();
+        let noise = |rng: &mut Rng| 1.0 + traits.noise * rng.normal();
+        // The same work in fewer (or more) jiffies on this host's CPU.
+        let jiffies = |rate: f64| rate / traits.cpu_speed;
         if let (Some(r), false) = (reset_at, reset_done) {
             if t >= r {
                 counters = Counters::default();
                 reset_done = true;
             }
         }
-        let t_wall = plan.t0_wall_ns + (t * 1e9).round() as i64 + (rng.normal() * 3e6) as i64;
+        let t_wall = plan.t0_wall_ns + (t * 1e9).round() as i64 + (rng.normal() * 3e6) as i64 + clock_offset_ns;
         let t_mono = ((t + mono_offset_s) * 1e9) as i64;
         row.clear();
         let _ = write!(row, r#"{{"t_mono_ns": {t_mono}, "t_wall_ns": {t_wall}, "#);
         match source {
             Source::Proc => {
-                let cpu = if plan.host.laptop { 2.5 } else { l.vm_cpu * noise(rng) };
+                let cpu = if plan.host.laptop { 2.5 } else { jiffies(l.vm_cpu) * noise(rng) };
                 let user = counters.add(0, cpu * 0.85, dt);
                 let sys = counters.add(1, cpu * 0.15, dt);
-                let rss = 1.05e9 + l.mem * 0.9 + rng.normal() * 2e5;
+                let rss = 1.05e9 + (l.mem + l.held) * 0.9 + rng.normal() * 2e5;
                 let _ = write!(
                     row,
                     r#""source": "host_proc", "available_in_deployment": false, "cpu_user_jiffies": {user}, "cpu_sys_jiffies": {sys}, "rss_bytes": {}, "vsize_bytes": {}, "io_read_bytes": {}, "io_write_bytes": {}, "voluntary_ctxsw": {}, "involuntary_ctxsw": {}, "minor_faults": {}, "major_faults": {}}}"#,
                     rss as u64,
-                    (3.4e9 + l.mem) as u64,
+                    (3.4e9 + l.mem + l.held) as u64,
                     counters.add(2, l.disk_rd * noise(rng), dt),
                     counters.add(3, l.disk_wr * noise(rng), dt),
                     counters.add(4, (200.0 + 40.0 * cpu) * noise(rng), dt),
@@ -350,28 +415,33 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
                 );
             }
             Source::Guest => {
-                let user = counters.add(0, l.user * noise(rng), dt);
-                let system = counters.add(1, l.system * noise(rng), dt);
-                let iowait = counters.add(2, l.iowait * noise(rng), dt);
-                let softirq = counters.add(3, l.softirq * noise(rng), dt);
-                let busy = l.user + l.system + l.iowait + l.softirq;
+                let (l_user, l_system) = (jiffies(l.user).min(100.0), jiffies(l.system));
+                let (l_iowait, l_softirq) = (jiffies(l.iowait), jiffies(l.softirq));
+                let user = counters.add(0, l_user * noise(rng), dt);
+                let system = counters.add(1, l_system * noise(rng), dt);
+                let iowait = counters.add(2, l_iowait * noise(rng), dt);
+                let softirq = counters.add(3, l_softirq * noise(rng), dt);
+                let busy = l_user + l_system + l_iowait + l_softirq;
                 let idle = counters.add(4, (100.0 - busy).max(0.0), dt);
-                load_avg += (l.runnable * noise(rng) - load_avg) * (1.0 - (-dt / 60.0f64).exp());
-                let available = 1.6e9 - l.mem - rng.normal().abs() * 1e6;
+                let runnable = l.runnable * traits.load_gain;
+                load_avg += (runnable * noise(rng) - load_avg) * (1.0 - (-dt / 60.0f64).exp());
+                let free = traits.mem_total_bytes as f64 - traits.mem_baseline_bytes as f64;
+                let available = free - l.mem - rng.normal().abs() * 1e6;
                 let ports = if l.ports > 0.0 { "[22, 4444]" } else { "[22]" };
                 let procs = if l.runnable > 0.3 { 6 } else { 5 };
                 let _ = write!(
                     row,
-                    r#""source": "guest_agent", "available_in_deployment": true, "cpu_total_jiffies": {{"user": {user}, "system": {system}, "idle": {idle}, "iowait": {iowait}, "softirq": {softirq}}}, "load_1m_5m_15m": [{:.2}, {:.2}, {:.2}], "mem_total_bytes": 2147483648, "mem_available_bytes": {}, "mem_buffers_bytes": {}, "mem_cached_bytes": {}, "swap_used_bytes": {}, "net": {{"eth0": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}, "lo": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}}}, "listen_ports": {ports}, "top_procs": ["#,
+                    r#""source": "guest_agent", "available_in_deployment": true, "cpu_total_jiffies": {{"user": {user}, "system": {system}, "idle": {idle}, "iowait": {iowait}, "softirq": {softirq}}}, "load_1m_5m_15m": [{:.2}, {:.2}, {:.2}], "mem_total_bytes": {}, "mem_available_bytes": {}, "mem_buffers_bytes": {}, "mem_cached_bytes": {}, "swap_used_bytes": {}, "net": {{"eth0": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}, "lo": {{"rx_bytes": {}, "tx_bytes": {}, "rx_pkts": {}, "tx_pkts": {}}}}}, "listen_ports": {ports}, "top_procs": ["#,
                     load_avg,
                     load_avg * 0.7,
                     load_avg * 0.4,
+                    traits.mem_total_bytes,
                     available.max(5e7) as u64,
                     (8.0e7 + rng.normal() * 1e5) as u64,
                     (4.0e8 - l.mem * 0.2) as u64,
                     l.swap as u64,
-                    counters.add(5, l.net_in * noise(rng), dt),
-                    counters.add(6, l.net_out * noise(rng), dt),
+                    counters.add(5, (l.net_in + traits.background_in_bps) * noise(rng), dt),
+                    counters.add(6, (l.net_out + traits.background_out_bps) * noise(rng), dt),
                     counters.add(7, l.net_in / 600.0, dt),
                     counters.add(8, l.net_out / 400.0, dt),
                     counters.add(9, 300.0, dt),
@@ -400,14 +470,16 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
                     counters.add(1, l.disk_wr / 65536.0 + 1.0, dt),
                     counters.add(2, l.disk_rd * noise(rng), dt),
                     counters.add(3, l.disk_wr * noise(rng), dt),
-                    counters.add(4, 20.0 + l.vm_cpu * 3.0, dt),
-                    (260_000.0 + l.mem / 4096.0) as u64,
+                    counters.add(4, 20.0 + jiffies(l.vm_cpu) * 3.0, dt),
+                    (260_000.0 + (l.mem + l.held) / 4096.0) as u64,
                     (512.0 + rng.normal().abs() * 4.0) as u64,
                 );
             }
             Source::Netflow => {
-                let bytes_in = stochastic(l.net_in * dt * (1.0 + 0.3 * rng.normal()), rng);
-                let bytes_out = stochastic(l.net_out * dt * (1.0 + 0.3 * rng.normal()), rng);
+                let net_in = l.net_in + traits.background_in_bps;
+                let net_out = l.net_out + traits.background_out_bps;
+                let bytes_in = stochastic(net_in * dt * (1.0 + 0.3 * rng.normal()), rng);
+                let bytes_out = stochastic(net_out * dt * (1.0 + 0.3 * rng.normal()), rng);
                 let pkts_in = stochastic(bytes_in as f64 / 600.0, rng);
                 let pkts_out = stochastic(bytes_out as f64 / 400.0, rng);
                 let syn = stochastic(l.syn * dt, rng);
@@ -475,4 +547,83 @@ pub fn pick_sample(profile: &str, rng: &mut Rng) -> (&'static str, &'static str,
 /// Draws an exploit module.
 pub fn pick_module(rng: &mut Rng) -> &'static str {
     MODULES[rng.below(MODULES.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A defect-free plan of an `io-walk` sample running throughout (its
+    /// vCPU far from saturated) on a rack host with `traits`.
+    fn plan(traits: HostTraits) -> Plan {
+        let host = Host { id: "lab-rack-01".into(), slots: 16, laptop: false, traits };
+        Plan {
+            host,
+            episode_id: "e".into(),
+            profile: "io-walk",
+            sample: ("filewalker", "Generic", "wiper"),
+            module: MODULES[0],
+            duration_s: 60.0,
+            t0_wall_ns: 1_777_000_000_000_000_000,
+            phases: vec![(0.0, Phase::InfectedRunning)],
+            validation_defect: None,
+            quality_defect: None,
+            busybox_probe: false,
+            meta_has_duration: true,
+            meta_has_rows: true,
+            with_pcap: false,
+            seed: 42,
+        }
+    }
+
+    /// The guest's last `cpu_total_jiffies.user` counter and last load
+    /// average, and the first row's `t_wall_ns`.
+    fn guest(plan: &Plan) -> (f64, f64, i64) {
+        let (bytes, _) = telemetry(plan, Source::Guest, &mut Rng::new(plan.seed, 1));
+        let text = String::from_utf8(bytes).unwrap();
+        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let last = rows.last().unwrap();
+        let first_wall = rows[0]["t_wall_ns"].as_i64().unwrap();
+        (last["cpu_total_jiffies"]["user"].as_f64().unwrap(), last["load_1m_5m_15m"][0].as_f64().unwrap(), first_wall)
+    }
+
+    #[test]
+    fn a_faster_cpu_spends_proportionally_fewer_jiffies_on_the_same_work() {
+        let reference = HostTraits::REFERENCE;
+        let fast = HostTraits { cpu_speed: 1.5, ..reference.clone() };
+        let slow = HostTraits { cpu_speed: 0.75, ..reference.clone() };
+        let (base, _, _) = guest(&plan(reference.clone()));
+        for traits in [fast, slow] {
+            let (user, _, _) = guest(&plan(traits.clone()));
+            let ratio = user / base;
+            let expected = 1.0 / traits.cpu_speed;
+            assert!(
+                (ratio - expected).abs() / expected < 0.05,
+                "cpu_speed {}: {ratio} vs {expected}",
+                traits.cpu_speed
+            );
+        }
+    }
+
+    #[test]
+    fn each_trait_reaches_the_rows() {
+        let reference = HostTraits::REFERENCE;
+        let (_, load, wall) = guest(&plan(reference.clone()));
+        let heavier = HostTraits { load_gain: 1.3, clock_offset_ms: [0.0, 20.0, 0.0, 0.0], ..reference.clone() };
+        let (_, load2, wall2) = guest(&plan(heavier));
+        assert!((load2 / load - 1.3).abs() < 0.1, "load average {load} → {load2}");
+        assert_eq!(wall2 - wall, 20_000_000, "the guest's clock 20 ms ahead");
+        let big = HostTraits { mem_total_bytes: 4 << 30, ..reference };
+        let (bytes, _) = telemetry(&plan(big), Source::Guest, &mut Rng::new(42, 1));
+        assert!(String::from_utf8(bytes).unwrap().contains("\"mem_total_bytes\": 4294967296"));
+    }
+
+    #[test]
+    fn traits_differ_between_hosts_and_repeat_for_a_seed() {
+        let draw = |stream| HostTraits::draw(false, &mut Rng::new(7, stream));
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+        let laptop = HostTraits::draw(true, &mut Rng::new(7, 3));
+        assert!(laptop.cpu_speed < 0.85 && laptop.noise > 0.15);
+    }
 }

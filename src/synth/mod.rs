@@ -18,6 +18,7 @@ pub use profile::PROFILES;
 
 use epiflow_operators::archive::{archive_path, sha256_hex};
 use epiflow_pipelines::output::write_atomically;
+pub use episode::HostTraits;
 use episode::{pick_module, pick_sample, render, ulid, Host, Plan};
 use rng::Rng;
 use serde::Serialize;
@@ -44,6 +45,8 @@ pub struct Truth {
     pub profile: &'static str,
     pub sample_name: &'static str,
     pub laptop: bool,
+    /// How the episode's host differs from the others.
+    pub host_traits: HostTraits,
     /// Planted defects, by name.
     pub defects: Vec<Defect>,
     /// Harmless oddities that must *not* be reported (e.g. `busybox_probe`).
@@ -65,15 +68,17 @@ pub struct SynthReport {
     pub bytes: u64,
 }
 
-/// The fleet: rack hosts plus one laptop when there are at least two hosts.
-fn fleet(n: usize) -> Vec<Host> {
+/// The fleet: rack hosts plus one laptop when there are at least two hosts,
+/// each with its own traits drawn from `seed`.
+fn fleet(n: usize, seed: u64) -> Vec<Host> {
     let n = n.max(1);
     (0..n)
         .map(|i| {
-            if n > 1 && i == n - 1 {
-                Host { id: "elliott-thinkpad".into(), slots: 14, laptop: true }
-            } else {
-                Host { id: format!("lab-rack-{:02}", i + 1), slots: 16, laptop: false }
+            let laptop = n > 1 && i == n - 1;
+            let traits = HostTraits::draw(laptop, &mut Rng::new(seed, u64::MAX - i as u64));
+            match laptop {
+                true => Host { id: "elliott-thinkpad".into(), slots: 14, laptop, traits },
+                false => Host { id: format!("lab-rack-{:02}", i + 1), slots: 16, laptop, traits },
             }
         })
         .collect()
@@ -188,6 +193,7 @@ fn ship(config: &SynthConfig, hosts: &[Host], index: usize) -> io::Result<Shippe
             profile: plan.profile,
             sample_name: plan.sample.0,
             laptop: plan.host.laptop,
+            host_traits: plan.host.traits.clone(),
             quirks: if plan.busybox_probe { vec!["busybox_probe"] } else { vec![] },
             quality: expected_quality(plan.validation_defect, plan.quality_defect),
             defects,
@@ -202,7 +208,7 @@ fn ship(config: &SynthConfig, hosts: &[Host], index: usize) -> io::Result<Shippe
 /// Writes the store: archives, `index.jsonl` in arrival order and `truth.jsonl`.
 /// `progress` is called once per finished episode.
 pub fn synthesize(config: &SynthConfig, progress: &(dyn Fn() + Sync)) -> io::Result<SynthReport> {
-    let hosts = fleet(config.hosts);
+    let hosts = fleet(config.hosts, config.seed);
     let threads = config.threads.clamp(1, 64);
     let results: Vec<io::Result<Vec<Shipped>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

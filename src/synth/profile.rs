@@ -71,9 +71,13 @@ pub struct Load {
     /// Distinct destinations per 100 ms bucket.
     pub dst_ips: f64,
     pub dst_ports: f64,
-    /// Workload memory, bytes, and swap used, bytes.
+    /// Workload memory, bytes, and swap used, bytes, as the guest sees them.
     pub mem: f64,
     pub swap: f64,
+    /// Memory the host still holds for the VM after the guest freed it
+    /// (pages touched while running, not returned): seen by host /proc and
+    /// QMP only.
+    pub held: f64,
     /// Extra listening ports opened by the sample.
     pub ports: f64,
     /// On/off modulation: (period s, fraction on); `None` = steady.
@@ -98,6 +102,7 @@ pub const IDLE: Load = Load {
     dst_ports: 0.1,
     mem: 0.0,
     swap: 0.0,
+    held: 0.0,
     ports: 0.0,
     burst: None,
 };
@@ -217,12 +222,27 @@ pub fn load(profile: &str, phase: Phase) -> Load {
     if let Some(e) = extra {
         l = l.plus(&e);
     }
-    // Memory stays allocated after the workload stops running.
-    if matches!(phase, Phase::InfectedIdle | Phase::InfectedRunning | Phase::Dormant) {
-        let kept = if phase == Phase::InfectedRunning { 1.0 } else { 0.35 };
-        l.mem = run.mem * kept;
-        l.swap = run.swap * kept;
-        l.ports = run.ports;
+    // Running, the sample holds its memory and its ports. Idle or dormant,
+    // the implant keeps a sliver of guest memory and closes its ports, so
+    // that from inside the guest and on the wire (the deployment channels)
+    // it looks almost clean; the host still holds the pages it touched,
+    // which host /proc and QMP (oracle channels) see.
+    match phase {
+        Phase::InfectedRunning => {
+            l.mem = run.mem;
+            l.swap = run.swap;
+            l.ports = run.ports;
+        }
+        Phase::InfectedIdle | Phase::Dormant => {
+            // What the sliver of activity costs shows on the host's qemu
+            // process; inside the guest it is lost in the idle background.
+            let host_cpu = l.vm_cpu;
+            l = IDLE;
+            l.vm_cpu = host_cpu;
+            l.mem = run.mem * 0.003;
+            l.held = run.mem * 0.35;
+        }
+        Phase::Clean | Phase::Exploiting => {}
     }
     l.burst = if strength >= 1.0 { run.burst } else { None };
     l
@@ -247,6 +267,7 @@ impl Load {
             dst_ports: self.dst_ports * k,
             mem: self.mem * k,
             swap: self.swap * k,
+            held: self.held * k,
             ports: self.ports,
             burst: self.burst,
         }
@@ -270,6 +291,7 @@ impl Load {
             dst_ports: self.dst_ports + o.dst_ports,
             mem: self.mem + o.mem,
             swap: self.swap + o.swap,
+            held: self.held + o.held,
             ports: self.ports.max(o.ports),
             burst: self.burst.or(o.burst),
         }
@@ -284,11 +306,13 @@ impl Load {
                     let mut l = self.minus_idle().scaled(1.0 / duty).plus(&IDLE);
                     l.mem = self.mem;
                     l.swap = self.swap;
+                    l.held = self.held;
                     l
                 } else {
                     let mut l = IDLE;
                     l.mem = self.mem;
                     l.swap = self.swap;
+                    l.held = self.held;
                     l.ports = self.ports;
                     l.runnable = self.runnable;
                     l
