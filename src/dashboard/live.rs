@@ -19,7 +19,7 @@ use epiflow_models::eval::Report;
 use epiflow_models::predictor::Predictor;
 use epiflow_operators::align::Align;
 use epiflow_operators::decode::Decode;
-use epiflow_operators::model::EpisodeKey;
+use epiflow_operators::model::{EpisodeKey, Failure};
 use epiflow_operators::registry::ChannelSet;
 use epiflow_operators::split::Recipe;
 use epiflow_operators::tensor::Tensor;
@@ -265,16 +265,26 @@ impl Dashboard {
     /// The windows of the indexed episode `host`/`episode`, extracted from
     /// its archive with the served configuration (blocking work).
     pub fn episode_windows(&self, host: &str, episode: &str) -> Result<Vec<WindowJson>, Refused> {
-        let corpus = self.corpus();
+        let (path, key) = self.indexed(host, episode)?;
         let s = &self.settings;
-        let Some((path, record)) = super::api::archive_of(&corpus, &s.episodes_root, host, episode) else {
+        let decoded = s.decode.decode_bytes(&self.read(&path)?, key, None, &path.display().to_string());
+        let aligned = Align.apply(&decoded.map_err(unusable)?);
+        Ok(super::api::windows(&aligned, &s.window, &s.tensor))
+    }
+
+    /// The archive and key of the indexed episode `host`/`episode` (found in
+    /// the published index, never built from the request's text).
+    fn indexed(&self, host: &str, episode: &str) -> Result<(PathBuf, EpisodeKey), Refused> {
+        let corpus = self.corpus();
+        let Some((path, record)) = super::api::archive_of(&corpus, &self.settings.episodes_root, host, episode) else {
             return Err(Refused::NotFound(format!("no indexed episode {host}/{episode}")));
         };
-        let key = EpisodeKey { host_id: record.host_id.clone(), episode_id: record.episode_id.clone() };
-        let bytes = s.decode.read_archive(&path).map_err(|f| Refused::Unusable(f.problem.to_string()))?;
-        let decoded = s.decode.decode_bytes(&bytes, key, None, &path.display().to_string());
-        let aligned = Align.apply(&decoded.map_err(|f| Refused::Unusable(f.problem.to_string()))?);
-        Ok(super::api::windows(&aligned, &s.window, &s.tensor))
+        Ok((path, EpisodeKey { host_id: record.host_id.clone(), episode_id: record.episode_id.clone() }))
+    }
+
+    /// The bytes of the archive at `path`.
+    fn read(&self, path: &std::path::Path) -> Result<Vec<u8>, Refused> {
+        self.settings.decode.read_archive(path).map_err(unusable)
     }
 
     /// Plans a replay of the indexed episode `host`/`episode` with `model`
@@ -286,16 +296,10 @@ impl Dashboard {
                 "speed must be a positive number of seconds per second, got {speed}"
             )));
         }
-        let corpus = self.corpus();
-        let Some((path, record)) = super::api::archive_of(&corpus, &self.settings.episodes_root, host, episode) else {
-            return Err(Refused::NotFound(format!("no indexed episode {host}/{episode}")));
-        };
+        let (path, key) = self.indexed(host, episode)?;
         let predictor = self.predictor(model)?;
-        let key = EpisodeKey { host_id: record.host_id.clone(), episode_id: record.episode_id.clone() };
-        let bytes = self.settings.decode.read_archive(&path).map_err(|f| Refused::Unusable(f.problem.to_string()))?;
-        let (aligned, validation) = predictor
-            .align(&bytes, key, &path.display().to_string())
-            .map_err(|f| Refused::Unusable(f.problem.to_string()))?;
+        let (aligned, validation) =
+            predictor.align(&self.read(&path)?, key, &path.display().to_string()).map_err(unusable)?;
         let id = self.next_replay.fetch_add(1, Ordering::Relaxed);
         let replay = Replay::plan(id, &predictor, &aligned, &validation, speed).map_err(Refused::Unusable)?;
         for step in &replay.steps {
@@ -305,6 +309,11 @@ impl Dashboard {
         }
         Ok(replay)
     }
+}
+
+/// An archive that cannot be read or decoded: why, naming the file.
+fn unusable(failure: Failure) -> Refused {
+    Refused::Unusable(failure.problem.to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
