@@ -231,7 +231,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Nominal episode length in seconds.
-        #[arg(long, default_value_t = 90.0)]
+        #[arg(long, default_value_t = crate::synth::DEFAULT_DURATION_S)]
         duration_s: f64,
     },
     /// Validate every indexed episode; writes validation.parquet.

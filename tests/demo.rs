@@ -43,7 +43,9 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
     let models = report["models"].as_array().unwrap();
     assert_eq!(models.len(), 12, "six architectures × two channel sets");
     assert_eq!(report["pairs"].as_array().unwrap().len(), 66, "every two of the twelve");
-    assert_eq!(report["resamples"], 1000);
+    assert_eq!(report["resamples"], 1000, "the intervals' resamples (SPEC section 14)");
+    let pair_resamples = report["pair_resamples"].as_u64().unwrap() as usize;
+    assert_eq!(pair_resamples, epiflow_models::bootstrap::resamples_to_resolve(66), "enough for Holm over 66 pairs");
     assert!(report["test"]["episodes"].as_u64().unwrap() > 0);
     for m in models {
         let (f1, low, high) =
@@ -76,6 +78,21 @@ fn demo_trains_evaluates_and_keeps_a_complete_report() {
         md.contains("](reliability-gbt-realistic.png)") && md.contains("Holm"),
         "calibration and Holm in the report"
     );
+
+    // The generalization table covers the three recipes the demo trains,
+    // and each recipe's summary line counts what its column shows.
+    let table: Value = serde_json::from_slice(&std::fs::read(out.join("eval/generalization.json")).unwrap()).unwrap();
+    assert_eq!(table["recipes"], serde_json::json!(["host", "sample", "time"]));
+    for (i, summary) in table["summary"].as_array().unwrap().iter().enumerate() {
+        let cells: Vec<&Value> = table["rows"].as_array().unwrap().iter().map(|r| &r["recipes"][i]).collect();
+        let f = |c: &Value, k: &str| c[k].as_f64().unwrap();
+        let above = cells.iter().filter(|c| f(c, "val") > f(c, "test")).count();
+        let beyond = cells.iter().filter(|c| f(c, "val") > c["ci"]["high"].as_f64().unwrap()).count();
+        assert_eq!((summary["models"].as_u64(), summary["val_above_test"].as_u64()), (Some(12), Some(above as u64)));
+        assert_eq!(summary["val_above_interval"].as_u64(), Some(beyond as u64));
+        let line = format!("validation above test for {above} of 12 models ({beyond} above the test interval)");
+        assert!(stdout.contains(&format!("{}: {line}", summary["recipe"].as_str().unwrap())), "{line}\n{stdout}");
+    }
 
     // Nothing changed: `eval` finds the report current.
     let s = store.to_str().unwrap();

@@ -11,9 +11,14 @@ use crate::metrics::Confusion;
 use epiflow_operators::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-/// Confidence of every interval; a gap is significant when its p-value,
-/// adjusted for the number of comparisons (Holm), is below `1 - CONFIDENCE`.
+/// Confidence of every interval.
 pub const CONFIDENCE: f64 = 0.95;
+
+/// A gap is significant when its p-value, adjusted for the number of
+/// comparisons (Holm), is below this level. Written out rather than
+/// computed as `1 - CONFIDENCE`, which in floating point is a hair above
+/// 0.05 and would let a p-value of exactly 0.05 through.
+pub const SIGNIFICANCE: f64 = 0.05;
 
 /// Bootstrap resamples of a list of episodes: how often each resample draws
 /// each episode.
@@ -107,7 +112,7 @@ pub fn paired_gap(a: f64, b: f64, a_resampled: &[f64], b_resampled: &[f64]) -> G
     let not_above = gaps.iter().filter(|&&g| g <= 0.0).count();
     let not_below = gaps.iter().filter(|&&g| g >= 0.0).count();
     let p_value = (2.0 * (not_above.min(not_below) + 1) as f64 / (gaps.len() + 1) as f64).min(1.0);
-    Gap { gap: a - b, ci: interval(&gaps), p_value, p_adjusted: p_value, significant: p_value < 1.0 - CONFIDENCE }
+    Gap { gap: a - b, ci: interval(&gaps), p_value, p_adjusted: p_value, significant: p_value < SIGNIFICANCE }
 }
 
 /// The smallest p-value [`paired_gap`] can give with `resamples` resamples:
@@ -116,13 +121,19 @@ pub fn smallest_p(resamples: usize) -> f64 {
     (2.0 / (resamples + 1) as f64).min(1.0)
 }
 
+/// Whether `p`, adjusted over `comparisons` by Bonferroni's factor (Holm's
+/// for the smallest p-value), is below [`SIGNIFICANCE`].
+fn adjusted_passes(p: f64, comparisons: usize) -> bool {
+    (p * comparisons as f64).min(1.0) < SIGNIFICANCE
+}
+
 /// The resamples needed for a gap to be able to pass the Holm-adjusted test
 /// among `comparisons` pairs: its smallest p-value times their number must
 /// fall below `1 − CONFIDENCE`.
 pub fn resamples_to_resolve(comparisons: usize) -> usize {
-    let passes = |resamples| smallest_p(resamples) * (comparisons as f64) < 1.0 - CONFIDENCE;
+    let passes = |resamples| adjusted_passes(smallest_p(resamples), comparisons);
     // 2m / α − 1 solves it exactly; the steps settle float rounding.
-    let mut resamples = ((2.0 * comparisons as f64 / (1.0 - CONFIDENCE)) as usize).saturating_sub(2).max(1);
+    let mut resamples = ((2.0 * comparisons as f64 / SIGNIFICANCE) as usize).saturating_sub(2).max(1);
     while !passes(resamples) {
         resamples += 1;
     }
@@ -135,7 +146,7 @@ pub fn adjust(gaps: &mut [&mut Gap]) {
     let raw: Vec<f64> = gaps.iter().map(|g| g.p_value).collect();
     for (gap, adjusted) in gaps.iter_mut().zip(holm(&raw)) {
         gap.p_adjusted = adjusted;
-        gap.significant = adjusted < 1.0 - CONFIDENCE;
+        gap.significant = adjusted < SIGNIFICANCE;
     }
 }
 
@@ -272,11 +283,23 @@ mod tests {
         for comparisons in [1, 15, 66] {
             let needed = resamples_to_resolve(comparisons);
             let best = |resamples| smallest_p(resamples) * comparisons as f64;
-            assert!(best(needed) < 1.0 - CONFIDENCE, "{comparisons}: {needed}");
-            assert!(best(needed - 1) >= 1.0 - CONFIDENCE, "{comparisons}: {needed} is the fewest");
+            assert!(best(needed) < SIGNIFICANCE, "{comparisons}: {needed}");
+            assert!(best(needed - 1) >= SIGNIFICANCE, "{comparisons}: {needed} is the fewest");
         }
-        assert!((2630..=2650).contains(&resamples_to_resolve(66)), "about 2 × 66 / 0.05");
+        // 2 × 66 / (n + 1) < 0.05 ⇔ n + 1 > 2640; at n = 2639 the product is 0.05 exactly.
+        assert_eq!(resamples_to_resolve(66), 2640);
+        assert!(!adjusted_passes(smallest_p(2639), 66), "exactly 0.05 is not below 0.05");
         assert!((smallest_p(1000) - 2.0 / 1001.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn more_resamples_from_the_same_seed_begin_with_the_same_draws() {
+        let model: Vec<Confusion> = (0..40).map(|e| episode((e % 5) as u8, 10, e % 3)).collect();
+        let few = Resamples::draw(model.len(), 1000, 7).macro_f1s(&model);
+        let more = Resamples::draw(model.len(), 2639, 7).macro_f1s(&model);
+        assert_eq!(more.len(), 2639);
+        assert_eq!(few[..], more[..1000], "the intervals see the same resamples either way");
+        assert_ne!(more[..1000], Resamples::draw(model.len(), 1000, 8).macro_f1s(&model)[..]);
     }
 
     #[test]

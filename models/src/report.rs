@@ -115,18 +115,17 @@ fn gaps(md: &mut String, report: &Report) {
     let significant: Vec<_> = report.pairs.iter().filter(|p| p.gap.significant).collect();
     let _ = writeln!(
         md,
-        "{}\n\n{} of {} pairs differ with Holm-adjusted p < {:.2}: paired bootstrap on the same resamples, \
+        "{}\n\n{} of {} pairs differ with Holm-adjusted p < {:.2}: paired bootstrap on the same {} resamples{}, \
          each p-value adjusted for the {} comparisons by Holm's step-down method (raw and adjusted for every \
          pair are in `report.json`).\n",
         SECTIONS[4],
         significant.len(),
         report.pairs.len(),
-        1.0 - report.confidence,
+        crate::bootstrap::SIGNIFICANCE,
+        report.pair_resamples,
+        extended(report),
         report.pairs.len()
     );
-    if let Some(note) = unresolvable(report) {
-        let _ = writeln!(md, "{note}\n");
-    }
     if !significant.is_empty() {
         let _ = writeln!(md, "| a | b | gap a − b | interval | p | p (Holm) |\n|---|---|---|---|---|---|");
     }
@@ -138,21 +137,17 @@ fn gaps(md: &mut String, report: &Report) {
     md.push('\n');
 }
 
-/// When no pair could pass the adjusted test with this many resamples,
-/// says so and how many would do.
-pub fn unresolvable(report: &Report) -> Option<String> {
-    let pairs = report.pairs.len();
-    let best = crate::bootstrap::smallest_p(report.resamples) * pairs as f64;
-    (pairs > 0 && best >= 1.0 - report.confidence).then(|| {
-        format!(
-            "With {} resamples the smallest bootstrap p-value is {:.4}, so across {pairs} pairs no gap can reach \
-             a Holm-adjusted p below {:.2}: `[eval] resamples = {}` or more would let the clearest gaps through.",
+/// Why the pairs have more resamples than the intervals, when they do.
+fn extended(report: &Report) -> String {
+    match report.pair_resamples.checked_sub(report.resamples) {
+        Some(more) if more > 0 => format!(
+            " (the intervals' {} and {more} more, so that the smallest p-value a gap can have, {:.5}, \
+             survives the adjustment)",
             report.resamples,
-            crate::bootstrap::smallest_p(report.resamples),
-            1.0 - report.confidence,
-            crate::bootstrap::resamples_to_resolve(pairs)
-        )
-    })
+            crate::bootstrap::smallest_p(report.pair_resamples)
+        ),
+        _ => String::new(),
+    }
 }
 
 fn calibration(md: &mut String, report: &Report) {

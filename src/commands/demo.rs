@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::stats::RunStats;
-use crate::synth::{synthesize, SynthConfig};
+use crate::synth::{synthesize, SynthConfig, DEFAULT_DURATION_S};
 use epiflow_operators::split::Recipe;
 use epiflow_pipelines::Cluster;
 use std::path::PathBuf;
@@ -44,7 +44,14 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     };
     let store = root.join("store");
     let quiet = g.quiet || g.json;
-    let config = SynthConfig { out: store.clone(), episodes, hosts: 4, seed: 7, duration_s: 60.0, threads: workers(g) };
+    let config = SynthConfig {
+        out: store.clone(),
+        episodes,
+        hosts: 4,
+        seed: 7,
+        duration_s: DEFAULT_DURATION_S,
+        threads: workers(g),
+    };
     let start = Instant::now();
     let bar = progress::bar(episodes as u64, "synth", quiet);
     synthesize(&config, &|| bar.inc(1)).map_err(|e| Error::io("cannot write store", &store, e))?;

@@ -89,15 +89,12 @@ pub fn results_table(runs: &[EvalRun]) -> String {
             s += &format!("{:<12} {realistic:>22} {oracle:>22}\n", arch.name());
         }
         let significant = report.pairs.iter().filter(|p| p.gap.significant).count();
-        let raw = report.pairs.iter().filter(|p| p.gap.p_value < 1.0 - report.confidence).count();
+        let raw = report.pairs.iter().filter(|p| p.gap.p_value < epiflow_models::bootstrap::SIGNIFICANCE).count();
         s += &format!(
             "{significant} of {} model pairs differ significantly (Holm-adjusted p < {:.2}; {raw} before adjusting)\n",
             report.pairs.len(),
-            1.0 - report.confidence
+            epiflow_models::bootstrap::SIGNIFICANCE
         );
-        if let Some(note) = epiflow_models::report::unresolvable(report) {
-            s += &format!("{note}\n");
-        }
         for skipped in &report.skipped {
             s += &format!("skipped {}: {}\n", skipped.model, skipped.reason);
         }

@@ -2,7 +2,7 @@
 //! rendering into archive members, row by row, as the lab's tools write them.
 
 use super::defects::Defect;
-use super::profile::{load, samples, Load, MODULES};
+use super::profile::{load, samples, Load, IDLE, MODULES};
 use super::rng::Rng;
 use epiflow_operators::registry::{Phase, Source};
 use std::io::Write;
@@ -31,6 +31,12 @@ pub struct HostTraits {
     pub mem_baseline_bytes: u64,
     /// How the guest kernel's load average answers runnable tasks (0.8–1.3).
     pub load_gain: f64,
+    /// Runnable tasks of the guest at rest (its agent, its kernel threads):
+    /// a chattier guest's clean load average sits where a quieter guest's
+    /// sits just after a workload.
+    pub background_runnable: f64,
+    /// The guest's page cache at rest, bytes.
+    pub mem_cached_bytes: u64,
     /// Background traffic on the host's bridge, bytes/s in and out.
     pub background_in_bps: f64,
     pub background_out_bps: f64,
@@ -50,6 +56,8 @@ impl HostTraits {
         mem_total_bytes: 2 << 30,
         mem_baseline_bytes: 547_483_648,
         load_gain: 1.0,
+        background_runnable: 0.05,
+        mem_cached_bytes: 400_000_000,
         background_in_bps: 0.0,
         background_out_bps: 0.0,
         clock_offset_ms: [0.0; 4],
@@ -65,6 +73,8 @@ impl HostTraits {
             mem_total_bytes,
             mem_baseline_bytes: (mem_total_bytes as f64 * rng.range(0.2, 0.35)) as u64,
             load_gain: rng.range(0.8, 1.3),
+            background_runnable: rng.range(0.02, 0.35),
+            mem_cached_bytes: (mem_total_bytes as f64 * rng.range(0.08, 0.2)) as u64,
             background_in_bps: rng.range(0.0, 3000.0),
             background_out_bps: rng.range(0.0, 1200.0),
             clock_offset_ms: [0; 4].map(|_| rng.range(-25.0, 25.0)),
@@ -99,27 +109,35 @@ pub struct Plan {
     pub seed: u64,
 }
 
-/// Fractions of the episode spent in each phase, in schedule order.
-const SCHEDULE: [(Phase, f64); 5] = [
-    (Phase::Clean, 0.12),
-    (Phase::Exploiting, 0.08),
-    (Phase::InfectedIdle, 0.12),
-    (Phase::InfectedRunning, 0.48),
-    (Phase::Dormant, 0.20),
+/// The phases in schedule order, each with the range its share of the
+/// episode is drawn from (the shares are then scaled to fill the episode).
+/// Idle and dormant stretches are long enough that most of their windows
+/// lie wholly inside them, as in the lab, rather than straddling a
+/// neighbour whose signature would give them away.
+const SCHEDULE: [(Phase, (f64, f64)); 5] = [
+    (Phase::Clean, (0.12, 0.22)),
+    (Phase::Exploiting, (0.05, 0.09)),
+    (Phase::InfectedIdle, (0.15, 0.28)),
+    (Phase::InfectedRunning, (0.25, 0.40)),
+    (Phase::Dormant, (0.18, 0.30)),
 ];
 
 /// Seconds of telemetry before the first label (VM boot).
 const PRE_ROLL_S: f64 = 2.0;
 
 impl Plan {
-    /// Draws the phase schedule, with jittered boundaries.
+    /// Draws the phase schedule: each phase's share from its range, scaled
+    /// so the phases fill the episode.
     pub fn schedule(duration_s: f64, rng: &mut Rng) -> Vec<(f64, Phase)> {
+        let shares = SCHEDULE.map(|(_, (lo, hi))| rng.range(lo, hi));
+        let scale = duration_s / shares.iter().sum::<f64>();
         let mut t = 0.0;
         SCHEDULE
             .iter()
-            .map(|(phase, frac)| {
+            .zip(shares)
+            .map(|((phase, _), share)| {
                 let start = t;
-                t += duration_s * frac * rng.range(0.9, 1.1);
+                t += share * scale;
                 (start, *phase)
             })
             .collect()
@@ -362,8 +380,9 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
     let mut out = Vec::with_capacity(((end + PRE_ROLL_S) * hz) as usize * 420);
     let mut lines = 0u64;
     let mut counters = Counters::default();
-    let mut load_avg = 0.05;
     let traits = &plan.host.traits;
+    // The boot's own tasks are still in the 60 s average when the agent starts.
+    let mut load_avg = (traits.background_runnable + rng.range(0.0, 0.2)) * traits.load_gain;
     let reset_at = if source == Source::Guest && rng.chance(traits.counter_reset) {
         Some(rng.range(0.2, 0.8) * end)
     } else {
@@ -423,10 +442,11 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
                 let softirq = counters.add(3, l_softirq * noise(rng), dt);
                 let busy = l_user + l_system + l_iowait + l_softirq;
                 let idle = counters.add(4, (100.0 - busy).max(0.0), dt);
-                let runnable = l.runnable * traits.load_gain;
+                let runnable = (l.runnable - IDLE.runnable + traits.background_runnable) * traits.load_gain;
                 load_avg += (runnable * noise(rng) - load_avg) * (1.0 - (-dt / 60.0f64).exp());
                 let free = traits.mem_total_bytes as f64 - traits.mem_baseline_bytes as f64;
-                let available = free - l.mem - rng.normal().abs() * 1e6;
+                // Page cache churn moves what is available by megabytes.
+                let available = free - l.mem + rng.normal() * 6e6;
                 let ports = if l.ports > 0.0 { "[22, 4444]" } else { "[22]" };
                 let procs = if l.runnable > 0.3 { 6 } else { 5 };
                 let _ = write!(
@@ -438,12 +458,12 @@ fn telemetry(plan: &Plan, source: Source, rng: &mut Rng) -> (Vec<u8>, u64) {
                     traits.mem_total_bytes,
                     available.max(5e7) as u64,
                     (8.0e7 + rng.normal() * 1e5) as u64,
-                    (4.0e8 - l.mem * 0.2) as u64,
+                    (traits.mem_cached_bytes as f64 - l.mem * 0.2 + rng.normal() * 3e6) as u64,
                     l.swap as u64,
                     counters.add(5, (l.net_in + traits.background_in_bps) * noise(rng), dt),
                     counters.add(6, (l.net_out + traits.background_out_bps) * noise(rng), dt),
-                    counters.add(7, l.net_in / 600.0, dt),
-                    counters.add(8, l.net_out / 400.0, dt),
+                    counters.add(7, (l.net_in + traits.background_in_bps) / 600.0 * noise(rng), dt),
+                    counters.add(8, (l.net_out + traits.background_out_bps) / 400.0 * noise(rng), dt),
                     counters.add(9, 300.0, dt),
                     counters.add(10, 300.0, dt),
                     counters.add(11, 3.0, dt),
@@ -576,12 +596,17 @@ mod tests {
         }
     }
 
+    /// One source's rows of `plan`, parsed.
+    fn rows(plan: &Plan, source: Source) -> Vec<serde_json::Value> {
+        let (bytes, _) = telemetry(plan, source, &mut Rng::new(plan.seed, 1));
+        let text = String::from_utf8(bytes).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     /// The guest's last `cpu_total_jiffies.user` counter and last load
     /// average, and the first row's `t_wall_ns`.
     fn guest(plan: &Plan) -> (f64, f64, i64) {
-        let (bytes, _) = telemetry(plan, Source::Guest, &mut Rng::new(plan.seed, 1));
-        let text = String::from_utf8(bytes).unwrap();
-        let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = rows(plan, Source::Guest);
         let last = rows.last().unwrap();
         let first_wall = rows[0]["t_wall_ns"].as_i64().unwrap();
         (last["cpu_total_jiffies"]["user"].as_f64().unwrap(), last["load_1m_5m_15m"][0].as_f64().unwrap(), first_wall)
@@ -616,6 +641,90 @@ mod tests {
         let big = HostTraits { mem_total_bytes: 4 << 30, ..reference };
         let (bytes, _) = telemetry(&plan(big), Source::Guest, &mut Rng::new(42, 1));
         assert!(String::from_utf8(bytes).unwrap().contains("\"mem_total_bytes\": 4294967296"));
+    }
+
+    #[test]
+    fn the_schedule_fills_the_episode_in_order_with_each_share_in_its_range() {
+        let (lowest, highest): (f64, f64) = SCHEDULE.iter().fold((0.0, 0.0), |(lo, hi), (_, (a, b))| (lo + a, hi + b));
+        for seed in 0..200 {
+            let phases = Plan::schedule(90.0, &mut Rng::new(seed, 5));
+            let order: Vec<Phase> = phases.iter().map(|(_, p)| *p).collect();
+            assert_eq!(order, SCHEDULE.map(|(p, _)| p).to_vec());
+            assert_eq!(phases[0].0, 0.0);
+            for (i, (_, (lo, hi))) in SCHEDULE.iter().enumerate() {
+                let end = phases.get(i + 1).map_or(90.0, |(t, _)| *t);
+                let share = (end - phases[i].0) / 90.0;
+                assert!(share >= lo / highest - 1e-9 && share <= hi / lowest + 1e-9, "seed {seed} phase {i}: {share}");
+            }
+        }
+        // The idle and dormant stretches are long enough to hold windows.
+        let idle = |seed| {
+            let p = Plan::schedule(90.0, &mut Rng::new(seed, 5));
+            p[3].0 - p[2].0
+        };
+        let mean = (0..200).map(idle).sum::<f64>() / 200.0;
+        assert!(mean > 15.0, "mean infected_idle stretch {mean} s");
+    }
+
+    /// The guest's load average over a clean episode of `length` seconds on
+    /// a host with `traits`: (first, last).
+    fn clean_load(traits: HostTraits, length: f64) -> (f64, f64) {
+        let mut plan = plan(traits);
+        plan.duration_s = length;
+        plan.phases = vec![(0.0, Phase::Clean)];
+        let rows = rows(&plan, Source::Guest);
+        let load = |row: &serde_json::Value| row["load_1m_5m_15m"][0].as_f64().unwrap();
+        (load(&rows[0]), load(rows.last().unwrap()))
+    }
+
+    #[test]
+    fn the_load_average_starts_where_the_boot_left_it_and_settles_on_the_hosts_background() {
+        for background in [0.02, 0.3] {
+            let traits = HostTraits { background_runnable: background, load_gain: 1.2, ..HostTraits::REFERENCE };
+            let (first, last) = clean_load(traits, 300.0);
+            assert!(first >= background * 1.2 - 0.01 && first <= (background + 0.2) * 1.2 + 0.01, "{first}");
+            assert!((last - background * 1.2).abs() < 0.02 + 0.1 * background, "{background}: settled at {last}");
+        }
+    }
+
+    /// Means of `field` (a path of keys) per second over `[from, to)` of
+    /// `rows` (seconds since the plan's t0), as a rate when `counter`.
+    fn mean_over(rows: &[serde_json::Value], path: &[&str], (from, to): (f64, f64), counter: bool) -> f64 {
+        let t0 = 1_777_000_000_000_000_000i64;
+        let inside: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| {
+                let t = (r["t_wall_ns"].as_i64()? - t0) as f64 / 1e9;
+                let v = path.iter().fold(r, |v, k| &v[*k]).as_f64()?;
+                (t >= from && t < to).then_some((t, v))
+            })
+            .collect();
+        let (first, last) = (inside[0], inside[inside.len() - 1]);
+        match counter {
+            true => (last.1 - first.1) / (last.0 - first.0),
+            false => inside.iter().map(|(_, v)| v).sum::<f64>() / inside.len() as f64,
+        }
+    }
+
+    #[test]
+    fn an_idle_implant_looks_clean_from_the_guest_and_not_from_the_host() {
+        let mut plan = plan(HostTraits { counter_reset: 0.0, ..HostTraits::REFERENCE });
+        plan.profile = "mem-balloon";
+        plan.duration_s = 120.0;
+        plan.phases = vec![(0.0, Phase::Clean), (60.0, Phase::InfectedIdle)];
+        let (clean, idle) = ((5.0, 55.0), (65.0, 115.0));
+        let guest = rows(&plan, Source::Guest);
+        for (path, counter, tolerance) in [
+            (&["cpu_total_jiffies", "user"][..], true, 0.2),
+            (&["mem_available_bytes"][..], false, 0.01),
+            (&["net", "eth0", "tx_bytes"][..], true, 0.2),
+        ] {
+            let (a, b) = (mean_over(&guest, path, clean, counter), mean_over(&guest, path, idle, counter));
+            assert!((b - a).abs() <= tolerance * a, "{path:?}: clean {a}, idle {b}");
+        }
+        let proc = rows(&plan, Source::Proc);
+        let rss = |span| mean_over(&proc, &["rss_bytes"], span, false);
+        assert!(rss(idle) - rss(clean) > 2.5e7, "the host holds the install's pages: {} → {}", rss(clean), rss(idle));
     }
 
     #[test]

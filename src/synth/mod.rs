@@ -25,6 +25,11 @@ use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Nominal episode length, seconds: long enough that the idle and dormant
+/// stretches hold whole 10 s windows, as lab episodes do (`synth`'s default
+/// and the demo's).
+pub const DEFAULT_DURATION_S: f64 = 90.0;
+
 /// What to synthesize.
 #[derive(Clone, Debug)]
 pub struct SynthConfig {

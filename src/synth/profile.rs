@@ -84,6 +84,14 @@ pub struct Load {
     pub burst: Option<(f64, f64)>,
 }
 
+/// What a sleeping implant keeps resident inside the guest, bytes: lost in
+/// the page cache's churn.
+const IMPLANT_RESIDENT_BYTES: f64 = 4.0e6;
+
+/// Guest pages the exploit and the implant's install touched, bytes, which
+/// the host keeps for the VM whatever the guest frees.
+const IMPLANT_PAGES_BYTES: f64 = 3.2e7;
+
 /// An idle Linux VM: the background every phase has.
 pub const IDLE: Load = Load {
     vm_cpu: 4.0,
@@ -214,9 +222,9 @@ pub fn load(profile: &str, phase: Phase) -> Load {
     let (strength, extra) = match phase {
         Phase::Clean => (0.0, None),
         Phase::Exploiting => (0.0, Some(exploit)),
-        Phase::InfectedIdle => (0.04, None),
+        // The same sleeping implant before and after its run.
+        Phase::InfectedIdle | Phase::Dormant => (0.03, None),
         Phase::InfectedRunning => (1.0, None),
-        Phase::Dormant => (0.02, None),
     };
     let mut l = IDLE.plus(&run.scaled(strength));
     if let Some(e) = extra {
@@ -225,8 +233,9 @@ pub fn load(profile: &str, phase: Phase) -> Load {
     // Running, the sample holds its memory and its ports. Idle or dormant,
     // the implant keeps a sliver of guest memory and closes its ports, so
     // that from inside the guest and on the wire (the deployment channels)
-    // it looks almost clean; the host still holds the pages it touched,
-    // which host /proc and QMP (oracle channels) see.
+    // it looks almost clean; the host still holds the pages the install
+    // (and, once it has run, the sample) touched, which host /proc and QMP
+    // (oracle channels) see.
     match phase {
         Phase::InfectedRunning => {
             l.mem = run.mem;
@@ -239,8 +248,10 @@ pub fn load(profile: &str, phase: Phase) -> Load {
             let host_cpu = l.vm_cpu;
             l = IDLE;
             l.vm_cpu = host_cpu;
-            l.mem = run.mem * 0.003;
-            l.held = run.mem * 0.35;
+            l.mem = IMPLANT_RESIDENT_BYTES + run.mem * 0.003;
+            // Only after running has the sample touched its working set.
+            let touched = if phase == Phase::Dormant { run.mem * 0.35 } else { 0.0 };
+            l.held = IMPLANT_PAGES_BYTES + touched;
         }
         Phase::Clean | Phase::Exploiting => {}
     }
