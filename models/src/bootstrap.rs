@@ -101,7 +101,7 @@ pub struct Gap {
     /// `p_value` adjusted for every comparison made with it (Holm's
     /// step-down method over the split's pairs; see [`holm`]).
     pub p_adjusted: f64,
-    /// `p_adjusted < 1 − CONFIDENCE`.
+    /// `p_adjusted < SIGNIFICANCE`.
     pub significant: bool,
 }
 
@@ -129,7 +129,7 @@ fn adjusted_passes(p: f64, comparisons: usize) -> bool {
 
 /// The resamples needed for a gap to be able to pass the Holm-adjusted test
 /// among `comparisons` pairs: its smallest p-value times their number must
-/// fall below `1 − CONFIDENCE`.
+/// fall below [`SIGNIFICANCE`].
 pub fn resamples_to_resolve(comparisons: usize) -> usize {
     let passes = |resamples| adjusted_passes(smallest_p(resamples), comparisons);
     // 2m / α − 1 solves it exactly; the steps settle float rounding.

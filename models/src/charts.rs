@@ -5,6 +5,7 @@
 
 use crate::bootstrap::Interval;
 use crate::metrics::Calibration;
+use epiflow_operators::split::Recipe;
 use epiflow_pipelines::output::write_atomically;
 use image::codecs::png::PngEncoder;
 use image::{ColorType, ImageEncoder};
@@ -28,8 +29,9 @@ pub struct Bars<'a> {
     pub sets: [Option<(f64, Option<Interval>)>; 2],
 }
 
-/// One model of the generalization chart: per split recipe (host, sample,
-/// time), its validation macro F1, test macro F1 and the test interval.
+/// One model of the generalization chart: per split recipe (in
+/// [`Recipe::ALL`] order), its validation macro F1, test macro F1 and the
+/// test interval.
 pub struct GapBars<'a> {
     pub label: &'a str,
     pub recipes: [Option<GapBar>; 3],
@@ -141,7 +143,7 @@ pub fn generalization(path: &Path, title: &str, models: &[GapBars]) -> io::Resul
     let (width, height) = (140 + 90 * models.len().max(1) as u32, 480);
     png(path, (width, height), |root| {
         let mut chart = f1_axes(root, title, 18, models.len(), 90)?;
-        for (r, (name, colour)) in ["host", "sample", "time"].into_iter().zip(RECIPE_COLOURS).enumerate() {
+        for (r, (recipe, colour)) in Recipe::ALL.into_iter().zip(RECIPE_COLOURS).enumerate() {
             let x0 = |i: usize| i as f64 + 0.08 + 0.28 * r as f64;
             let cells: Vec<(usize, GapBar)> =
                 models.iter().enumerate().filter_map(|(i, m)| Some((i, m.recipes[r]?))).collect();
@@ -150,7 +152,7 @@ pub fn generalization(path: &Path, title: &str, models: &[GapBars]) -> io::Resul
                     Rectangle::new([(x0(i), 0.0), (x0(i) + 0.26, test)], colour.mix(0.85).filled())
                 }))
                 .map_err(draw_error)?
-                .label(format!("{name} test"))
+                .label(format!("{recipe} test"))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
             let whiskers = cells.iter().filter_map(|&(i, (_, _, ci))| Some((i, ci?)));
             chart

@@ -82,7 +82,8 @@ pub struct Report {
     pub inputs: String,
     pub resamples: usize,
     /// Resamples behind the pairwise p-values and gap intervals: the first
-    /// `resamples` of them and more ([`pair_resamples`]).
+    /// `resamples` of them and more ([`pair_resamples`]); absent from a
+    /// report written before they were extended (read as 0).
     #[serde(default)]
     pub pair_resamples: usize,
     pub seed: u64,

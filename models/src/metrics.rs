@@ -84,6 +84,71 @@ pub fn argmax(probs: &[f32]) -> Vec<u8> {
     probs.chunks_exact(CLASSES).map(|row| top(row).0 as u8).collect()
 }
 
+/// The most likely class of one row and its probability; the first on ties.
+fn top(row: &[f32]) -> (usize, f32) {
+    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
+}
+
+/// Equal-width confidence bins of the calibration figures.
+pub const CALIBRATION_BINS: usize = 10;
+
+/// How far a model's confidence is from how often it is right: the
+/// dashboard shows its probabilities to people, who read 0.9 as "right nine
+/// times in ten".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Expected calibration error: over [`CALIBRATION_BINS`] equal-width bins
+    /// of the top probability, `Σ (windows in bin / windows) × |accuracy −
+    /// mean confidence|` (0: calibrated; 1: always sure and always wrong).
+    pub ece: f64,
+    /// The bins that hold windows (the reliability chart's points).
+    pub bins: Vec<CalibrationBin>,
+}
+
+/// One confidence bin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// `[low, high)` of the top probability (the last bin holds 1.0).
+    pub low: f64,
+    pub high: f64,
+    pub windows: u64,
+    /// Mean top probability of its windows.
+    pub confidence: f64,
+    /// Share of its windows predicted right.
+    pub accuracy: f64,
+}
+
+impl Calibration {
+    /// The calibration of predictions `probs` (`rows × CLASSES`) against
+    /// `truth`, window by window.
+    pub fn of(probs: &[f32], truth: &[u8]) -> Calibration {
+        let mut sums = [(0u64, 0.0f64, 0u64); CALIBRATION_BINS];
+        for (row, &t) in probs.chunks_exact(CLASSES).zip(truth) {
+            let (k, p) = top(row);
+            let p = f64::from(p).clamp(0.0, 1.0);
+            let bin = ((p * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+            sums[bin].0 += 1;
+            sums[bin].1 += p;
+            sums[bin].2 += u64::from(k == t as usize);
+        }
+        let total: u64 = sums.iter().map(|s| s.0).sum();
+        let bins: Vec<CalibrationBin> = sums
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.0 > 0)
+            .map(|(b, &(n, confidence, right))| CalibrationBin {
+                low: b as f64 / CALIBRATION_BINS as f64,
+                high: (b + 1) as f64 / CALIBRATION_BINS as f64,
+                windows: n,
+                confidence: confidence / n as f64,
+                accuracy: right as f64 / n as f64,
+            })
+            .collect();
+        let ece = bins.iter().map(|b| b.windows as f64 / total.max(1) as f64 * (b.accuracy - b.confidence).abs()).sum();
+        Calibration { ece, bins }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,70 +239,5 @@ mod tests {
     fn argmax_picks_the_most_likely_class_per_row() {
         let probs = [0.1, 0.6, 0.1, 0.1, 0.1, 0.3, 0.3, 0.2, 0.1, 0.1];
         assert_eq!(argmax(&probs), vec![1, 0]);
-    }
-}
-
-/// The most likely class of one row and its probability; the first on ties.
-fn top(row: &[f32]) -> (usize, f32) {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
-}
-
-/// Equal-width confidence bins of the calibration figures.
-pub const CALIBRATION_BINS: usize = 10;
-
-/// How far a model's confidence is from how often it is right: the
-/// dashboard shows its probabilities to people, who read 0.9 as "right nine
-/// times in ten".
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
-    /// Expected calibration error: over [`CALIBRATION_BINS`] equal-width bins
-    /// of the top probability, `Σ (windows in bin / windows) × |accuracy −
-    /// mean confidence|` (0: calibrated; 1: always sure and always wrong).
-    pub ece: f64,
-    /// The bins that hold windows (the reliability chart's points).
-    pub bins: Vec<CalibrationBin>,
-}
-
-/// One confidence bin.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationBin {
-    /// `[low, high)` of the top probability (the last bin holds 1.0).
-    pub low: f64,
-    pub high: f64,
-    pub windows: u64,
-    /// Mean top probability of its windows.
-    pub confidence: f64,
-    /// Share of its windows predicted right.
-    pub accuracy: f64,
-}
-
-impl Calibration {
-    /// The calibration of predictions `probs` (`rows × CLASSES`) against
-    /// `truth`, window by window.
-    pub fn of(probs: &[f32], truth: &[u8]) -> Calibration {
-        let mut sums = [(0u64, 0.0f64, 0u64); CALIBRATION_BINS];
-        for (row, &t) in probs.chunks_exact(CLASSES).zip(truth) {
-            let (k, p) = top(row);
-            let p = f64::from(p).clamp(0.0, 1.0);
-            let bin = ((p * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
-            sums[bin].0 += 1;
-            sums[bin].1 += p;
-            sums[bin].2 += u64::from(k == t as usize);
-        }
-        let total: u64 = sums.iter().map(|s| s.0).sum();
-        let bins: Vec<CalibrationBin> = sums
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.0 > 0)
-            .map(|(b, &(n, confidence, right))| CalibrationBin {
-                low: b as f64 / CALIBRATION_BINS as f64,
-                high: (b + 1) as f64 / CALIBRATION_BINS as f64,
-                windows: n,
-                confidence: confidence / n as f64,
-                accuracy: right as f64 / n as f64,
-            })
-            .collect();
-        let ece = bins.iter().map(|b| b.windows as f64 / total.max(1) as f64 * (b.accuracy - b.confidence).abs()).sum();
-        Calibration { ece, bins }
     }
 }

@@ -688,9 +688,9 @@ mod tests {
     }
 
     /// Means of `field` (a path of keys) per second over `[from, to)` of
-    /// `rows` (seconds since the plan's t0), as a rate when `counter`.
-    fn mean_over(rows: &[serde_json::Value], path: &[&str], (from, to): (f64, f64), counter: bool) -> f64 {
-        let t0 = 1_777_000_000_000_000_000i64;
+    /// `plan`'s `rows` (seconds since its t0), as a rate when `counter`.
+    fn mean_over(plan: &Plan, rows: &[serde_json::Value], path: &[&str], span: (f64, f64), counter: bool) -> f64 {
+        let (t0, (from, to)) = (plan.t0_wall_ns, span);
         let inside: Vec<(f64, f64)> = rows
             .iter()
             .filter_map(|r| {
@@ -719,11 +719,12 @@ mod tests {
             (&["mem_available_bytes"][..], false, 0.01),
             (&["net", "eth0", "tx_bytes"][..], true, 0.2),
         ] {
-            let (a, b) = (mean_over(&guest, path, clean, counter), mean_over(&guest, path, idle, counter));
+            let (a, b) =
+                (mean_over(&plan, &guest, path, clean, counter), mean_over(&plan, &guest, path, idle, counter));
             assert!((b - a).abs() <= tolerance * a, "{path:?}: clean {a}, idle {b}");
         }
         let proc = rows(&plan, Source::Proc);
-        let rss = |span| mean_over(&proc, &["rss_bytes"], span, false);
+        let rss = |span| mean_over(&plan, &proc, &["rss_bytes"], span, false);
         assert!(rss(idle) - rss(clean) > 2.5e7, "the host holds the install's pages: {} → {}", rss(clean), rss(idle));
     }
 
