@@ -3,18 +3,21 @@
 //! in the real pipeline, is fingerprinted and cached like the built-in
 //! stages, and is published as `OUT/nonzero_share.parquet`.
 //!
-//! Usage: `cargo run --release --example nonzero_share -- STORE OUT`
+//! Usage: `cargo run --release --example nonzero_share -- STORE OUT [CONFIG]`
+//! — `CONFIG` a TOML file whose `[nonzero_share]` section (`zero = 0.5`)
+//! reaches the stage, like any other section reaches its stage.
 //!
 //! In-tree, the same file would go to `pipelines/src/stages/` with one line
 //! in the `registry!` there; out of tree, [`Registry::with`] adds it to the
 //! standard stages, as `main` does.
 
-use epiflow::commands::run_stages;
-use epiflow::config::Config;
+use epiflow_engine::{Config, Job, Logs, Mode, RunStats};
 use epiflow_operators::model::AlignedEpisode;
 use epiflow_operators::Operator;
 use epiflow_pipelines::stages::{Applies, Registry, Sections, Stage};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
 
 /// What the stage reads from its `[nonzero_share]` section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,13 +31,16 @@ pub struct NonZeroConfig {
 /// non-zero (NaN when the channel has no point), and how many points it has.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NonZeroShare {
+    /// Non-zero points over points, per channel.
     pub share: Vec<f64>,
+    /// Points, per channel.
     pub points: Vec<u64>,
 }
 
 /// The operator: plain Rust, aligned episode in, record out.
 #[derive(Clone, Debug, Default)]
 pub struct NonZero {
+    /// What counts as zero.
     pub config: NonZeroConfig,
 }
 
@@ -75,20 +81,28 @@ impl Stage for NonZero {
 }
 
 /// The standard stages followed by this one.
-pub fn registry(config: &Config) -> Result<Registry, Box<dyn std::error::Error>> {
-    Ok(config.stages()?.with(NonZero::configure(&Sections::default())?))
+pub fn registry() -> Registry {
+    Registry::standard().with::<NonZero>()
+}
+
+/// `epiflow run` over the standard stages and this one, on `store` into
+/// `out`, configured by the TOML file `config` (the defaults without one):
+/// the engine's one library call. Returns what `run.json` says.
+pub fn run(store: &Path, out: &Path, config: Option<&Path>) -> Result<RunStats, Box<dyn std::error::Error>> {
+    let job = Job { config: Config::load(config)?, registry: registry(), ..Job::new(store, out) };
+    let stats = job.run(Mode::Run, Arc::new(Logs))?;
+    Ok(stats.ok_or("one process: the leader returns the statistics")?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (Some(store), Some(out)) = (args.next(), args.next()) else {
-        return Err("usage: nonzero_share STORE OUT".into());
+    let (Some(store), Some(out), config) = (args.next(), args.next(), args.next()) else {
+        return Err("usage: nonzero_share STORE OUT [CONFIG]".into());
     };
-    let config = Config::default();
-    let stats = run_stages(store.as_ref(), out.as_ref(), &config, registry(&config)?, 2)?;
+    let stats = run(store.as_ref(), out.as_ref(), config.as_deref().map(Path::new))?;
     for (name, o) in &stats.operators {
         println!("{name:<14} computed {:>6}  cached {:>6}  failed {:>4}", o.computed, o.cached, o.failed);
     }
-    println!("wrote {}", std::path::Path::new(&out).join("nonzero_share.parquet").display());
+    println!("wrote {}", Path::new(&out).join("nonzero_share.parquet").display());
     Ok(())
 }

@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use epiflow_models::arch::Arch;
 use epiflow_models::sink::ModelsConfig;
-use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::split::Recipe;
 use std::path::PathBuf;
 
@@ -13,8 +13,10 @@ use std::path::PathBuf;
 #[command(name = "epiflow", version, about)]
 pub struct Cli {
     #[command(flatten)]
+    /// Options every command takes.
     pub global: Global,
     #[command(subcommand)]
+    /// What to do.
     pub command: Command,
 }
 
@@ -58,6 +60,13 @@ pub struct ClusterArgs {
     pub hostfile: Option<PathBuf>,
 }
 
+impl ClusterArgs {
+    /// One process: what commands without cluster options run on.
+    pub fn local() -> ClusterArgs {
+        ClusterArgs { processes: 1, process: 0, hostfile: None }
+    }
+}
+
 /// Split configuration overrides (over the configuration file's `[split]`).
 #[derive(Debug, Args, Clone)]
 pub struct SplitArgs {
@@ -82,10 +91,13 @@ impl SplitArgs {
 #[derive(Debug, Args, Clone)]
 pub struct FollowArgs {
     #[command(flatten)]
+    /// Window configuration overrides.
     pub window: WindowArgs,
     #[command(flatten)]
+    /// Split configuration overrides.
     pub split: SplitArgs,
     #[command(flatten)]
+    /// timely's cluster mode.
     pub cluster: ClusterArgs,
 }
 
@@ -154,12 +166,16 @@ fn parse_channels(s: &str) -> Result<ChannelSet, String> {
 #[derive(Debug, Args, Clone)]
 pub struct PipelineArgs {
     #[command(flatten)]
+    /// Window configuration overrides.
     pub window: WindowArgs,
     #[command(flatten)]
+    /// Split configuration overrides.
     pub split: SplitArgs,
     #[command(flatten)]
+    /// Which models to train.
     pub train: TrainArgs,
     #[command(flatten)]
+    /// timely's cluster mode.
     pub cluster: ClusterArgs,
 }
 
@@ -180,9 +196,9 @@ pub struct WindowArgs {
     pub hold_s: Option<f64>,
 }
 
-impl From<WindowArgs> for crate::config::WindowOverrides {
+impl From<WindowArgs> for epiflow_engine::config::WindowOverrides {
     fn from(a: WindowArgs) -> Self {
-        crate::config::WindowOverrides {
+        epiflow_engine::config::WindowOverrides {
             window_s: a.window_s,
             stride_s: a.stride_s,
             tensor_hz: a.tensor_hz,
@@ -217,6 +233,7 @@ pub struct PruneArgs {
     pub delete: bool,
 }
 
+/// The commands (SPEC section 9).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a realistic synthetic receiver store (with truth.jsonl).
@@ -236,13 +253,16 @@ pub enum Command {
     },
     /// Validate every indexed episode; writes validation.parquet.
     Validate {
+        /// timely's cluster mode.
         #[command(flatten)]
         cluster: ClusterArgs,
     },
     /// Windows and tensors for every usable episode → features/ shards.
     Features {
+        /// Window configuration overrides.
         #[command(flatten)]
         window: WindowArgs,
+        /// timely's cluster mode.
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -255,6 +275,7 @@ pub enum Command {
     /// Score the checkpoints of --split on the split's test side (train
     /// them first): OUT/eval/<recipe>/report.json, report.md and charts.
     Eval {
+        /// Which models.
         #[command(flatten)]
         train: TrainArgs,
     },
@@ -265,8 +286,10 @@ pub enum Command {
     /// (SPEC section 15): the page, its event stream, Prometheus metrics and
     /// the JSON routes. Ctrl-C stops it cleanly.
     Serve {
+        /// What is followed, and how.
         #[command(flatten)]
         follow: FollowArgs,
+        /// Where and how the dashboard listens.
         #[command(flatten)]
         serve: ServeArgs,
     },
@@ -285,13 +308,16 @@ pub enum Command {
     /// fingerprint and output) and what a `run` with this configuration would
     /// recompute, for how many episodes; runs nothing.
     Explain {
+        /// Window configuration overrides.
         #[command(flatten)]
         window: WindowArgs,
     },
     /// Inspect or trim the result cache (OUT/cache).
     Cache {
+        /// Stats or gc.
         #[command(subcommand)]
         action: CacheAction,
+        /// Window configuration overrides.
         #[command(flatten)]
         window: WindowArgs,
     },

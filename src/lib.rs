@@ -1,13 +1,10 @@
-//! The `epiflow` command line: configuration, run statistics and the commands
-//! that drive the dataflows of `epiflow-pipelines`.
+//! The `epiflow` command line: argument parsing, the commands (each one
+//! call into `epiflow-engine`, then printing), the live dashboard's server
+//! and the synthetic store generator.
 
-pub mod cache;
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod dashboard;
-pub mod error;
 pub mod progress;
-pub mod prune;
-pub mod stats;
 pub mod synth;
+pub mod tables;

@@ -1,3 +1,5 @@
+//! `epiflow`: parses the command line, sets up logging and runs the command.
+
 use clap::Parser;
 use epiflow::cli::Cli;
 use std::process::ExitCode;

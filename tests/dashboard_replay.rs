@@ -53,7 +53,7 @@ fn a_replay_paces_every_bin_and_the_windows_infer_classifies() {
         assert_eq!(p.window_start_s, w.window_start_s);
         assert_eq!(*at_s, w.window_start_s + predictor.window_s(), "due as the clock passes the window's end");
         assert_eq!(p.predicted, w.predicted.name());
-        for (phase, q) in epiflow_operators::registry::Phase::ALL.iter().zip(w.probabilities) {
+        for (phase, q) in epiflow_operators::channels::Phase::ALL.iter().zip(w.probabilities) {
             assert!((p.probabilities[phase.name()] - q).abs() <= 1e-6, "{p:?} vs {w:?}");
         }
     }
@@ -71,10 +71,10 @@ fn a_replay_paces_every_bin_and_the_windows_infer_classifies() {
 #[test]
 fn an_episode_s_windows_on_demand_are_the_shards_values() {
     use epiflow::dashboard::api;
-    use epiflow_operators::registry::ChannelSet;
+    use epiflow_operators::channels::ChannelSet;
     use epiflow_operators::split::Side;
     use epiflow_pipelines::feature_reader::read_windows;
-    use epiflow_pipelines::sinks::features::Kind;
+    use epiflow_pipelines::sinks::features::FeatureKind;
     use epiflow_pipelines::sinks::manifest::Manifest;
 
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +96,7 @@ fn an_episode_s_windows_on_demand_are_the_shards_values() {
 
     let sides = [((row.host_id.clone(), row.episode_id.clone()), Side::Test)].into();
     let read = |kind| read_windows(&out.join("features"), &manifest, kind, ChannelSet::Oracle, &sides).unwrap();
-    let (summary, tensors) = (read(Kind::Summary), read(Kind::Tensors));
+    let (summary, tensors) = (read(FeatureKind::Summary), read(FeatureKind::Tensors));
     let (summary, tensors) = (&summary.sides[&Side::Test], &tensors.sides[&Side::Test]);
     assert_eq!(on_demand.len(), summary.rows());
     for (w, window) in on_demand.iter().enumerate() {
@@ -104,7 +104,7 @@ fn an_episode_s_windows_on_demand_are_the_shards_values() {
         let shard = summary.row(w);
         let names: Vec<&String> = window.summary.keys().collect();
         // The JSON map is sorted by name; the shard row is in registry order.
-        let registry: Vec<String> = epiflow_operators::registry::CHANNELS
+        let registry: Vec<String> = epiflow_operators::channels::CHANNELS
             .iter()
             .flat_map(|c| epiflow_operators::window::STATS.map(|s| format!("{}:{s}", c.name)))
             .collect();
@@ -115,6 +115,6 @@ fn an_episode_s_windows_on_demand_are_the_shards_values() {
         assert_eq!(window.x, tensors.row(w), "window {w} x");
         let mask = tensors.mask.as_ref().unwrap();
         assert_eq!(window.mask, mask[w * tensors.width..(w + 1) * tensors.width], "window {w} mask");
-        assert_eq!(window.label, epiflow_operators::registry::Phase::ALL[summary.labels[w] as usize].name());
+        assert_eq!(window.label, epiflow_operators::channels::Phase::ALL[summary.labels[w] as usize].name());
     }
 }

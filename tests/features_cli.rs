@@ -8,9 +8,9 @@ use arrow_array::{
 };
 use common::*;
 use epiflow_operators::align::Align;
+use epiflow_operators::channels::channel_index;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::model::EpisodeKey;
-use epiflow_operators::registry::channel_index;
 use epiflow_operators::tensor::{Tensor, TensorFeatures};
 use epiflow_operators::test_support::seed_episode;
 use epiflow_operators::window::{SummaryFeatures, Window};

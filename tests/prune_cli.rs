@@ -329,7 +329,7 @@ fn rows_appended_while_prune_archives_are_kept() {
         let index = index.clone();
         std::thread::spawn(move || {
             for i in 0..1000 {
-                epiflow::prune::index_rewrite::append_locked(
+                epiflow_engine::prune::index_rewrite::append_locked(
                     &index,
                     &format!("{{\"host_id\":\"new\",\"episode_id\":\"n{i:04}\"}}"),
                 )

@@ -7,11 +7,11 @@ mod common;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
 use common::*;
-use epiflow_operators::registry::{ChannelSet, CHANNELS};
+use epiflow_operators::channels::{ChannelSet, CHANNELS};
 use epiflow_operators::split::Side;
 use epiflow_operators::window::STATS;
 use epiflow_pipelines::feature_reader::read_windows;
-use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::sinks::features::FeatureKind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -37,7 +37,7 @@ type FullRows = BTreeMap<(String, String, u64), (i32, Vec<f32>, Vec<bool>)>;
 /// One window as compared: label, feature bits, mask.
 type Compared = (u8, Vec<u32>, Vec<bool>);
 
-fn full_rows(features: &Path, manifest: &Manifest, kind: Kind) -> FullRows {
+fn full_rows(features: &Path, manifest: &Manifest, kind: FeatureKind) -> FullRows {
     let mut rows = FullRows::new();
     for file in &manifest.shards[kind.dir()] {
         let b = read_parquet(&features.join(file));
@@ -47,7 +47,7 @@ fn full_rows(features: &Path, manifest: &Manifest, kind: Kind) -> FullRows {
         let labels = b.column_by_name("label").unwrap().as_primitive::<arrow_array::types::Int32Type>();
         for r in 0..b.num_rows() {
             let (x, mask) = match kind {
-                Kind::Summary => {
+                FeatureKind::Summary => {
                     let x = CHANNELS
                         .iter()
                         .flat_map(|c| STATS.map(|s| format!("{}:{s}", c.name)))
@@ -55,7 +55,7 @@ fn full_rows(features: &Path, manifest: &Manifest, kind: Kind) -> FullRows {
                         .collect();
                     (x, Vec::new())
                 }
-                Kind::Tensors => {
+                FeatureKind::Tensors => {
                     let x = b.column_by_name("x").unwrap().as_fixed_size_list().value(r);
                     let m = b.column_by_name("mask").unwrap().as_fixed_size_list().value(r);
                     (
@@ -83,11 +83,11 @@ fn each_side_s_windows_are_the_shard_rows_with_the_set_s_channels() {
     let manifest = Manifest::read(&features).unwrap();
     let timesteps = manifest.window["timesteps"].as_u64().unwrap() as usize;
     let sides = sides(&out, "time");
-    for kind in [Kind::Summary, Kind::Tensors] {
+    for kind in [FeatureKind::Summary, FeatureKind::Tensors] {
         let full = full_rows(&features, &manifest, kind);
         for set in [ChannelSet::Realistic, ChannelSet::Oracle] {
             let channels = set.indices();
-            let per_channel = if kind == Kind::Summary { STATS.len() } else { timesteps };
+            let per_channel = if kind == FeatureKind::Summary { STATS.len() } else { timesteps };
             let got = read_windows(&features, &manifest, kind, set, &sides).unwrap();
             // What the shards hold for the placed episodes, channels picked out,
             // in the reader's order (shards in manifest order, rows in file order)

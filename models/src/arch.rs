@@ -1,6 +1,6 @@
 //! The six architectures (SPEC section 13) and what each reads.
 
-use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::sinks::features::FeatureKind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -8,11 +8,17 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    /// Gradient-boosted trees on the summary features.
     Gbt,
+    /// A multi-layer perceptron on the summary features.
     Mlp,
+    /// 1-D convolutions over time on the tensors.
     Cnn,
+    /// A GRU over the tensors' time steps.
     Gru,
+    /// An LSTM over the tensors' time steps.
     Lstm,
+    /// Self-attention over the tensors' time steps.
     Transformer,
 }
 
@@ -38,10 +44,10 @@ impl Arch {
     }
 
     /// Which feature files the architecture reads.
-    pub fn input(self) -> Kind {
+    pub fn input(self) -> FeatureKind {
         match self {
-            Arch::Gbt | Arch::Mlp => Kind::Summary,
-            Arch::Cnn | Arch::Gru | Arch::Lstm | Arch::Transformer => Kind::Tensors,
+            Arch::Gbt | Arch::Mlp => FeatureKind::Summary,
+            Arch::Cnn | Arch::Gru | Arch::Lstm | Arch::Transformer => FeatureKind::Tensors,
         }
     }
 
@@ -82,7 +88,7 @@ mod tests {
             assert_eq!(Arch::parse(arch.name()), Some(arch));
         }
         assert_eq!(Arch::parse("rnn"), None);
-        let summary: Vec<Arch> = Arch::ALL.into_iter().filter(|a| a.input() == Kind::Summary).collect();
+        let summary: Vec<Arch> = Arch::ALL.into_iter().filter(|a| a.input() == FeatureKind::Summary).collect();
         assert_eq!(summary, [Arch::Gbt, Arch::Mlp]);
     }
 }

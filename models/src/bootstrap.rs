@@ -7,7 +7,7 @@
 //! Two models are compared on the *same* resamples (a paired bootstrap), so
 //! the episodes that are hard for both do not widen the interval of the gap.
 
-use crate::metrics::Confusion;
+use crate::scoring::Confusion;
 use epiflow_operators::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +69,9 @@ impl Resamples {
 /// A central [`CONFIDENCE`] interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
+    /// Lower bound.
     pub low: f64,
+    /// Upper bound.
     pub high: f64,
 }
 

@@ -4,7 +4,7 @@
 //! font library.
 
 use crate::bootstrap::Interval;
-use crate::metrics::Calibration;
+use crate::scoring::Calibration;
 use epiflow_operators::split::Recipe;
 use epiflow_pipelines::output::write_atomically;
 use image::codecs::png::PngEncoder;
@@ -25,7 +25,9 @@ const SET_COLOURS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(255, 127, 1
 /// One bar group of the macro-F1 chart: an architecture and, per channel
 /// set (realistic, oracle), its macro F1 and interval when it was scored.
 pub struct Bars<'a> {
+    /// The architecture under the group.
     pub label: &'a str,
+    /// Realistic then oracle: macro F1 and its interval, when scored.
     pub sets: [Option<(f64, Option<Interval>)>; 2],
 }
 
@@ -33,7 +35,9 @@ pub struct Bars<'a> {
 /// [`Recipe::ALL`] order), its validation macro F1, test macro F1 and the
 /// test interval.
 pub struct GapBars<'a> {
+    /// The model under the group.
     pub label: &'a str,
+    /// Per recipe, when the model was scored on it.
     pub recipes: [Option<GapBar>; 3],
 }
 
@@ -45,8 +49,11 @@ const RECIPE_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(44, 160,
 
 /// A confusion matrix to draw: rows are the truth, columns the prediction.
 pub struct Matrix<'a> {
+    /// Above the matrix.
     pub title: &'a str,
+    /// The phases, in row and column order.
     pub labels: &'a [String],
+    /// `counts[truth][predicted]`.
     pub counts: &'a [Vec<u64>],
 }
 
@@ -320,7 +327,7 @@ mod tests {
 
         let calibration = Calibration {
             ece: 0.1,
-            bins: vec![crate::metrics::CalibrationBin {
+            bins: vec![crate::scoring::CalibrationBin {
                 low: 0.8,
                 high: 0.9,
                 windows: 5,

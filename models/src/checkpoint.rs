@@ -19,9 +19,9 @@ use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use epiflow_operators::archive::sha256_hex;
-use epiflow_operators::registry::ChannelSet;
+use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::split::Recipe;
-use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::feature_reader::WindowRows;
 use epiflow_pipelines::normalise::Normalisation;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::sinks::manifest::Manifest;
@@ -47,43 +47,56 @@ pub fn dir_of(out: &Path, recipe: Recipe, arch: Arch, channels: ChannelSet) -> P
 /// What the model was trained on and how it did: `model.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
+    /// The architecture.
     pub arch: Arch,
+    /// The architecture's version when trained: a newer one retrains.
     pub arch_version: u32,
     /// The channel set, and its channels in input order.
     pub channels: ChannelSet,
+    /// The set's channels, in input order.
     pub channel_list: Vec<String>,
     /// `summary` or `tensors`.
     pub input: String,
     /// Values per window, and time steps per channel (tensors).
     pub width: usize,
+    /// Tensors only: time steps per channel.
     pub timesteps: usize,
     /// The features' window configuration, registry channels and statistics
     /// (what the schema hash covers that a person can read).
     pub window: serde_json::Value,
+    /// Every channel of the registry, in order.
     pub registry: Vec<String>,
+    /// The summary statistics, in column order.
     pub stats: Vec<String>,
+    /// The features' schema hash: a model refuses features of another.
     pub feature_schema_hash: String,
     /// Fitted on the training side; `None` for trees, which need none.
     pub normalisation: Option<Normalisation>,
+    /// The split it was trained on.
     pub split: SplitCard,
     /// The architecture's training settings.
     pub config: serde_json::Value,
+    /// How it did on the validation side.
     pub val: ValMetrics,
+    /// How training went.
     pub training: TrainingCard,
     /// Fingerprint of everything the weights depend on (features, split,
     /// settings): a run retrains only when it changes.
     pub inputs: String,
     /// The weights' file name beside the card, and their sha256.
     pub weights: String,
+    /// sha256 of the weights file, checked when loaded.
     pub weights_sha256: String,
 }
 
 /// The split a model was trained on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitCard {
+    /// The recipe.
     pub recipe: Recipe,
     /// Episodes and windows per side.
     pub episodes: BTreeMap<String, usize>,
+    /// Windows per side.
     pub windows: BTreeMap<String, usize>,
     /// Fingerprint of the placements (host, episode, side).
     pub fingerprint: String,
@@ -92,6 +105,7 @@ pub struct SplitCard {
 /// Metrics on the validation side.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValMetrics {
+    /// Macro F1 over the phases on the validation side.
     pub macro_f1: f64,
     /// F1 per phase present on the validation side.
     pub per_class_f1: BTreeMap<String, f64>,
@@ -102,6 +116,7 @@ pub struct ValMetrics {
 /// How training went.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCard {
+    /// Seconds spent training.
     pub wall_s: f64,
     /// Training windows per second of wall time, over every epoch or round.
     pub windows_per_s: f64,
@@ -138,7 +153,9 @@ pub fn is_current(dir: &Path, inputs: &str) -> bool {
 
 /// A checkpoint loaded for prediction.
 pub struct Checkpoint {
+    /// What the model was trained on and how it did.
     pub card: ModelCard,
+    /// The model itself, its weights loaded.
     pub model: Model,
     /// The CPU device inference runs on: no autodiff, as nothing is learned.
     device: Device,
@@ -173,7 +190,7 @@ impl Checkpoint {
 
     /// Class probabilities for raw windows (read from the shards with the
     /// card's channel set): normalised as in training, then predicted.
-    pub fn predict(&self, mut windows: Windows) -> Result<Vec<f32>, String> {
+    pub fn predict(&self, mut windows: WindowRows) -> Result<Vec<f32>, String> {
         if windows.width != self.card.width {
             return Err(format!("windows have {} values, the model takes {}", windows.width, self.card.width));
         }

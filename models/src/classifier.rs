@@ -9,13 +9,13 @@ use crate::net::Net;
 use crate::train::predict;
 use burn::module::Module;
 use burn::tensor::Device;
-use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::feature_reader::WindowRows;
 
 /// A trained phase classifier of any architecture.
 pub trait Classifier: Send + Sync {
     /// Class probabilities, `rows × CLASSES`, for windows already
     /// normalised as the model's card says.
-    fn predict(&self, windows: &Windows, device: &Device) -> Result<Vec<f32>, String>;
+    fn predict(&self, windows: &WindowRows, device: &Device) -> Result<Vec<f32>, String>;
 
     /// The file name the weights are stored under, and their bytes.
     fn weights(&self) -> Result<(&'static str, Vec<u8>), String>;
@@ -31,7 +31,7 @@ pub trait Classifier: Send + Sync {
 pub type Model = Box<dyn Classifier>;
 
 impl Classifier for Gbt {
-    fn predict(&self, windows: &Windows, _device: &Device) -> Result<Vec<f32>, String> {
+    fn predict(&self, windows: &WindowRows, _device: &Device) -> Result<Vec<f32>, String> {
         Gbt::predict(self, windows)
     }
 
@@ -45,7 +45,7 @@ impl Classifier for Gbt {
 }
 
 impl Classifier for Net {
-    fn predict(&self, windows: &Windows, device: &Device) -> Result<Vec<f32>, String> {
+    fn predict(&self, windows: &WindowRows, device: &Device) -> Result<Vec<f32>, String> {
         Ok(predict(self, windows, device))
     }
 

@@ -40,7 +40,7 @@ impl Cnn {
 
 impl Network for Cnn {
     fn logits(&self, x: &[f32], rows: usize, width: usize, device: &Device) -> Tensor<2> {
-        let x = crate::net::channel_major(x, rows, width, self.timesteps, device);
+        let x = crate::layout::channel_major(x, rows, width, self.timesteps, device);
         let h = self.act.forward(self.conv2.forward(self.act.forward(self.conv1.forward(x))));
         self.out.forward(h.mean_dim(2).squeeze_dim(2))
     }

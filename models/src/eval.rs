@@ -9,14 +9,14 @@
 //! the split, or a model's weights.
 
 use crate::arch::Arch;
-use crate::bootstrap::{adjust, interval, paired_gap, resamples_to_resolve, Gap, Interval, Resamples, CONFIDENCE};
+use crate::bootstrap::{adjust, interval, paired_gap, resamples_to_resolve, Resamples, CONFIDENCE};
 use crate::charts;
 use crate::checkpoint::{self, Checkpoint};
-use crate::metrics::{argmax, Calibration, Confusion};
-use crate::report;
+use crate::report::{self, Breakdown, ConfusionTable, ModelScore, PairScore, Report, Skipped, TestSummary};
+use crate::scoring::{argmax, Calibration, Confusion};
 use crate::sink::{by_windows, split_fingerprint, Status};
+use epiflow_operators::channels::{ChannelSet, Phase};
 use epiflow_operators::fingerprint::Fingerprint;
-use epiflow_operators::registry::{ChannelSet, Phase};
 use epiflow_operators::split::{Assignment, Recipe, Side};
 use epiflow_pipelines::feature_reader::read_windows;
 use epiflow_pipelines::output::write_atomically;
@@ -39,6 +39,7 @@ pub struct EvalConfig {
     /// Bootstrap resamples of the test episodes for every interval (the
     /// pairwise tests extend them; see [`pair_resamples`]).
     pub resamples: usize,
+    /// Seed of the resamples: the same seed, the same intervals.
     pub seed: u64,
 }
 
@@ -60,141 +61,21 @@ impl Default for EvalConfig {
 /// What became of one split's evaluation in a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalRun {
+    /// The split.
     pub recipe: Recipe,
+    /// Evaluated now, found current, or failed.
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it failed.
     pub error: Option<String>,
     /// `report.md`, when there is a report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<PathBuf>,
+    /// Time spent on it in this run.
     pub wall_s: f64,
     /// The report itself, for the tables a command prints.
     #[serde(skip)]
     pub scores: Option<Report>,
-}
-
-/// A split's evaluation, as `report.json` holds it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub recipe: Recipe,
-    pub version: u32,
-    /// Fingerprint of everything the figures depend on.
-    pub inputs: String,
-    pub resamples: usize,
-    /// Resamples behind the pairwise p-values and gap intervals: the first
-    /// `resamples` of them and more ([`pair_resamples`]); absent from a
-    /// report written before they were extended (read as 0).
-    #[serde(default)]
-    pub pair_resamples: usize,
-    pub seed: u64,
-    pub confidence: f64,
-    pub test: TestSummary,
-    /// Profiles in training that the test side lacks: listed, never scored.
-    pub untested_profiles: Vec<String>,
-    /// In report order: architecture, then channel set.
-    pub models: Vec<ModelScore>,
-    /// Every two models, `a` before `b` in report order.
-    pub pairs: Vec<PairScore>,
-    /// Checkpoints that could not be evaluated, and why.
-    pub skipped: Vec<Skipped>,
-    /// The macro-F1 chart, relative to the report.
-    pub macro_f1_png: String,
-}
-
-impl Report {
-    /// Each architecture with a scored model, in report order, with its
-    /// realistic and oracle models (`None`: not scored): the rows of every
-    /// table and chart that puts the two channel sets side by side.
-    pub fn side_by_side(&self) -> Vec<(Arch, [Option<&ModelScore>; 2])> {
-        Arch::ALL
-            .into_iter()
-            .filter(|&arch| self.models.iter().any(|m| m.arch == arch))
-            .map(|arch| {
-                (arch, ChannelSet::ALL.map(|set| self.models.iter().find(|m| m.arch == arch && m.channels == set)))
-            })
-            .collect()
-    }
-}
-
-/// What the test side holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TestSummary {
-    /// Test episodes with at least one window: the bootstrap's units.
-    pub episodes: usize,
-    pub windows: u64,
-    /// Scored episodes per host and per profile.
-    pub hosts: BTreeMap<String, usize>,
-    pub profiles: BTreeMap<String, usize>,
-}
-
-/// One model's figures on the test side.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelScore {
-    /// `<arch>-<channels>`.
-    pub model: String,
-    pub arch: Arch,
-    pub channels: ChannelSet,
-    pub weights_sha256: String,
-    /// Macro F1 on the split's validation side (in distribution: the
-    /// training hosts, samples and times), from the checkpoint's card; the
-    /// test figure beside it shows how much of it carries over.
-    pub val_macro_f1: f64,
-    pub macro_f1: f64,
-    pub ci: Option<Interval>,
-    /// F1 of each phase present in the test side's truth.
-    pub per_class_f1: BTreeMap<String, f64>,
-    pub per_profile: BTreeMap<String, Breakdown>,
-    pub per_host: BTreeMap<String, Breakdown>,
-    pub confusion: ConfusionTable,
-    /// The confusion matrix drawn, relative to the report.
-    pub confusion_png: String,
-    /// How well its probabilities match how often it is right, window by
-    /// window on the test side.
-    pub calibration: Calibration,
-    /// The reliability chart, relative to the report.
-    pub reliability_png: String,
-}
-
-impl ModelScore {
-    /// Macro F1 and its interval as a table shows them: `0.951 [0.921, 0.975]`.
-    pub fn with_interval(&self) -> String {
-        match self.ci {
-            Some(ci) => format!("{:.3} [{:.3}, {:.3}]", self.macro_f1, ci.low, ci.high),
-            None => format!("{:.3}", self.macro_f1),
-        }
-    }
-}
-
-/// Macro F1 over a subset of the test episodes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Breakdown {
-    pub macro_f1: f64,
-    pub episodes: usize,
-    pub windows: u64,
-}
-
-/// A confusion matrix over the phases seen in the truth or the predictions:
-/// `counts[truth][predicted]`, in `labels` order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConfusionTable {
-    pub labels: Vec<String>,
-    pub counts: Vec<Vec<u64>>,
-}
-
-/// The gap between two models of the split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairScore {
-    pub a: String,
-    pub b: String,
-    #[serde(flatten)]
-    pub gap: Gap,
-}
-
-/// A checkpoint left out of the report.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub model: String,
-    pub reason: String,
 }
 
 /// Evaluates the checkpoints of `recipe` under `out` (or finds the report

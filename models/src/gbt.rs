@@ -9,9 +9,9 @@
 //! trains no multi-class model, `forust-ml` and `nanogbm` are binary only,
 //! and `lightgbm3` / `xgb` build C++ through cmake.
 
-use crate::metrics::class_weights;
+use crate::scoring::class_weights;
 use crate::CLASSES;
-use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::feature_reader::WindowRows;
 use hessboost::objective::Multiclass;
 use hessboost::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,11 +23,13 @@ use std::num::NonZeroUsize;
 pub struct GbtConfig {
     /// Most boosting rounds.
     pub rounds: usize,
+    /// Deepest a tree grows.
     pub max_depth: usize,
     /// Learning rate.
     pub eta: f64,
     /// Rounds without a better validation log loss before stopping.
     pub patience: usize,
+    /// Seed of the row and column sampling.
     pub seed: u64,
     /// Training threads.
     pub threads: usize,
@@ -54,7 +56,7 @@ pub struct Gbt {
 impl Gbt {
     /// Trains on `train` (class-weighted by inverse frequency), stopping when
     /// `val`'s log loss has not improved for `config.patience` rounds.
-    pub fn fit(train: &Windows, val: &Windows, config: &GbtConfig) -> Result<Gbt, String> {
+    pub fn fit(train: &WindowRows, val: &WindowRows, config: &GbtConfig) -> Result<Gbt, String> {
         let weights = class_weights(&train.labels);
         let row_weights: Vec<f32> = train.labels.iter().map(|&l| weights[l as usize]).collect();
         let dtrain = matrix(train)?.with_weights(&row_weights).map_err(|e| e.to_string())?;
@@ -96,7 +98,7 @@ impl Gbt {
     }
 
     /// Class probabilities, `rows × CLASSES`, from the rounds up to the best.
-    pub fn predict(&self, windows: &Windows) -> Result<Vec<f32>, String> {
+    pub fn predict(&self, windows: &WindowRows) -> Result<Vec<f32>, String> {
         let probs = self.model.predict(&matrix(windows)?, Iterations::Best).map_err(|e| e.to_string())?;
         Ok((0..windows.rows()).flat_map(|i| probs.row(i).unwrap_or(&[]).iter().copied()).collect())
     }
@@ -104,7 +106,7 @@ impl Gbt {
 
 /// The windows as a dense matrix with their labels (NaN = missing, which the
 /// trees route by learnt default directions).
-fn matrix(w: &Windows) -> Result<DMatrix, String> {
+fn matrix(w: &WindowRows) -> Result<DMatrix, String> {
     let labels: Vec<f32> = w.labels.iter().map(|&l| l as f32).collect();
     DMatrix::from_dense(&w.x, w.rows(), w.width).and_then(|m| m.with_labels(&labels)).map_err(|e| e.to_string())
 }
@@ -112,7 +114,7 @@ fn matrix(w: &Windows) -> Result<DMatrix, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{argmax, Confusion};
+    use crate::scoring::{argmax, Confusion};
     use crate::test_data::windows;
 
     #[test]

@@ -7,8 +7,8 @@ use crate::arch::Arch;
 use crate::bootstrap::Interval;
 use crate::charts;
 use crate::checkpoint::model_name;
-use crate::eval::Report;
-use epiflow_operators::registry::ChannelSet;
+use crate::report::Report;
+use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::split::Recipe;
 use epiflow_pipelines::output::write_atomically;
 use serde::Serialize;
@@ -18,7 +18,9 @@ use std::path::Path;
 
 /// The files written beside the split reports (`OUT/eval/`).
 pub const MARKDOWN: &str = "generalization.md";
+/// The table as JSON.
 pub const JSON: &str = "generalization.json";
+/// The table as a chart.
 pub const PNG: &str = "generalization.png";
 
 /// One model on one recipe.
@@ -28,13 +30,16 @@ pub struct Cell {
     pub val: f64,
     /// Test macro F1 and its interval: what the recipe holds out.
     pub test: f64,
+    /// The test interval, when resampled.
     pub ci: Option<Interval>,
 }
 
 /// One model across the recipes, in [`Recipe::ALL`] order.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Row {
+    /// `<arch>-<channels>`.
     pub model: String,
+    /// Per recipe, when the model was scored on it.
     pub recipes: [Option<Cell>; 3],
 }
 
@@ -43,6 +48,7 @@ pub struct Row {
 /// host-side channels help.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecipeSummary {
+    /// The recipe.
     pub recipe: Recipe,
     /// Models scored on this recipe.
     pub models: usize,

@@ -16,12 +16,13 @@ pub mod device;
 pub mod eval;
 pub mod gbt;
 pub mod generalization;
-pub mod metrics;
+pub mod layout;
 pub mod mlp;
 pub mod net;
 pub mod predictor;
 pub mod report;
 pub mod rnn;
+pub mod scoring;
 pub mod sink;
 #[cfg(test)]
 mod test_data;
@@ -29,4 +30,4 @@ pub mod train;
 pub mod transformer;
 
 /// Number of phase classes (SPEC section 3).
-pub const CLASSES: usize = epiflow_operators::registry::Phase::ALL.len();
+pub const CLASSES: usize = epiflow_operators::channels::Phase::ALL.len();

@@ -40,7 +40,7 @@ impl Network for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{argmax, Confusion};
+    use crate::scoring::{argmax, Confusion};
     use crate::test_data::windows;
     use crate::train::{predict, train, TrainConfig};
     use epiflow_pipelines::normalise::Normalisation;

@@ -8,7 +8,7 @@ use crate::rnn::{GruNet, LstmNet};
 use crate::train::Network;
 use crate::transformer::TransformerNet;
 use burn::module::{Module, ModuleMapper, Param, ParamId, ParameterValue};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor};
 use std::sync::Mutex;
 
 /// Hidden widths of the `mlp`.
@@ -19,10 +19,15 @@ const MLP_HIDDEN: [usize; 2] = [128, 64];
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Net {
+    /// See [`Mlp`].
     Mlp(Mlp),
+    /// See [`Cnn`].
     Cnn(Cnn),
+    /// See [`GruNet`].
     Gru(GruNet),
+    /// See [`LstmNet`].
     Lstm(LstmNet),
+    /// See [`TransformerNet`].
     Transformer(TransformerNet),
 }
 
@@ -93,15 +98,4 @@ impl ModuleMapper for NumberParams {
     fn map_bool<const D: usize>(&mut self, param: Param<Tensor<D, Bool>>) -> Param<Tensor<D, Bool>> {
         self.renumber(param)
     }
-}
-
-/// Tensor rows (channel-major, `c * timesteps + t`) as `[rows, channels, timesteps]`.
-pub fn channel_major(x: &[f32], rows: usize, width: usize, timesteps: usize, device: &Device) -> Tensor<3> {
-    let channels = width / timesteps.max(1);
-    Tensor::<3>::from_data(TensorData::new(x.to_vec(), [rows, channels, timesteps]), device)
-}
-
-/// Tensor rows as a sequence, `[rows, timesteps, channels]`.
-pub fn time_major(x: &[f32], rows: usize, width: usize, timesteps: usize, device: &Device) -> Tensor<3> {
-    channel_major(x, rows, width, timesteps, device).swap_dims(1, 2)
 }

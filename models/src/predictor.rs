@@ -11,18 +11,18 @@
 
 use crate::arch::Arch;
 use crate::checkpoint::{read_card, Checkpoint};
-use crate::metrics::argmax;
+use crate::scoring::argmax;
 use crate::CLASSES;
 use epiflow_operators::align::Align;
+use epiflow_operators::channels::{ChannelSet, Phase};
 use epiflow_operators::decode::Decode;
 use epiflow_operators::model::{AlignedEpisode, EpisodeKey, Failure, N_CHANNELS};
-use epiflow_operators::registry::{ChannelSet, Phase};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Outcome, Validate, ValidationRecord};
-use epiflow_operators::window::{Window, Windows as WindowTimes, STATS};
+use epiflow_operators::window::{Window, Windows, STATS};
 use epiflow_operators::Operator;
-use epiflow_pipelines::feature_reader::Windows;
-use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::feature_reader::WindowRows;
+use epiflow_pipelines::sinks::features::FeatureKind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use std::path::Path;
 use std::time::Instant;
@@ -32,6 +32,7 @@ use std::time::Instant;
 pub struct Prediction {
     /// Seconds since the episode's first label.
     pub window_start_s: f64,
+    /// The most probable phase.
     pub predicted: Phase,
     /// Per phase, in class-id order (clean, exploiting, infected_idle,
     /// infected_running, dormant).
@@ -182,28 +183,28 @@ impl Predictor {
     /// architecture needs, cut to the card's channel set in the shard
     /// reader's layout (summary: the set's `channel × stat` values;
     /// tensors: the set's channels, channel-major, with their mask).
-    fn windows(&self, aligned: &AlignedEpisode) -> (WindowTimes, Windows) {
+    fn windows(&self, aligned: &AlignedEpisode) -> (Windows, WindowRows) {
         let channels = self.checkpoint.card.channels.indices();
         match self.checkpoint.card.arch.input() {
-            Kind::Summary => {
+            FeatureKind::Summary => {
                 let features = self.window.apply(aligned);
-                let windows = Windows {
+                let windows = WindowRows {
                     width: channels.len() * STATS.len(),
                     x: keep_channels(&features.values, &channels, STATS.len()),
                     labels: labels(&features.windows),
-                    ..Windows::default()
+                    ..WindowRows::default()
                 };
                 (features.windows, windows)
             }
-            Kind::Tensors => {
+            FeatureKind::Tensors => {
                 let features = self.tensor.apply(aligned);
                 let steps = features.timesteps;
-                let windows = Windows {
+                let windows = WindowRows {
                     width: channels.len() * steps,
                     x: keep_channels(&features.x, &channels, steps),
                     mask: Some(keep_channels(&features.mask, &channels, steps)),
                     labels: labels(&features.windows),
-                    ..Windows::default()
+                    ..WindowRows::default()
                 };
                 (features.windows, windows)
             }
@@ -229,6 +230,6 @@ fn keep_channels<T: Copy>(values: &[T], channels: &[usize], per_channel: usize) 
 }
 
 /// The windows' class ids.
-fn labels(windows: &WindowTimes) -> Vec<u8> {
+fn labels(windows: &Windows) -> Vec<u8> {
     windows.labels.iter().map(|p| p.class_id()).collect()
 }

@@ -1,14 +1,21 @@
-//! `report.md`: the evaluation as a person reads it — models × macro F1
-//! with intervals (realistic and oracle side by side), the breakdowns, the
-//! significant gaps and the confusion matrices, linking the charts.
+//! A split's evaluation report: what `report.json` holds (the figures the
+//! evaluation sink computes, [`crate::eval`]) and `report.md`, the same as a
+//! person reads it — models × macro F1 with intervals (realistic and oracle
+//! side by side), the breakdowns, the significant gaps and the confusion
+//! matrices, linking the charts.
 
-use crate::eval::{Breakdown, ModelScore, Report};
-use epiflow_operators::registry::Phase;
+use crate::arch::Arch;
+use crate::bootstrap::{Gap, Interval};
+use crate::scoring::Calibration;
+use epiflow_operators::channels::{ChannelSet, Phase};
+use epiflow_operators::split::Recipe;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// The report's file names in `OUT/eval/<recipe>/`.
 pub const MARKDOWN: &str = "report.md";
+/// The report as data (`report.json`).
 pub const JSON: &str = "report.json";
 
 /// The section headings, in order (a test checks every one is written).
@@ -22,6 +29,156 @@ pub const SECTIONS: [&str; 8] = [
     "## Confusion matrices",
     "## Skipped checkpoints",
 ];
+
+/// A split's evaluation, as `report.json` holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The split.
+    pub recipe: Recipe,
+    /// The report's layout version: an older report is redone.
+    pub version: u32,
+    /// Fingerprint of everything the figures depend on.
+    pub inputs: String,
+    /// Bootstrap resamples behind every interval.
+    pub resamples: usize,
+    /// Resamples behind the pairwise p-values and gap intervals: the first
+    /// `resamples` of them and more ([`pair_resamples`]); absent from a
+    /// report written before they were extended (read as 0).
+    #[serde(default)]
+    pub pair_resamples: usize,
+    /// Seed of the resamples.
+    pub seed: u64,
+    /// The intervals' confidence (0.95).
+    pub confidence: f64,
+    /// What the test side holds.
+    pub test: TestSummary,
+    /// Profiles in training that the test side lacks: listed, never scored.
+    pub untested_profiles: Vec<String>,
+    /// In report order: architecture, then channel set.
+    pub models: Vec<ModelScore>,
+    /// Every two models, `a` before `b` in report order.
+    pub pairs: Vec<PairScore>,
+    /// Checkpoints that could not be evaluated, and why.
+    pub skipped: Vec<Skipped>,
+    /// The macro-F1 chart, relative to the report.
+    pub macro_f1_png: String,
+}
+
+impl Report {
+    /// Each architecture with a scored model, in report order, with its
+    /// realistic and oracle models (`None`: not scored): the rows of every
+    /// table and chart that puts the two channel sets side by side.
+    pub fn side_by_side(&self) -> Vec<(Arch, [Option<&ModelScore>; 2])> {
+        Arch::ALL
+            .into_iter()
+            .filter(|&arch| self.models.iter().any(|m| m.arch == arch))
+            .map(|arch| {
+                (arch, ChannelSet::ALL.map(|set| self.models.iter().find(|m| m.arch == arch && m.channels == set)))
+            })
+            .collect()
+    }
+}
+
+/// What the test side holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestSummary {
+    /// Test episodes with at least one window: the bootstrap's units.
+    pub episodes: usize,
+    /// Test windows.
+    pub windows: u64,
+    /// Scored episodes per host and per profile.
+    pub hosts: BTreeMap<String, usize>,
+    /// Scored episodes per profile.
+    pub profiles: BTreeMap<String, usize>,
+}
+
+/// One model's figures on the test side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelScore {
+    /// `<arch>-<channels>`.
+    pub model: String,
+    /// The architecture.
+    pub arch: Arch,
+    /// The channel set.
+    pub channels: ChannelSet,
+    /// sha256 of the weights scored: the report is redone when they change.
+    pub weights_sha256: String,
+    /// Macro F1 on the split's validation side (in distribution: the
+    /// training hosts, samples and times), from the checkpoint's card; the
+    /// test figure beside it shows how much of it carries over.
+    pub val_macro_f1: f64,
+    /// Test macro F1 over the phases.
+    pub macro_f1: f64,
+    /// Its bootstrap interval over test episodes.
+    pub ci: Option<Interval>,
+    /// F1 of each phase present in the test side's truth.
+    pub per_class_f1: BTreeMap<String, f64>,
+    /// Macro F1 per profile of the test side.
+    pub per_profile: BTreeMap<String, Breakdown>,
+    /// Macro F1 per host of the test side.
+    pub per_host: BTreeMap<String, Breakdown>,
+    /// The confusion matrix on the test side.
+    pub confusion: ConfusionTable,
+    /// The confusion matrix drawn, relative to the report.
+    pub confusion_png: String,
+    /// How well its probabilities match how often it is right, window by
+    /// window on the test side.
+    pub calibration: Calibration,
+    /// The reliability chart, relative to the report.
+    pub reliability_png: String,
+}
+
+impl ModelScore {
+    /// Macro F1 and its interval as a table shows them: `0.951 [0.921, 0.975]`.
+    pub fn with_interval(&self) -> String {
+        match self.ci {
+            Some(ci) => format!("{:.3} [{:.3}, {:.3}]", self.macro_f1, ci.low, ci.high),
+            None => format!("{:.3}", self.macro_f1),
+        }
+    }
+}
+
+/// Macro F1 over a subset of the test episodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// Macro F1 over the subset's windows.
+    pub macro_f1: f64,
+    /// Episodes in the subset.
+    pub episodes: usize,
+    /// Windows in the subset.
+    pub windows: u64,
+}
+
+/// A confusion matrix over the phases seen in the truth or the predictions:
+/// `counts[truth][predicted]`, in `labels` order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfusionTable {
+    /// The phases, in row and column order.
+    pub labels: Vec<String>,
+    /// `counts[truth][predicted]`.
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// The gap between two models of the split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairScore {
+    /// The first model, in report order.
+    pub a: String,
+    /// The second model.
+    pub b: String,
+    #[serde(flatten)]
+    /// The gap `a − b`, its interval and p-values.
+    pub gap: Gap,
+}
+
+/// A checkpoint left out of the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// `<arch>-<channels>`.
+    pub model: String,
+    /// Why it was left out.
+    pub reason: String,
+}
 
 /// The report as Markdown.
 pub fn markdown(report: &Report) -> String {
@@ -157,7 +314,7 @@ fn calibration(md: &mut String, report: &Report) {
          (0: a probability of 0.9 is right nine times in ten; 1: always sure and always wrong), and each \
          model's reliability chart.\n\n| model | ECE | windows |\n|---|---|---|",
         SECTIONS[5],
-        crate::metrics::CALIBRATION_BINS
+        crate::scoring::CALIBRATION_BINS
     );
     for m in &report.models {
         let windows: u64 = m.calibration.bins.iter().map(|b| b.windows).sum();

@@ -32,7 +32,7 @@ impl GruNet {
 
 impl Network for GruNet {
     fn logits(&self, x: &[f32], rows: usize, width: usize, device: &Device) -> Tensor<2> {
-        let steps = crate::net::time_major(x, rows, width, self.timesteps, device);
+        let steps = crate::layout::time_major(x, rows, width, self.timesteps, device);
         let h = self.gru.forward(steps, None);
         self.out.forward(h.narrow(1, self.timesteps - 1, 1).squeeze_dim(1))
     }
@@ -59,7 +59,7 @@ impl LstmNet {
 
 impl Network for LstmNet {
     fn logits(&self, x: &[f32], rows: usize, width: usize, device: &Device) -> Tensor<2> {
-        let steps = crate::net::time_major(x, rows, width, self.timesteps, device);
+        let steps = crate::layout::time_major(x, rows, width, self.timesteps, device);
         let (_, state) = self.lstm.forward(steps, None);
         self.out.forward(state.hidden)
     }

@@ -16,15 +16,15 @@ use crate::checkpoint::{self, ModelCard, SplitCard, TrainingCard, ValMetrics};
 use crate::classifier::Model;
 use crate::device;
 use crate::gbt::{Gbt, GbtConfig};
-use crate::metrics::{argmax, Confusion};
 use crate::net::Net;
+use crate::scoring::{argmax, Confusion};
 use crate::train::{train, Epoch, TrainConfig};
+use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
 use epiflow_operators::fingerprint::Fingerprint;
-use epiflow_operators::registry::{ChannelSet, Phase, CHANNELS};
 use epiflow_operators::split::{Assignment, Recipe, Side};
-use epiflow_pipelines::feature_reader::{read_windows, Windows};
+use epiflow_pipelines::feature_reader::{read_windows, WindowRows};
 use epiflow_pipelines::normalise::Normalisation;
-use epiflow_pipelines::sinks::features::Kind;
+use epiflow_pipelines::sinks::features::FeatureKind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::splits;
 use serde::{Deserialize, Serialize};
@@ -41,10 +41,13 @@ use std::time::Instant;
 pub struct ModelsConfig {
     /// Splits to train on; with none, a run trains nothing.
     pub splits: Vec<Recipe>,
+    /// Architectures to train (default: all six).
     pub archs: Vec<Arch>,
+    /// Channel sets to train on (default: both).
     pub channels: Vec<ChannelSet>,
     /// Settings of the neural training loop.
     pub neural: TrainConfig,
+    /// Settings of the boosted trees.
     pub gbt: GbtConfig,
 }
 
@@ -63,8 +66,11 @@ impl Default for ModelsConfig {
 /// One model: split, architecture, channel set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModelId {
+    /// The split.
     pub recipe: Recipe,
+    /// The architecture.
     pub arch: Arch,
+    /// The channel set.
     pub channels: ChannelSet,
 }
 
@@ -74,28 +80,26 @@ impl fmt::Display for ModelId {
     }
 }
 
-/// What became of a model in a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Computed,
-    Cached,
-    Failed,
-}
+/// What became of a model in a run: trained, found current, or failed.
+pub use epiflow_pipelines::work::Status;
 
 /// One model's line in `run.json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelRun {
     /// `recipe/arch-channels`.
     pub model: String,
+    /// Trained, cached or failed.
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it failed.
     pub error: Option<String>,
     /// Validation macro F1 of the checkpoint (trained now or earlier).
     pub val_macro_f1: Option<f64>,
     /// Time spent training it in this run (0 when cached).
     pub wall_s: f64,
+    /// Windows on the training side.
     pub train_windows: usize,
+    /// Training windows per second of wall time.
     pub windows_per_s: Option<f64>,
 }
 
@@ -183,7 +187,7 @@ pub(crate) fn by_windows<T>(items: impl IntoIterator<Item = T>, of: impl Fn(&T) 
     let mut groups: BTreeMap<(ChannelSet, bool), Vec<T>> = BTreeMap::new();
     for item in items {
         let (arch, channels) = of(&item);
-        groups.entry((channels, arch.input() == Kind::Tensors)).or_default().push(item);
+        groups.entry((channels, arch.input() == FeatureKind::Tensors)).or_default().push(item);
     }
     groups.into_values().collect()
 }
@@ -253,10 +257,10 @@ struct Sides {
     /// Values per window.
     width: usize,
     /// (train, val) as read, when the group has trees.
-    raw: Option<(Windows, Windows)>,
+    raw: Option<(WindowRows, WindowRows)>,
     /// The normalisation fitted on train, and (train, val) with it applied,
     /// when the group has networks.
-    normalised: Option<(Normalisation, Windows, Windows)>,
+    normalised: Option<(Normalisation, WindowRows, WindowRows)>,
 }
 
 impl GroupJob<'_> {
@@ -340,7 +344,7 @@ impl GroupJob<'_> {
         let trees = self.ids.iter().any(|id| id.arch == Arch::Gbt);
         let networks = self.ids.iter().any(|id| id.arch != Arch::Gbt);
         let normalised = networks.then(|| {
-            let group = if kind == Kind::Tensors { timesteps(self.manifest) } else { 1 };
+            let group = if kind == FeatureKind::Tensors { timesteps(self.manifest) } else { 1 };
             let norm = Normalisation::fit(&train, group);
             let (mut t, mut v) = if trees {
                 (train.clone(), val.clone())

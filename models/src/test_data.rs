@@ -2,10 +2,10 @@
 //! 0's band, feature 1 is loud noise, feature 2 is noise with some values
 //! missing; classes are unbalanced (half the rows are class 0).
 
-use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::feature_reader::WindowRows;
 
 /// `n` windows of three features from a seeded generator.
-pub fn windows(n: usize, seed: u64) -> Windows {
+pub fn windows(n: usize, seed: u64) -> WindowRows {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -18,5 +18,5 @@ pub fn windows(n: usize, seed: u64) -> Windows {
         x.extend([signal, next() * 10.0, if i % 7 == 0 { f32::NAN } else { next() }]);
         labels.push(class);
     }
-    Windows { width: 3, x, mask: None, episode: vec![0; labels.len()], labels }
+    WindowRows { width: 3, x, mask: None, episode: vec![0; labels.len()], labels }
 }

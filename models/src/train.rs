@@ -6,7 +6,7 @@
 //! The loop is written once against [`Network`]; an architecture only says
 //! how it turns a batch of windows into logits.
 
-use crate::metrics::{argmax, class_weights, Confusion};
+use crate::scoring::{argmax, class_weights, Confusion};
 use crate::CLASSES;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -15,7 +15,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use epiflow_operators::rng::SplitMix64;
-use epiflow_pipelines::feature_reader::Windows;
+use epiflow_pipelines::feature_reader::WindowRows;
 use serde::{Deserialize, Serialize};
 
 /// A model the loop can train: windows in, one logit per class out.
@@ -29,17 +29,21 @@ pub trait Network: Module {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Most epochs.
     pub max_epochs: usize,
+    /// Windows per batch.
     pub batch: usize,
     /// Peak learning rate, reached at the end of the warm-up.
     pub lr: f64,
     /// Share of all steps spent warming up.
     pub warmup: f64,
+    /// AdamW's weight decay.
     pub weight_decay: f32,
     /// Gradient norm limit.
     pub clip_norm: f32,
     /// Epochs without a better validation macro F1 before stopping.
     pub patience: usize,
+    /// Seed of the weights and the batch order.
     pub seed: u64,
 }
 
@@ -61,18 +65,24 @@ impl Default for TrainConfig {
 /// One epoch, for progress reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Epoch {
+    /// The epoch's number, from 0.
     pub epoch: usize,
+    /// Mean training loss over its batches.
     pub train_loss: f64,
+    /// Macro F1 on the validation side after it.
     pub val_macro_f1: f64,
+    /// Learning rate at its end.
     pub lr: f64,
 }
 
 /// What training did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// Every epoch run.
     pub epochs: Vec<Epoch>,
     /// The epoch whose weights were kept.
     pub best_epoch: usize,
+    /// The best validation macro F1: the weights kept.
     pub best_val_macro_f1: f64,
 }
 
@@ -91,8 +101,8 @@ pub fn learning_rate(step: usize, total: usize, warmup: f64, peak: f64) -> f64 {
 /// the epoch with the best validation macro F1; `progress` hears each epoch.
 pub fn train<N: Network>(
     mut model: N,
-    train: &Windows,
-    val: &Windows,
+    train: &WindowRows,
+    val: &WindowRows,
     config: &TrainConfig,
     device: &Device,
     mut progress: impl FnMut(&Epoch),
@@ -146,7 +156,7 @@ pub fn train<N: Network>(
 }
 
 /// Class probabilities, `rows × CLASSES`, in batches.
-pub fn predict<N: Network>(model: &N, windows: &Windows, device: &Device) -> Vec<f32> {
+pub fn predict<N: Network>(model: &N, windows: &WindowRows, device: &Device) -> Vec<f32> {
     let mut out = Vec::with_capacity(windows.rows() * CLASSES);
     let batch = 512;
     for start in (0..windows.rows()).step_by(batch) {

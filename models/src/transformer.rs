@@ -47,7 +47,7 @@ impl TransformerNet {
 
 impl Network for TransformerNet {
     fn logits(&self, x: &[f32], rows: usize, width: usize, device: &Device) -> Tensor<2> {
-        let steps = crate::net::time_major(x, rows, width, self.timesteps, device);
+        let steps = crate::layout::time_major(x, rows, width, self.timesteps, device);
         let h = self.positions.forward(self.project.forward(steps));
         let h = self.encoder.forward(TransformerEncoderInput::new(h));
         self.out.forward(h.mean_dim(1).squeeze_dim(1))

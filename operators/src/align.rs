@@ -5,9 +5,9 @@
 //! base differs per source, and using it once silently dropped every netflow
 //! channel in the earlier tooling.
 
+use crate::channels::{channels_of, Kind, Phase, Source, CHANNELS};
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns};
-use crate::registry::{channels_of, Kind, Phase, Source, CHANNELS};
 use serde::Serialize;
 
 /// The align operator. It has no configuration: the rules are the contract.
@@ -164,8 +164,8 @@ pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channels::channel_index;
     use crate::model::{EpisodeFacts, EpisodeKey, Label, Layout, Meta};
-    use crate::registry::channel_index;
 
     const T0: i64 = 1_777_583_279_000_000_000;
 

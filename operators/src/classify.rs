@@ -8,9 +8,9 @@
 //! inter-phase signal.
 
 use crate::align::points;
+use crate::channels::{channel_index, channels_of, Kind, Phase, Source};
 use crate::fingerprint::Operator;
 use crate::model::{phase_at, AlignedEpisode, AlignedSource, Series};
-use crate::registry::{channel_index, channels_of, Kind, Phase, Source};
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the inter-phase signal tests.
@@ -25,9 +25,11 @@ pub struct ClassifyConfig {
     pub proc_min_cpu_delta: f64,
     /// netflow: spread of per-phase mean bytes/s, and max/min ratio.
     pub netflow_min_delta_bps: f64,
+    /// netflow: the max/min ratio the per-phase means must also reach.
     pub netflow_min_ratio: f64,
     /// qmp: spread of per-phase block throughput (bytes/s), and max/min ratio.
     pub qmp_min_delta_bps: f64,
+    /// qmp: the max/min ratio the per-phase throughputs must also reach.
     pub qmp_min_ratio: f64,
     /// guest: spread of per-phase mean `load_1m`.
     pub guest_min_load_delta: f64,
@@ -66,12 +68,17 @@ pub enum Verdict {
 /// One row of the quality report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QualityRecord {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
     /// Reasons in [`REASONS`] order.
     pub reasons: Vec<String>,
+    /// Whether any reason applies: what prune flags.
     pub fake: bool,
+    /// `meta.sample.name`, when the meta names a sample.
     pub sample_name: Option<String>,
+    /// `meta.module`, the exploit module that delivered it.
     pub module_name: Option<String>,
     /// Per source, in [`Source::ALL`] order.
     pub sources: [Verdict; 4],
@@ -80,6 +87,7 @@ pub struct QualityRecord {
 /// The classify operator.
 #[derive(Clone, Debug, Default)]
 pub struct Classify {
+    /// The thresholds (SPEC section 6 defaults).
     pub config: ClassifyConfig,
 }
 
@@ -235,7 +243,7 @@ impl Stat {
 fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> Vec<f64> {
     let cols: Vec<&Vec<f64>> = channels_of(source)
         .enumerate()
-        .filter(|(_, ch)| names.contains(&crate::registry::CHANNELS[*ch].name))
+        .filter(|(_, ch)| names.contains(&crate::channels::CHANNELS[*ch].name))
         .filter_map(|(col, _)| src.columns.get(col))
         .collect();
     (0..src.t.len())

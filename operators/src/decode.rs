@@ -8,13 +8,13 @@
 //! decompression bombs.
 
 use crate::archive::sha256_hex;
+use crate::channels::{channels_of, Source, CHANNELS};
 use crate::fingerprint::Operator;
 use crate::lines::LineSplitter;
 use crate::model::{
     DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout, MemberState, Meta, Problem,
     SourceColumns,
 };
-use crate::registry::{channels_of, Source, CHANNELS};
 use crate::rows::scan::RowScanner;
 use crate::rows::{EventRow, LabelRow, TelemetryRow};
 use serde::{Deserialize, Serialize};
@@ -43,8 +43,11 @@ impl Default for DecodeConfig {
 /// Where to find one episode, and what the index says its bytes hash to.
 #[derive(Clone, Debug)]
 pub struct DecodeInput {
+    /// The episode, as the index names it.
     pub key: EpisodeKey,
+    /// The archive, `STORE/episodes/<host_id>/<episode_id>.tar.zst`.
     pub path: PathBuf,
+    /// The sha256 the index claims, compared by validation.
     pub expected_sha256: Option<String>,
 }
 
@@ -63,7 +66,9 @@ pub enum RowParser {
 /// The decode operator.
 #[derive(Clone, Debug, Default)]
 pub struct Decode {
+    /// Size limits (SPEC section 5: `too_large`).
     pub config: DecodeConfig,
+    /// How telemetry lines become columns.
     pub rows: RowParser,
 }
 

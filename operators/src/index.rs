@@ -12,6 +12,7 @@ use std::path::Path;
 /// One row of the index.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IndexEntry {
+    /// `host_id` + `episode_id`: the only fields an index row must have.
     pub key: EpisodeKey,
     /// sha256 of the archive as shipped, lower-case hex.
     pub sha256: Option<String>,
@@ -26,7 +27,9 @@ pub struct IndexEntry {
 /// The index as read: one entry per episode, in key order, and the problems.
 #[derive(Clone, Debug, Default)]
 pub struct IndexScan {
+    /// The well-formed rows, in file order.
     pub entries: Vec<IndexEntry>,
+    /// One per malformed line, naming it, for the run to skip and report.
     pub problems: Vec<Problem>,
     /// Non-blank lines read.
     pub lines: u64,

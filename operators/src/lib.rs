@@ -9,13 +9,13 @@
 
 pub mod align;
 pub mod archive;
+pub mod channels;
 pub mod classify;
 pub mod decode;
 pub mod fingerprint;
 pub mod index;
 pub mod lines;
 pub mod model;
-pub mod registry;
 pub mod rng;
 pub mod rows;
 pub mod schema;

@@ -2,14 +2,16 @@
 //! episodes. Telemetry is held as plain column vectors per source (one `Vec` per
 //! channel), never as one object per row.
 
-use crate::registry::{Phase, Source, CHANNELS};
+use crate::channels::{Phase, Source, CHANNELS};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Identity of an episode in the receiver store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EpisodeKey {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id, unique on its host.
     pub episode_id: String,
 }
 
@@ -69,9 +71,13 @@ impl fmt::Display for Problem {
 /// Why an archive could not be read at all (the `errored` outcome).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureCode {
+    /// No archive at the indexed path.
     MissingArchive,
+    /// The archive could not be read.
     IoError,
+    /// zstd or tar damage.
     CorruptArchive,
+    /// Over the decompressed size limits of `[decode]`.
     TooLarge,
 }
 
@@ -90,6 +96,7 @@ impl FailureCode {
 /// An archive that could not be read, with what is known about its bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The reason code validation reports.
     pub code: FailureCode,
     /// Names the file (and member, when inside the archive) and the problem.
     pub problem: Problem,
@@ -128,13 +135,16 @@ pub struct Meta {
 /// One label row: the raw phase name (checked by validation) and its wall time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Label {
+    /// The phase name as written (an unknown one rejects the episode).
     pub phase: String,
+    /// When the phase began (CLOCK_REALTIME, ns).
     pub t_wall_ns: i64,
 }
 
 /// One orchestration event, reduced to what classification reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The event's name (`workload_started`, `workload_killed`, ...).
     pub event: String,
     /// `pre_kill_probe.yes`, as a number (strings are parsed).
     pub probe_yes: Option<f64>,
@@ -173,7 +183,7 @@ pub struct SourceColumns {
 impl SourceColumns {
     /// Empty columns for `source`, with one column per channel of it.
     pub fn new(source: Source) -> SourceColumns {
-        SourceColumns { columns: vec![Vec::new(); crate::registry::channels_of(source).count()], ..Default::default() }
+        SourceColumns { columns: vec![Vec::new(); crate::channels::channels_of(source).count()], ..Default::default() }
     }
 
     /// Number of good rows.
@@ -185,6 +195,7 @@ impl SourceColumns {
 /// What decoding learned about an episode, besides its telemetry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeFacts {
+    /// Which episode these facts are of.
     pub key: EpisodeKey,
     /// Archive size in bytes.
     pub archive_bytes: u64,
@@ -192,8 +203,11 @@ pub struct EpisodeFacts {
     pub sha256: String,
     /// The sha256 the index claims, if any.
     pub expected_sha256: Option<String>,
+    /// Which members the archive holds, and how they are named.
     pub layout: Layout,
+    /// `meta.json`: present and parsed, absent, or unreadable.
     pub meta: MemberState<Meta>,
+    /// `labels.jsonl`: present and parsed, absent, or unreadable.
     pub labels: MemberState<Vec<Label>>,
     /// `None` when the archive has no `events.jsonl`.
     pub events: Option<Vec<Event>>,
@@ -216,6 +230,7 @@ impl EpisodeFacts {
 /// Output of decode: facts plus per-source columns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecodedEpisode {
+    /// What decoding learned besides the telemetry.
     pub facts: EpisodeFacts,
     /// In [`Source::ALL`] order.
     pub sources: [SourceColumns; 4],
@@ -226,6 +241,7 @@ pub struct DecodedEpisode {
 pub struct Series {
     /// Seconds since `t0`, non-decreasing.
     pub t: Vec<f64>,
+    /// The channel's value at each `t` (NaN where a row lacked it).
     pub v: Vec<f64>,
 }
 
@@ -243,6 +259,7 @@ pub struct AlignedSource {
 /// Output of align: every channel as points on one time axis, and the phases.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlignedEpisode {
+    /// What decoding learned besides the telemetry.
     pub facts: EpisodeFacts,
     /// Per source: rows read, bad lines and good rows, for validation.
     pub row_counts: [RowCounts; 4],
@@ -262,9 +279,13 @@ pub struct AlignedEpisode {
 /// Row bookkeeping of one source, kept through alignment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RowCounts {
+    /// Whether the archive holds the source's file.
     pub present: bool,
+    /// Lines read.
     pub lines: u64,
+    /// Lines that did not parse or lacked `t_wall_ns`.
     pub bad_lines: u64,
+    /// Rows kept.
     pub good_rows: u64,
 }
 

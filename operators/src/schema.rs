@@ -3,9 +3,9 @@
 //! the version of an operator that shapes features changes, and only then.
 
 use crate::align::Align;
+use crate::channels::CHANNELS;
 use crate::decode::Decode;
 use crate::fingerprint::{Fingerprint, Operator};
-use crate::registry::CHANNELS;
 use crate::tensor::Tensor;
 use crate::window::{Window, STATS};
 

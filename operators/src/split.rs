@@ -57,8 +57,11 @@ impl fmt::Display for Recipe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
+    /// Learnt from.
     Train,
+    /// Early stopping and model choice: 10% of the non-test episodes.
     Val,
+    /// Held out: scored once, by evaluation.
     Test,
 }
 
@@ -95,10 +98,15 @@ pub struct SplitConfig {
 /// One episode that may train, with what the recipes read.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Its workload profile (every candidate has one).
     pub profile: String,
+    /// Its sample, which the `sample` recipe holds out by name.
     pub sample_name: Option<String>,
+    /// When its labels begin, which the `time` recipe orders by.
     pub t0_wall_ns: Option<i64>,
 }
 
@@ -127,15 +135,20 @@ impl Candidate {
 /// One episode's place.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Assignment {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Its workload profile.
     pub profile: String,
+    /// Where the recipe puts it.
     pub side: Side,
 }
 
 /// A recipe's split of the candidates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Split {
+    /// What the test side holds out.
     pub recipe: Recipe,
     /// The test host, for [`Recipe::Host`].
     pub test_host: Option<String>,
@@ -173,9 +186,19 @@ impl Split {
 pub enum SplitError {
     /// Test episodes of a profile that training never sees: a figure for it
     /// would measure nothing the model learnt.
-    UntrainedProfiles { recipe: Recipe, profiles: Vec<String> },
+    UntrainedProfiles {
+        /// The split.
+        recipe: Recipe,
+        /// The profiles tested but never trained on.
+        profiles: Vec<String>,
+    },
     /// `--test-host` names a host with no eligible episode.
-    UnknownTestHost { host: String, known: Vec<String> },
+    UnknownTestHost {
+        /// The host asked for.
+        host: String,
+        /// The hosts with an eligible episode.
+        known: Vec<String>,
+    },
     /// Nothing eligible to split.
     NoCandidates,
 }
@@ -204,7 +227,9 @@ impl std::error::Error for SplitError {}
 /// The split operator for one recipe.
 #[derive(Clone, Debug)]
 pub struct SplitOp {
+    /// What the test side holds out.
     pub recipe: Recipe,
+    /// The test host and whether degraded episodes train.
     pub config: SplitConfig,
 }
 

@@ -31,7 +31,9 @@ impl Default for TensorSpec {
 /// What the tensor operator reads: the windows and its own spec.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TensorConfig {
+    /// The windows the tensors are cut into (the window stage's).
     pub window: WindowSpec,
+    /// The time steps' rate and how long a point is held.
     pub tensor: TensorSpec,
 }
 
@@ -60,7 +62,9 @@ impl TensorConfig {
 /// The tensors of one episode.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TensorFeatures {
+    /// Each window's start and label.
     pub windows: Windows,
+    /// Time steps per window (`window_s × hz`).
     pub timesteps: usize,
     /// `x[w * 46 * T + c * T + t]`.
     pub x: Vec<f32>,
@@ -78,6 +82,7 @@ impl TensorFeatures {
 /// The tensor operator.
 #[derive(Clone, Debug, Default)]
 pub struct Tensor {
+    /// The windows, the rate and the hold.
     pub config: TensorConfig,
 }
 
@@ -169,7 +174,7 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::channel_index;
+    use crate::channels::channel_index;
     use crate::test_support::{aligned, seed_episode, tar_zst};
 
     fn tensors(members: Vec<(String, Vec<u8>)>) -> TensorFeatures {

@@ -1,9 +1,9 @@
 //! Validate: one outcome and a list of reason codes per episode (SPEC section 5).
 
+use crate::channels::{Phase, Source};
 use crate::fingerprint::Operator;
 use crate::index::IndexEntry;
 use crate::model::{AlignedEpisode, Failure, MemberState};
-use crate::registry::{Phase, Source};
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the row gate and the bad-row rule.
@@ -27,9 +27,13 @@ impl Default for ValidateConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Usable as it is.
     Accepted,
+    /// Usable, with defects worth knowing (`source_missing:*`, `bad_rows`, ...).
     Degraded,
+    /// Readable but unusable (`sha256_mismatch`, `missing_labels`, ...).
     Rejected,
+    /// The archive could not be read.
     Errored,
 }
 
@@ -56,18 +60,29 @@ impl Outcome {
 /// One row of the acceptance index.
 #[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct ValidationRecord {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// sha256 of the archive's bytes, when it could be read.
     pub sha256: Option<String>,
+    /// Size of the archive file, when it could be read.
     pub archive_bytes: Option<u64>,
+    /// Accepted, degraded, rejected or errored.
     pub outcome: Outcome,
+    /// The reason codes (SPEC section 5), in the order found.
     pub reasons: Vec<String>,
+    /// `meta.profile`, the workload profile.
     pub profile: Option<String>,
+    /// `meta.sample.name`.
     pub sample_name: Option<String>,
+    /// The episode's length from its labels and telemetry.
     pub duration_s: Option<f64>,
     /// Non-blank lines read per source, in [`Source::ALL`] order.
     pub rows: [Option<u64>; 4],
+    /// Telemetry lines that did not parse or lacked `t_wall_ns`.
     pub bad_rows: Option<u64>,
+    /// `t_wall_ns` of the first label: the episode's time origin.
     pub t0_wall_ns: Option<i64>,
     /// The first problem found, for logs: names the file, member and line.
     pub detail: Option<String>,
@@ -97,6 +112,7 @@ impl ValidationRecord {
 /// The validate operator.
 #[derive(Clone, Debug, Default)]
 pub struct Validate {
+    /// The thresholds (SPEC section 5 defaults).
     pub config: ValidateConfig,
 }
 

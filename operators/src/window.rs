@@ -6,16 +6,18 @@
 //! the least-squares slope (units per second) — 46 × 5 = 230 features, NaN where
 //! a channel has no point (slope: under two points).
 
+use crate::channels::Phase;
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, Series, N_CHANNELS};
-use crate::registry::Phase;
 use serde::{Deserialize, Serialize};
 
 /// Window length and stride, in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WindowSpec {
+    /// Window length in seconds.
     pub window_s: f64,
+    /// Seconds between window starts.
     pub stride_s: f64,
 }
 
@@ -58,7 +60,9 @@ impl WindowSpec {
 /// The windows of one episode: start times (seconds since `t0`) and labels.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Windows {
+    /// Each window's start, in seconds since `t0`.
     pub starts: Vec<f64>,
+    /// Each window's label: the phase at its centre.
     pub labels: Vec<Phase>,
 }
 
@@ -80,13 +84,16 @@ pub const STATS: [&str; 5] = ["mean", "std", "min", "max", "slope"];
 /// Summary features of one episode: `values[w * 230 + c * 5 + s]`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SummaryFeatures {
+    /// Each window's start and label.
     pub windows: Windows,
+    /// Channel `c`'s statistic `s` in window `w`, row by row.
     pub values: Vec<f32>,
 }
 
 /// The window operator.
 #[derive(Clone, Debug, Default)]
 pub struct Window {
+    /// Window length and stride.
     pub spec: WindowSpec,
 }
 
@@ -191,7 +198,7 @@ fn for_lanes(t: &[f64], v: &[f64], mut step: impl FnMut(usize, f64, f64)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::channel_index;
+    use crate::channels::channel_index;
     use crate::test_support::{aligned, aligned_from, rows, seed_episode};
 
     const SEED_PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (25.0, "clean")];

@@ -6,13 +6,13 @@
 //! tensor files: `x` and `mask`, of which only the set's channels are kept),
 //! so memory holds what training uses and nothing of the rest of the corpus.
 
-use crate::sinks::features::Kind;
+use crate::sinks::features::FeatureKind;
 use crate::sinks::manifest::Manifest;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{Array, RecordBatch};
+use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::model::N_CHANNELS;
-use epiflow_operators::registry::ChannelSet;
 use epiflow_operators::split::Side;
 use epiflow_operators::window::STATS;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -29,9 +29,12 @@ const READ_BATCH: usize = 1024;
 /// `mask` has the same layout; summaries have no mask (NaN marks a missing
 /// statistic).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Windows {
+pub struct WindowRows {
+    /// Values per window: the set's channels × statistics, or × time steps.
     pub width: usize,
+    /// The windows' values, `width` per row.
     pub x: Vec<f32>,
+    /// Tensors only: whether each cell held a point.
     pub mask: Option<Vec<bool>>,
     /// Class ids (SPEC phases).
     pub labels: Vec<u8>,
@@ -39,7 +42,7 @@ pub struct Windows {
     pub episode: Vec<u32>,
 }
 
-impl Windows {
+impl WindowRows {
     /// Number of windows.
     pub fn rows(&self) -> usize {
         self.labels.len()
@@ -54,8 +57,9 @@ impl Windows {
 /// The windows of every side, with the episodes they come from.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SideWindows {
-    pub sides: BTreeMap<Side, Windows>,
-    /// (host, episode) of each [`Windows::episode`] index.
+    /// Each side's windows, as the split placed their episodes.
+    pub sides: BTreeMap<Side, WindowRows>,
+    /// (host, episode) of each [`WindowRows::episode`] index.
     pub episodes: Vec<(String, String)>,
 }
 
@@ -64,15 +68,15 @@ pub struct SideWindows {
 pub fn read_windows(
     features_dir: &Path,
     manifest: &Manifest,
-    kind: Kind,
+    kind: FeatureKind,
     set: ChannelSet,
     sides: &HashMap<(String, String), Side>,
 ) -> io::Result<SideWindows> {
     let channels = set.indices();
     let timesteps = manifest.window.get("timesteps").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
     let width = match kind {
-        Kind::Summary => channels.len() * STATS.len(),
-        Kind::Tensors => channels.len() * timesteps,
+        FeatureKind::Summary => channels.len() * STATS.len(),
+        FeatureKind::Tensors => channels.len() * timesteps,
     };
     let wanted = columns(kind, &channels);
     let layout = Layout { kind, channels, timesteps, width };
@@ -106,7 +110,7 @@ pub fn read_windows(
 
 /// What a row of the output holds.
 struct Layout {
-    kind: Kind,
+    kind: FeatureKind,
     /// Registry indices of the kept channels.
     channels: Vec<usize>,
     timesteps: usize,
@@ -114,14 +118,14 @@ struct Layout {
 }
 
 /// The columns to read, in the order [`BatchFeatures::of`] expects them.
-fn columns(kind: Kind, channels: &[usize]) -> Vec<String> {
+fn columns(kind: FeatureKind, channels: &[usize]) -> Vec<String> {
     let mut names: Vec<String> = ["host_id", "episode_id", "label"].map(String::from).to_vec();
     match kind {
-        Kind::Summary => {
-            let registry = epiflow_operators::registry::CHANNELS;
+        FeatureKind::Summary => {
+            let registry = epiflow_operators::channels::CHANNELS;
             names.extend(channels.iter().flat_map(|&c| STATS.map(|s| format!("{}:{s}", registry[c].name))));
         }
-        Kind::Tensors => names.extend(["x", "mask"].map(String::from)),
+        FeatureKind::Tensors => names.extend(["x", "mask"].map(String::from)),
     }
     names
 }
@@ -133,16 +137,16 @@ enum BatchFeatures<'a> {
 }
 
 impl<'a> BatchFeatures<'a> {
-    fn of(batch: &'a RecordBatch, kind: Kind) -> Result<Self, String> {
+    fn of(batch: &'a RecordBatch, kind: FeatureKind) -> Result<Self, String> {
         let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
         Ok(match kind {
             // Feature columns follow the three id columns, in `columns` order.
-            Kind::Summary => BatchFeatures::Summary(
+            FeatureKind::Summary => BatchFeatures::Summary(
                 (3..batch.num_columns())
                     .map(|c| batch.column(c).as_primitive_opt::<Float32Type>().ok_or("a feature is not float32".into()))
                     .collect::<Result<_, String>>()?,
             ),
-            Kind::Tensors => BatchFeatures::Tensors {
+            FeatureKind::Tensors => BatchFeatures::Tensors {
                 x: column("x")?.as_fixed_size_list_opt().ok_or("x is not a fixed-size list")?,
                 mask: column("mask")?.as_fixed_size_list_opt().ok_or("mask is not a fixed-size list")?,
             },
@@ -150,7 +154,7 @@ impl<'a> BatchFeatures<'a> {
     }
 
     /// Appends row `row`'s features for `channels` to `windows`.
-    fn append(&self, row: usize, channels: &[usize], timesteps: usize, windows: &mut Windows) -> Result<(), String> {
+    fn append(&self, row: usize, channels: &[usize], timesteps: usize, windows: &mut WindowRows) -> Result<(), String> {
         match self {
             BatchFeatures::Summary(columns) => {
                 windows.x.extend(columns.iter().map(|v| if v.is_null(row) { f32::NAN } else { v.value(row) }));
@@ -192,7 +196,8 @@ fn append_batch(
         let Some(&side) = sides.get(&key) else { continue };
         let next_id = episode_ids.len() as u32;
         let id = *episode_ids.entry(key).or_insert(next_id);
-        let windows = out.sides.entry(side).or_insert_with(|| Windows { width: layout.width, ..Windows::default() });
+        let windows =
+            out.sides.entry(side).or_insert_with(|| WindowRows { width: layout.width, ..WindowRows::default() });
         let label = u8::try_from(labels.value(row)).map_err(|_| format!("label {} out of range", labels.value(row)))?;
         features.append(row, &layout.channels, layout.timesteps, windows)?;
         windows.labels.push(label);

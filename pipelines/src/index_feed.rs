@@ -33,6 +33,7 @@ pub trait IndexFeed: Send {
 pub struct Once(Option<Vec<IndexEntry>>);
 
 impl Once {
+    /// The feed of `entries`, all at once.
     pub fn new(entries: Vec<IndexEntry>) -> Once {
         Once(Some(entries))
     }

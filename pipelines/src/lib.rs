@@ -9,6 +9,8 @@
 pub mod balance;
 pub mod cache_codec;
 pub mod cluster;
+pub mod corpus;
+pub mod episode_map;
 pub mod feature_reader;
 pub mod index_feed;
 pub mod lineage;
@@ -18,10 +20,8 @@ pub mod record_codec;
 pub mod results;
 pub mod sinks;
 pub mod splits;
-pub mod stage;
 pub mod stages;
 pub mod steps;
-pub mod validate;
 pub mod work;
 
 pub use cluster::Cluster;

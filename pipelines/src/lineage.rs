@@ -4,8 +4,7 @@
 //! on changed: a new window length moves `window` and `tensor` and leaves
 //! `decode`, `align`, `validate` and `classify` where they were.
 
-use crate::stages::Applies;
-use crate::validate::ValidateJob;
+use crate::stages::{Applies, Stages};
 use epiflow_operators::align::Align;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::fingerprint::{Fingerprint, Operator};
@@ -21,7 +20,9 @@ pub struct Lineage(BTreeMap<&'static str, Fingerprint>);
 /// shows and what the lineage is made of.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StageInfo {
+    /// The operator's name: its cache folder and row in `run.json`.
     pub name: &'static str,
+    /// Bumped whenever the operator's output changes for the same input.
     pub version: u32,
     /// The configuration the stage reads, as hashed into its fingerprint.
     pub config: serde_json::Value,
@@ -31,9 +32,30 @@ pub struct StageInfo {
     #[serde(serialize_with = "as_hex")]
     pub fingerprint: Fingerprint,
     /// Which episodes it computes on.
-    pub applies: Applies,
+    pub applies: Scope,
     /// The output its results end up in, if any.
     pub publishes: Option<&'static str>,
+}
+
+/// Which episodes an operator of the graph computes on: decode opens every
+/// indexed archive; the others are stages ([`Applies`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every indexed episode, errored ones included: decode.
+    Indexed,
+    /// What a stage applies to.
+    Stage(Applies),
+}
+
+/// In `explain --json`: `all` for decode, beside the stages' `readable`
+/// and `usable`.
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Scope::Indexed => s.serialize_str("all"),
+            Scope::Stage(applies) => applies.serialize(s),
+        }
+    }
 }
 
 fn as_hex<S: serde::Serializer>(fingerprint: &Fingerprint, s: S) -> Result<S::Ok, S::Error> {
@@ -41,17 +63,16 @@ fn as_hex<S: serde::Serializer>(fingerprint: &Fingerprint, s: S) -> Result<S::Ok
 }
 
 impl Lineage {
-    /// The stages of `job`'s graph in order: decode → align → each stage the
-    /// job runs ([`ValidateJob::active`]), with its inputs' fingerprints
-    /// chained into its own.
-    pub fn stages(job: &ValidateJob) -> Vec<StageInfo> {
+    /// The stages of a corpus graph in order: decode → align → each of
+    /// `stages`, with its inputs' fingerprints chained into its own.
+    pub fn stages(decode: &Decode, stages: &Stages) -> Vec<StageInfo> {
         let decode = StageInfo {
             name: Decode::NAME,
             version: Decode::VERSION,
-            config: serde_json::to_value(job.decode.config()).unwrap_or_default(),
+            config: serde_json::to_value(decode.config()).unwrap_or_default(),
             inputs: Vec::new(),
-            fingerprint: job.decode.fingerprint(),
-            applies: Applies::All,
+            fingerprint: decode.fingerprint(),
+            applies: Scope::Indexed,
             publishes: None,
         };
         let align = StageInfo {
@@ -60,15 +81,15 @@ impl Lineage {
             config: serde_json::to_value(Align.config()).unwrap_or_default(),
             inputs: vec![Decode::NAME],
             fingerprint: Align.fingerprint_after(&[decode.fingerprint]),
-            applies: Applies::Readable,
+            applies: Scope::Stage(Applies::Readable),
             publishes: None,
         };
-        let mut stages = vec![decode, align];
-        for stage in job.active().iter() {
+        let mut infos = vec![decode, align];
+        for stage in stages.iter() {
             let inputs = stage.inputs().to_vec();
             let upstream: Vec<Fingerprint> =
-                inputs.iter().filter_map(|i| stages.iter().find(|s| s.name == *i)).map(|s| s.fingerprint).collect();
-            stages.push(StageInfo {
+                inputs.iter().filter_map(|i| infos.iter().find(|s| s.name == *i)).map(|s| s.fingerprint).collect();
+            infos.push(StageInfo {
                 name: stage.name(),
                 version: stage.version(),
                 config: stage.config(),
@@ -77,15 +98,16 @@ impl Lineage {
                     true => stage.own_fingerprint(),
                     false => stage.own_fingerprint().chain(&upstream),
                 },
-                applies: stage.applies(),
+                applies: Scope::Stage(stage.applies()),
                 publishes: stage.publishes(),
             });
         }
-        stages
+        infos
     }
-    /// The lineage of `job`'s graph ([`Lineage::stages`]).
-    pub fn of(job: &ValidateJob) -> Lineage {
-        Lineage(Lineage::stages(job).into_iter().map(|s| (s.name, s.fingerprint)).collect())
+
+    /// The lineage of a corpus graph ([`Lineage::stages`]).
+    pub fn of(decode: &Decode, stages: &Stages) -> Lineage {
+        Lineage(Lineage::stages(decode, stages).into_iter().map(|s| (s.name, s.fingerprint)).collect())
     }
 
     /// The fingerprint of operator `name`, if the job runs it.
@@ -116,11 +138,16 @@ impl Lineage {
 mod tests {
     use super::*;
     use crate::stages::{Registry, Sections};
-    use crate::validate::FeatureJob;
     use epiflow_operators::classify::{Classify, ClassifyConfig};
     use epiflow_operators::window::WindowSpec;
 
-    fn job(window: WindowSpec, guest_min_load_delta: Option<f64>, max_line_bytes: Option<u64>) -> ValidateJob {
+    /// A corpus graph's decoder and stages.
+    struct Graph {
+        decode: Decode,
+        stages: Stages,
+    }
+
+    fn job(window: WindowSpec, guest_min_load_delta: Option<f64>, max_line_bytes: Option<u64>) -> Graph {
         let mut classify = ClassifyConfig::default();
         classify.guest_min_load_delta = guest_min_load_delta.unwrap_or(classify.guest_min_load_delta);
         let sections = Sections::new(
@@ -130,23 +157,17 @@ mod tests {
             ]
             .into(),
         );
-        let mut job = ValidateJob {
-            episodes_root: "episodes".into(),
-            decode: Decode::default(),
-            stages: Registry::standard(&sections).unwrap(),
-            features: Some(FeatureJob {
-                dir: "features".into(),
-                shards: 32,
-                metadata: Vec::new(),
-                published: Default::default(),
-            }),
-            splits: None,
-            store: std::sync::Arc::new(crate::results::NoStore),
-        };
+        let mut decode = Decode::default();
         if let Some(n) = max_line_bytes {
-            job.decode.config.max_line_bytes = n;
+            decode.config.max_line_bytes = n;
         }
-        job
+        Graph { decode, stages: Registry::standard().configure(&sections).unwrap() }
+    }
+
+    impl Graph {
+        fn lineage(&self) -> Lineage {
+            Lineage::of(&self.decode, &self.stages)
+        }
     }
 
     /// The operators whose fingerprints differ between two lineages.
@@ -156,14 +177,15 @@ mod tests {
 
     #[test]
     fn a_change_moves_its_operator_and_everything_downstream_only() {
-        let base = Lineage::of(&job(WindowSpec::default(), None, None));
-        assert_eq!(base, Lineage::of(&job(WindowSpec::default(), None, None)), "deterministic");
-        let longer = Lineage::of(&job(WindowSpec { window_s: 20.0, stride_s: 5.0 }, None, None));
+        let base = job(WindowSpec::default(), None, None).lineage();
+        assert_eq!(base, job(WindowSpec::default(), None, None).lineage(), "deterministic");
+        let longer = job(WindowSpec { window_s: 20.0, stride_s: 5.0 }, None, None).lineage();
         assert_eq!(moved(&base, &longer), vec!["tensor", "window"]);
-        let threshold = Lineage::of(&job(WindowSpec::default(), Some(0.9), None));
+        let threshold = job(WindowSpec::default(), Some(0.9), None).lineage();
         assert_eq!(moved(&base, &threshold), vec!["classify"]);
-        let decoding = Lineage::of(&job(WindowSpec::default(), None, Some(4096)));
-        let all = Lineage::stages(&job(WindowSpec::default(), None, None)).len();
+        let decoding = job(WindowSpec::default(), None, Some(4096)).lineage();
+        let graph = job(WindowSpec::default(), None, None);
+        let all = Lineage::stages(&graph.decode, &graph.stages).len();
         assert_eq!(moved(&base, &decoding).len(), all, "decode moves everything");
     }
 
@@ -172,7 +194,7 @@ mod tests {
     #[test]
     fn stages_chain_as_the_cache_names_results() {
         let job = job(WindowSpec::default(), None, None);
-        let stages = Lineage::stages(&job);
+        let stages = Lineage::stages(&job.decode, &job.stages);
         let names: Vec<&str> = stages.iter().map(|s| s.name).collect();
         assert_eq!(names, ["decode", "align", "validate", "classify", "window", "tensor"]);
         let decode = job.decode.fingerprint();

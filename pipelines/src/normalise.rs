@@ -8,7 +8,7 @@
 //! Missing values — NaN summaries, masked-out tensor cells — are left out of
 //! the fit and become 0 (the mean) when applied.
 
-use crate::feature_reader::Windows;
+use crate::feature_reader::WindowRows;
 use serde::{Deserialize, Serialize};
 
 /// Mean and standard deviation per group of columns.
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Normalisation {
     /// Columns per group.
     pub group: usize,
+    /// Mean per group, over the training side's present values.
     pub mean: Vec<f32>,
     /// Population standard deviation; 1 where a group has no spread or no value.
     pub std: Vec<f32>,
@@ -23,7 +24,7 @@ pub struct Normalisation {
 
 impl Normalisation {
     /// Fits the statistics of `train`'s present values, `group` columns per group.
-    pub fn fit(train: &Windows, group: usize) -> Normalisation {
+    pub fn fit(train: &WindowRows, group: usize) -> Normalisation {
         let group = group.max(1);
         let groups = train.width.div_ceil(group);
         let (mut n, mut sum, mut sum_sq) = (vec![0u64; groups], vec![0f64; groups], vec![0f64; groups]);
@@ -60,7 +61,7 @@ impl Normalisation {
     }
 
     /// Scales `windows` in place: `(x - mean) / std`, missing values 0.
-    pub fn apply(&self, windows: &mut Windows) {
+    pub fn apply(&self, windows: &mut WindowRows) {
         let width = windows.width;
         for i in 0..windows.rows() {
             for j in 0..width {
@@ -74,7 +75,7 @@ impl Normalisation {
 }
 
 /// Whether cell `j` of row `i` holds a value.
-fn present(w: &Windows, i: usize, j: usize, v: f32) -> bool {
+fn present(w: &WindowRows, i: usize, j: usize, v: f32) -> bool {
     v.is_finite() && w.mask.as_ref().is_none_or(|m| m[i * w.width + j])
 }
 
@@ -82,9 +83,9 @@ fn present(w: &Windows, i: usize, j: usize, v: f32) -> bool {
 mod tests {
     use super::*;
 
-    fn windows(x: Vec<f32>, width: usize, mask: Option<Vec<bool>>) -> Windows {
+    fn windows(x: Vec<f32>, width: usize, mask: Option<Vec<bool>>) -> WindowRows {
         let rows = x.len() / width;
-        Windows { width, x, mask, labels: vec![0; rows], episode: vec![0; rows] }
+        WindowRows { width, x, mask, labels: vec![0; rows], episode: vec![0; rows] }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Where per-episode results outlive a run. The dataflow asks a
-//! [`ResultStore`] before computing and tells it what it computed; the binary
-//! provides the on-disk store (`OUT/cache`), commands that always compute pass
-//! [`NoStore`]. Keeping the trait here and the files in the binary lets the
-//! dataflow be tested with any store and the store be tested without a
-//! dataflow.
+//! [`ResultStore`] before computing and tells it what it computed; the
+//! engine provides the on-disk store (`OUT/cache`, `epiflow_engine::cache`),
+//! runs that always compute pass [`NoStore`]. Keeping the trait here and the
+//! files in the engine lets the dataflow be tested with any store and the
+//! store be tested without a dataflow.
 
 use epiflow_operators::fingerprint::Fingerprint;
 use std::path::Path;
@@ -13,8 +13,11 @@ use std::path::Path;
 /// same bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FileIdentity {
+    /// Bytes.
     pub size: u64,
+    /// Last modification, in ns since the epoch.
     pub mtime_ns: i64,
+    /// The inode: a file replaced by rename has a new one.
     pub inode: u64,
 }
 
@@ -46,8 +49,11 @@ fn inode(_: &std::fs::Metadata) -> u64 {
 /// the input (the archive's sha256, plus whatever else the result depends on).
 #[derive(Clone, Copy, Debug)]
 pub struct ResultName<'a> {
+    /// The operator that made it.
     pub operator: &'static str,
+    /// The operator's chained fingerprint.
     pub fingerprint: Fingerprint,
+    /// What it was computed from.
     pub key: &'a str,
 }
 
@@ -65,9 +71,11 @@ pub trait ResultStore: Send + Sync {
     fn remember_sha(&self, path: &Path, id: FileIdentity, sha: &str);
     /// A large result (a file of its own).
     fn get_blob(&self, name: ResultName) -> Option<Vec<u8>>;
+    /// Keeps a large result.
     fn put_blob(&self, name: ResultName, bytes: &[u8]);
     /// A small result (a JSON line among many).
     fn get_record(&self, name: ResultName) -> Option<String>;
+    /// Keeps a small result.
     fn put_record(&self, name: ResultName, json: &str);
 }
 

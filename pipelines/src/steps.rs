@@ -14,7 +14,7 @@ use crate::record_codec;
 use crate::results::{FileIdentity, ResultName, ResultStore};
 use crate::sinks::feature_sink::{FeatureChange, NewRows};
 use crate::sinks::manifest::Published;
-use crate::stages::{Applies, Caching, ErasedStage, Held, Registry, Results};
+use crate::stages::{Applies, Caching, ErasedStage, Held, Inputs, Results, Stages};
 use crate::work::{Status, Work};
 use epiflow_operators::align::Align;
 use epiflow_operators::archive::{archive_path, sha256_hex};
@@ -26,20 +26,27 @@ use epiflow_operators::validate::Validate;
 use epiflow_operators::window::{SummaryFeatures, Window};
 use epiflow_operators::Operator;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Everything a worker needs to take an episode through the stages.
 #[derive(Clone)]
 pub struct Steps {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
+    /// How archives are read.
     pub decode: Decode,
     /// The stages that run after decode and align, in order.
-    pub stages: Registry,
+    pub stages: Stages,
     /// With features: what an earlier run published under the same lineage.
     pub published: Option<Arc<Published>>,
+    /// Each operator's chained fingerprint: the names of its results.
     pub lineage: Lineage,
+    /// Where earlier results are found and new ones kept.
     pub store: Arc<dyn ResultStore>,
+    /// The first stage found reading a record its inputs do not declare:
+    /// the run fails with it rather than publish results whose cache keys
+    /// miss what they depend on.
+    pub undeclared_read: Arc<OnceLock<String>>,
 }
 
 /// An episode between operators: what has been reused or computed so far.
@@ -77,13 +84,13 @@ impl Episode {
     }
 
     /// Whether some stage must run on the aligned episode.
-    fn needs_aligned(&self, stages: &Registry) -> bool {
+    fn needs_aligned(&self, stages: &Stages) -> bool {
         stages.iter().any(|s| self.applies(&**s) && !self.results.held(s.name()).is_done())
     }
 
     /// The episode after every stage: its records and, when it is usable
     /// and features are asked for, its feature rows, new or kept.
-    pub fn finish(mut self, stages: &Registry, features: bool) -> Result<Finished, Failure> {
+    pub fn finish(mut self, stages: &Stages, features: bool) -> Result<Finished, Failure> {
         let records_done = stages
             .iter()
             .filter(|&s| s.caching() == Caching::Record && self.applies(&**s))
@@ -157,7 +164,7 @@ impl Steps {
                     Held::Unreadable(why)
                 })
             }
-            Caching::Shards => {
+            Caching::FeatureShards => {
                 let published = self.published.as_ref().filter(|_| first_epoch);
                 published.and_then(|p| p.windows_of(&entry.key.to_string(), sha)).map_or(Held::Missing, Held::Kept)
             }
@@ -273,7 +280,22 @@ impl Steps {
                 _ => Status::Computed,
             };
             let Some(aligned) = ep.aligned.as_ref() else { return (Err(ep.missing_aligned()), Status::Failed) };
-            let result = stage.compute(aligned, &ep.results);
+            let inputs = Inputs::new(stage.inputs(), &ep.results);
+            let result = stage.compute(aligned, &inputs);
+            if let Some(read) = inputs.undeclared() {
+                let why = format!(
+                    "stage {} read the {read} record, which its INPUTS do not declare (add \"{read}\" to them)",
+                    stage.name()
+                );
+                let failure = Failure {
+                    code: FailureCode::IoError,
+                    problem: Problem::at(&ep.sha, None, &why),
+                    bytes: None,
+                    sha256: Some(ep.sha.clone()),
+                };
+                let _ = self.undeclared_read.set(why);
+                return (Err(failure), Status::Failed);
+            }
             if stage.caching() == Caching::Record && self.store.keeps_results() {
                 if let Some(line) = result.encode() {
                     self.put_record(stage.name(), &Steps::record_key(&ep.sha, &extra), line);

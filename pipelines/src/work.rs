@@ -6,23 +6,30 @@ use epiflow_operators::model::Failure;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// How an operator's result for one episode came about.
+/// How a result came about in a run: an operator's for one episode, and a
+/// sink's for one item (a model trained, a split evaluated), as `run.json`
+/// counts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Computed on this run.
     Computed,
-    /// Reused from an earlier run: read from the cache, or not needed at all
-    /// because every result derived from it was reused.
+    /// Reused from an earlier run: read from the cache, found current, or
+    /// not needed at all because every result derived from it was reused.
     Cached,
-    /// Computed on this run, and the episode failed here.
+    /// Attempted on this run, and failed (the episode failed here; the
+    /// model's or split's line says why).
     Failed,
 }
 
 /// What one operator did with one episode.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StageSample {
+    /// The operator's name.
     pub operator: String,
+    /// Time spent in it.
     pub nanos: u64,
+    /// Computed, reused or failed.
     pub status: Status,
 }
 
@@ -30,8 +37,11 @@ pub struct StageSample {
 /// across workers and processes without shared state.
 #[derive(Clone, Debug)]
 pub struct Work<T> {
+    /// The episode, as the index names it.
     pub entry: IndexEntry,
+    /// What each operator did so far.
     pub trace: Vec<StageSample>,
+    /// The current value, or the failure that stopped the episode.
     pub state: Result<T, Failure>,
 }
 

@@ -1,26 +1,19 @@
 //! `epiflow cache stats` and `epiflow cache gc`: what `OUT/cache` holds, and
 //! dropping what no current fingerprint uses.
 
-use super::validate::corpus_job;
-use super::{out_dir, print_json, store};
-use crate::cache::{folders, gc, FolderStats};
-use crate::cli::{CacheAction, Global, WindowArgs};
-use crate::config::Config;
-use crate::error::{Error, Result};
-use epiflow_pipelines::lineage::Lineage;
-use std::collections::BTreeMap;
+use super::{config, job, print_json};
+use crate::cli::{CacheAction, ClusterArgs, Global, WindowArgs};
+use epiflow_engine::cache_folders::FolderStats;
+use epiflow_engine::Result;
 use std::process::ExitCode;
 
 pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCode> {
-    let store = store(g)?;
-    let root = out_dir(g, &store).join("cache");
-    let config = Config::load(g.config.as_deref())?.with_overrides(window.into())?;
-    let live = live_fingerprints(&config, &out_dir(g, &store))?;
+    let job = job(g, config(g, window)?, &ClusterArgs::local())?;
     let (listed, verb) = match action {
-        CacheAction::Stats => (folders(&root, &live), "holds"),
-        CacheAction::Gc => (gc(&root, &live), "removed"),
+        CacheAction::Stats => (job.cache_stats()?, "holds"),
+        CacheAction::Gc => (job.cache_gc()?, "removed"),
     };
-    let listed = listed.map_err(|e| Error::io("cannot read cache", &root, e))?;
+    let root = job.cache_root();
     if g.json {
         print_json(&serde_json::json!({ "cache": root, "action": verb, "folders": listed }))?;
     } else {
@@ -34,14 +27,6 @@ pub fn run(g: &Global, action: CacheAction, window: WindowArgs) -> Result<ExitCo
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Operator → fingerprint (hex) under the current configuration, as `run`
-/// would compute them.
-fn live_fingerprints(config: &Config, out: &std::path::Path) -> Result<BTreeMap<String, String>> {
-    let mut job = corpus_job(std::path::Path::new(""), config, config.stages()?);
-    job.features = Some(super::features::feature_job(out, config));
-    Ok(Lineage::of(&job).hex())
 }
 
 fn table(folders: &[FolderStats]) -> String {

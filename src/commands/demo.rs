@@ -2,16 +2,13 @@
 //! all six architectures on both channel sets for the `host` split, on
 //! short schedules, and evaluating them — and the results.
 
-use super::eval::results_table;
-use super::train::model_table;
-use super::validate::{outcome_table, validate_store, Mode};
-use super::{print_json, workers};
+use super::{observer, print_json, workers};
 use crate::cli::Global;
-use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::progress;
-use crate::stats::RunStats;
 use crate::synth::{synthesize, SynthConfig, DEFAULT_DURATION_S};
+use crate::tables::{model_table, outcome_table, results_table};
+use epiflow_engine::config::Config;
+use epiflow_engine::{Error, Job, Mode, Result, RunStats};
 use epiflow_operators::split::Recipe;
 use epiflow_pipelines::Cluster;
 use std::path::PathBuf;
@@ -58,9 +55,8 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     bar.finish_and_clear();
     let synth_s = start.elapsed().as_secs_f64();
     let out = store.join("derived");
-    let cluster = Cluster::local(workers(g));
-    let stats = validate_store(&store, &out, &demo_config(), &cluster, quiet, Mode::Run)?
-        .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
+    let job = Job { cluster: Cluster::local(workers(g)), config: demo_config(), ..Job::new(&store, &out) };
+    let stats = job.run(Mode::Run, observer(g))?.ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     let timings = Timings::of(&stats, synth_s, start.elapsed().as_secs_f64());
     if g.json {
         print_json(&serde_json::json!({

@@ -1,4 +1,5 @@
-//! One module per command; `run` dispatches.
+//! One module per command; `run` dispatches. A command turns its arguments
+//! into one call of `epiflow-engine` and prints what comes back.
 
 mod cache;
 mod demo;
@@ -10,18 +11,18 @@ mod prune;
 mod run;
 mod serve;
 mod synth;
-mod train;
 mod validate;
 mod watch;
 
-pub use validate::run_stages;
-
-use crate::cli::{Cli, ClusterArgs, Command, Global};
-use crate::error::{Error, Result};
+use crate::cli::{Cli, ClusterArgs, Command, Global, WindowArgs};
+use crate::progress::Bars;
+use epiflow_engine::config::Config;
+use epiflow_engine::{Error, Job, Logs, Observer, Result};
 use epiflow_pipelines::Cluster;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Runs a parsed command line; returns the exit status for a normal end.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -69,31 +70,24 @@ fn cluster(g: &Global, args: &ClusterArgs) -> Result<Cluster> {
     Ok(cluster)
 }
 
-/// What a corpus command works on: store, output folder, cluster, and the
-/// configuration with the command line's window overrides.
-pub struct CorpusArgs {
-    store: PathBuf,
-    out: PathBuf,
-    cluster: Cluster,
-    config: crate::config::Config,
+/// The configuration file (`--config`) with the command line's window
+/// overrides.
+fn config(g: &Global, window: WindowArgs) -> Result<Config> {
+    Config::load(g.config.as_deref())?.with_overrides(window.into())
 }
 
-impl CorpusArgs {
-    fn of(g: &Global, window: crate::cli::WindowArgs, args: &ClusterArgs) -> Result<CorpusArgs> {
-        let store = store(g)?;
-        let out = out_dir(g, &store);
-        let cluster = cluster(g, args)?;
-        let config = crate::config::Config::load(g.config.as_deref())?.with_overrides(window.into())?;
-        Ok(CorpusArgs { store, out, cluster, config })
-    }
+/// The corpus job a command works on: `--store`, `--out`, the cluster and
+/// `config`, over the standard stages.
+fn job(g: &Global, config: Config, args: &ClusterArgs) -> Result<Job> {
+    let store = store(g)?;
+    let out = out_dir(g, &store);
+    Ok(Job { cluster: cluster(g, args)?, config, ..Job::new(store, out) })
+}
 
-    /// For a command that follows the index (`watch`, `serve`): with the
-    /// split overrides too.
-    fn following(g: &Global, follow: crate::cli::FollowArgs) -> Result<CorpusArgs> {
-        let mut corpus = CorpusArgs::of(g, follow.window, &follow.cluster)?;
-        corpus.config.split = follow.split.over(corpus.config.split);
-        Ok(corpus)
-    }
+/// What a command's run is heard by: the logs, and progress bars unless
+/// `--quiet` or `--json`.
+fn observer(g: &Global) -> Arc<dyn Observer> {
+    Arc::new((Logs, Bars::new(g.quiet || g.json)))
 }
 
 /// Prints `value` as one line of JSON on stdout.

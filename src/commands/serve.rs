@@ -5,16 +5,17 @@
 //! changed) and paces the replays. The pipeline never waits for the server:
 //! its hooks only publish to the hub.
 
-use super::watch::{epoch_line, follow_store, stop_on_signals, Hooks};
-use super::CorpusArgs;
+use super::watch::{announce, following, stop_on_signals};
 use crate::cli::{FollowArgs, Global, ServeArgs};
 use crate::dashboard::live::{Dashboard, Settings};
 use crate::dashboard::server::{router, serve as serve_http, Shared};
-use crate::error::{Error, Result};
-use epiflow_operators::decode::Decode;
+use crate::tables::epoch_line;
+use epiflow_engine::observer::Observer;
+use epiflow_engine::{Error, Job, Logs, Result, RunStats};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::Validate;
 use epiflow_operators::window::Window;
+use epiflow_pipelines::corpus::CorpusState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use std::time::Duration;
 const LATENCY_BUCKETS: [f64; 10] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1];
 
 pub fn run(g: &Global, follow: FollowArgs, serve: ServeArgs) -> Result<ExitCode> {
-    let corpus = CorpusArgs::following(g, follow)?;
+    let job = following(g, follow)?;
     let token = serve.token.filter(|t| !t.is_empty());
     if !serve.addr.ip().is_loopback() && token.is_none() {
         return Err(Error::Usage(format!(
@@ -32,7 +33,7 @@ pub fn run(g: &Global, follow: FollowArgs, serve: ServeArgs) -> Result<ExitCode>
             serve.addr
         )));
     }
-    let dashboard = Arc::new(Dashboard::new(settings(&corpus, serve.recipe)?));
+    let dashboard = Arc::new(Dashboard::new(settings(&job, serve.recipe)?));
     let prometheus = prometheus()?;
     // Planning a replay and cutting windows are CPU work on the blocking
     // pool: more threads than cores would not make them faster, and each
@@ -53,23 +54,27 @@ pub fn run(g: &Global, follow: FollowArgs, serve: ServeArgs) -> Result<ExitCode>
     let app = router(Shared::new(Arc::clone(&dashboard), prometheus.clone(), token));
     runtime.spawn(serve_http(listener, app));
     runtime.spawn(tick(Arc::clone(&dashboard), prometheus));
-    follow_store(g.quiet, corpus, stop_on_signals()?, hooks(&dashboard, g.quiet))?;
+    announce(g, &job);
+    let observer = (Logs, (Arc::clone(&dashboard), Printed { quiet: g.quiet }));
+    job.follow(stop_on_signals()?, Arc::new(observer))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dashboard's settings from the served configuration.
-fn settings(corpus: &CorpusArgs, recipe: epiflow_operators::split::Recipe) -> Result<Settings> {
-    let config = &corpus.config;
-    let stages = config.stages()?;
-    let (Some(window), Some(tensor)) = (stages.stage::<Window>(), stages.stage::<Tensor>()) else {
-        return Err(Error::Usage("serve needs the window and tensor stages".into()));
+/// The dashboard's settings from the served job: its decoder and the
+/// validate, window and tensor stages as configured.
+fn settings(job: &Job, recipe: epiflow_operators::split::Recipe) -> Result<Settings> {
+    let stages = job.stages()?;
+    let (Some(validate), Some(window), Some(tensor)) =
+        (stages.stage::<Validate>(), stages.stage::<Window>(), stages.stage::<Tensor>())
+    else {
+        return Err(Error::Usage("serve needs the validate, window and tensor stages".into()));
     };
     Ok(Settings {
-        out: corpus.out.clone(),
-        episodes_root: corpus.store.join("episodes"),
-        decode: Decode { config: config.decode.clone(), ..Decode::default() },
-        validate: Validate { config: config.validate.clone() },
+        out: job.out.clone(),
+        episodes_root: job.episodes_root(),
+        decode: job.config.decode(),
+        validate: validate.clone(),
         window: window.clone(),
         tensor: tensor.clone(),
         recipe,
@@ -84,19 +89,18 @@ fn prometheus() -> Result<PrometheusHandle> {
         .map_err(|e| Error::Io(format!("cannot set up the metrics: {e}")))
 }
 
-/// What the pipeline loop tells the dashboard.
-fn hooks(dashboard: &Arc<Dashboard>, quiet: bool) -> Hooks {
-    let (started, done, published) = (Arc::clone(dashboard), Arc::clone(dashboard), Arc::clone(dashboard));
-    Hooks {
-        on_update: Arc::new(move |_| started.update_started()),
-        on_episode: Arc::new(move |report| done.episode_done(report)),
-        on_published: Arc::new(move |output, stats, generation| {
-            published.published(output, stats, generation);
-            if !quiet {
-                eprintln!("{}", epoch_line(output, stats));
-            }
-            Ok(())
-        }),
+/// Each publication as one line on stderr (stdout has the address), unless
+/// `--quiet`.
+struct Printed {
+    quiet: bool,
+}
+
+impl Observer for Printed {
+    fn published(&self, corpus: &CorpusState, stats: &RunStats, _generation: u64) -> std::result::Result<(), String> {
+        if !self.quiet {
+            eprintln!("{}", epoch_line(corpus, stats));
+        }
+        Ok(())
     }
 }
 

@@ -2,9 +2,9 @@
 
 use super::{print_json, workers};
 use crate::cli::Global;
-use crate::error::{Error, Result};
 use crate::progress;
 use crate::synth::{synthesize, SynthConfig};
+use epiflow_engine::{Error, Result};
 use std::process::ExitCode;
 use std::time::Instant;
 

@@ -8,9 +8,9 @@
 
 use super::corpus::Corpus;
 use epiflow_operators::archive::archive_path;
+use epiflow_operators::channels::CHANNELS;
 use epiflow_operators::classify::QualityRecord;
 use epiflow_operators::model::AlignedEpisode;
-use epiflow_operators::registry::CHANNELS;
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::ValidationRecord;
 use epiflow_operators::window::{Window, STATS};
@@ -23,17 +23,24 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EpisodeFilter {
+    /// Only this lab host's episodes.
     pub host: Option<String>,
+    /// Only this profile's.
     pub profile: Option<String>,
+    /// Only those with this outcome.
     pub outcome: Option<String>,
 }
 
 /// One episode in the list.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpisodeRow {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Its validation outcome.
     pub outcome: String,
+    /// Its workload profile.
     pub profile: Option<String>,
     /// `None` for an episode that was not classified (unreadable archive).
     pub fake: Option<bool>,
@@ -84,10 +91,15 @@ pub fn archive_of<'c>(
 /// tensor cells (`x` and `mask`, channel-major over the 46 channels).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WindowJson {
+    /// Seconds since the episode's first label.
     pub window_start_s: f64,
+    /// The phase at the window's centre.
     pub label: String,
+    /// `<channel>:<stat>` → value (null for NaN), as the summary shards hold it.
     pub summary: BTreeMap<String, Option<f32>>,
+    /// The tensor, channel-major, as the tensor shards hold it.
     pub x: Vec<f32>,
+    /// Whether each tensor cell held a point.
     pub mask: Vec<bool>,
 }
 

@@ -5,7 +5,7 @@
 
 use epiflow_operators::classify::{Classify, QualityRecord};
 use epiflow_operators::validate::{Validate, ValidationRecord};
-use epiflow_pipelines::validate::ValidateOutput;
+use epiflow_pipelines::corpus::CorpusState;
 use std::collections::BTreeMap;
 
 /// One publication's corpus.
@@ -23,7 +23,7 @@ pub struct Corpus {
 
 impl Corpus {
     /// The corpus `output` describes, as features generation `generation`.
-    pub fn of(output: &ValidateOutput, generation: u64) -> Corpus {
+    pub fn of(output: &CorpusState, generation: u64) -> Corpus {
         let results = output.episodes.iter().map(|(_, results)| results);
         let windows = output
             .shard_updates

@@ -10,11 +10,17 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// A replay begins.
     ReplayStarted(ReplayStarted),
+    /// One tensor bin of a replay.
     Telemetry(Telemetry),
+    /// One window of a replay, classified.
     Prediction(Prediction),
+    /// A split's evaluation.
     Metrics(Metrics),
+    /// The pipeline's work.
     Perf(Perf),
+    /// The corpus per profile.
     Profiles(Profiles),
 }
 
@@ -47,43 +53,62 @@ impl Event {
 /// A replay begins.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReplayStarted {
+    /// The replay's number, which its other events carry.
     pub replay: u64,
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Its workload profile.
     pub profile: Option<String>,
+    /// Its sample.
     pub sample_name: Option<String>,
+    /// Its validation outcome.
     pub outcome: String,
+    /// Its length.
     pub duration_s: Option<f64>,
+    /// `<recipe>/<arch>-<channels>`: the model classifying it.
     pub model: String,
+    /// The channels the model reads, whose values `telemetry` carries.
     pub channels: Vec<String>,
+    /// Episode seconds per wall second.
     pub speed: f64,
 }
 
 /// One tensor bin of a replay, as its clock passes it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Telemetry {
+    /// The replay.
     pub replay: u64,
+    /// The bin's start, in seconds since the episode's first label.
     pub t_s: f64,
     /// Channel → value after alignment and hold, or null.
     pub values: BTreeMap<String, Option<f64>>,
+    /// The labelled phase at the bin.
     pub truth: Option<String>,
 }
 
 /// One window of a replay, classified as its clock passes the window's end.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
+    /// The replay.
     pub replay: u64,
+    /// Seconds since the episode's first label.
     pub window_start_s: f64,
     /// Phase → probability.
     pub probabilities: BTreeMap<String, f32>,
+    /// The most probable phase.
     pub predicted: String,
+    /// The labelled phase at the window's centre.
     pub truth: Option<String>,
+    /// The model's time for the window.
     pub latency_ms: f64,
 }
 
 /// A split's evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Metrics {
+    /// The split (`host`, `sample`, `time`).
     pub recipe: String,
     /// Model (`<arch>-<channels>`) → its figures.
     pub models: BTreeMap<String, ModelMetrics>,
@@ -92,16 +117,20 @@ pub struct Metrics {
 /// One model's figures on its test side.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelMetrics {
+    /// Test macro F1.
     pub macro_f1: f64,
     /// The 95% bootstrap interval `[low, high]`, when there is one.
     pub ci: Option<[f64; 2]>,
+    /// F1 per phase.
     pub per_class_f1: BTreeMap<String, f64>,
+    /// Test episodes scored.
     pub test_episodes: usize,
 }
 
 /// The pipeline's work.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Perf {
+    /// Per operator: its counts, as in `run.json`.
     pub operators: BTreeMap<String, OperatorPerf>,
     /// Episodes the update went through per second of its wall time.
     pub episodes_per_s: f64,
@@ -116,15 +145,20 @@ pub struct Perf {
 /// One operator's counts, as in `run.json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OperatorPerf {
+    /// Episodes it computed.
     pub computed: u64,
+    /// Episodes it reused.
     pub cached: u64,
+    /// Episodes it failed on.
     pub failed: u64,
+    /// Time inside it, summed over workers.
     pub busy_s: f64,
 }
 
 /// The corpus per profile.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Profiles {
+    /// Profile → its figures.
     pub profiles: BTreeMap<String, ProfileStats>,
 }
 
@@ -135,6 +169,7 @@ pub struct ProfileStats {
     pub outcomes: BTreeMap<String, u64>,
     /// Prune reason → fake episodes.
     pub fake: BTreeMap<String, u64>,
+    /// Feature windows published.
     pub windows: u64,
     /// `<recipe>/<model>` → macro F1 on this profile's test episodes.
     pub macro_f1: BTreeMap<String, f64>,
@@ -147,6 +182,7 @@ pub struct Stamped {
     pub id: u64,
     /// Unix nanoseconds when it was published.
     pub time_ns: i64,
+    /// The event itself.
     pub event: Event,
 }
 

@@ -11,22 +11,23 @@ use super::corpus::Corpus;
 use super::events::{Event, Stamped};
 use super::hub::Hub;
 use super::replay::Replay;
-use super::{metrics, perf, profiles};
-use crate::stats::RunStats;
+use super::{perf, profiles, report_metrics};
+use epiflow_engine::observer::Observer;
+use epiflow_engine::stats::RunStats;
 use epiflow_models::arch::Arch;
 use epiflow_models::checkpoint::{dir_of, model_name};
-use epiflow_models::eval::Report;
 use epiflow_models::predictor::Predictor;
+use epiflow_models::report::Report;
 use epiflow_operators::align::Align;
+use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::decode::Decode;
 use epiflow_operators::model::{EpisodeKey, Failure};
-use epiflow_operators::registry::ChannelSet;
 use epiflow_operators::split::Recipe;
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::validate::{Outcome, Validate};
 use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
-use epiflow_pipelines::validate::{EpisodeReport, OperatorTotals, ValidateOutput};
+use epiflow_pipelines::corpus::{CorpusState, EpisodeReport, OperatorTotals};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,11 +37,17 @@ use std::time::{Instant, SystemTime};
 /// What the dashboard works with: where the outputs and archives are, and
 /// the operators of the served configuration.
 pub struct Settings {
+    /// Where the outputs are (`OUT`).
     pub out: PathBuf,
+    /// `STORE/episodes`, to read an archive on demand.
     pub episodes_root: PathBuf,
+    /// How archives are read.
     pub decode: Decode,
+    /// Validation, to say why an archive cannot be replayed.
     pub validate: Validate,
+    /// The windows cut on demand.
     pub window: Window,
+    /// The tensors cut on demand.
     pub tensor: Tensor,
     /// The recipe whose models a replay uses when the request names none.
     pub recipe: Recipe,
@@ -60,6 +67,7 @@ pub enum Refused {
 /// One model a replay can use.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ModelEntry {
+    /// The split whose model it is.
     pub recipe: String,
     /// `<arch>-<channels>`.
     pub model: String,
@@ -67,7 +75,9 @@ pub struct ModelEntry {
 
 /// The dashboard.
 pub struct Dashboard {
+    /// Numbers events and hands them to every client.
     pub hub: Hub,
+    /// What the dashboard serves.
     pub settings: Settings,
     /// `None` until the first publication.
     corpus: RwLock<Option<Arc<Corpus>>>,
@@ -119,21 +129,6 @@ impl Dashboard {
         self.corpus.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// An update begins.
-    pub fn update_started(&self) {
-        *lock(&self.update) = Some(Update { started: Instant::now(), episodes: 0, operators: BTreeMap::new() });
-    }
-
-    /// An episode of the update under way is done.
-    pub fn episode_done(&self, report: &EpisodeReport) {
-        if let Some(update) = lock(&self.update).as_mut() {
-            update.episodes += 1;
-            for sample in &report.trace {
-                update.operators.entry(sample.operator.clone()).or_default().add(sample);
-            }
-        }
-    }
-
     /// The `perf` of the update under way, if one is: published every
     /// second while it runs.
     pub fn tick_perf(&self) -> Option<Arc<Stamped>> {
@@ -145,27 +140,6 @@ impl Dashboard {
             perf::under_way(&update.operators, update.episodes, update.started.elapsed(), &corpus, windows)
         };
         Some(self.publish(event))
-    }
-
-    /// The outputs were published: the corpus is replaced, and `perf` and
-    /// `profiles` go out.
-    pub fn published(&self, output: &ValidateOutput, stats: &RunStats, generation: u64) {
-        let corpus = Arc::new(Corpus::of(output, generation));
-        *self.corpus.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&corpus));
-        lock(&self.update).take();
-        for outcome in Outcome::ALL {
-            let n = corpus.records.iter().filter(|r| r.outcome == outcome).count();
-            ::metrics::gauge!("epiflow_episodes", "outcome" => outcome.name()).set(n as f64);
-        }
-        for (name, o) in &stats.operators {
-            for (status, n) in [("computed", o.computed), ("cached", o.cached), ("failed", o.failed)] {
-                ::metrics::counter!("epiflow_operator_results_total", "operator" => name.clone(), "status" => status)
-                    .increment(n);
-            }
-            ::metrics::gauge!("epiflow_operator_busy_seconds", "operator" => name.clone()).increment(o.wall_s);
-        }
-        self.publish(perf::of(stats, output.inserted + output.retracted, generation));
-        self.publish_profiles();
     }
 
     /// Reads the evaluation reports that appeared, changed or went since
@@ -193,10 +167,10 @@ impl Dashboard {
                 });
                 match read {
                     Some(seen) => {
-                        changed.push(metrics::of(&seen.report));
+                        changed.push(report_metrics::of(&seen.report));
                         reports.insert(recipe, seen);
                     }
-                    None if reports.remove(&recipe).is_some() => changed.push(metrics::empty(recipe)),
+                    None if reports.remove(&recipe).is_some() => changed.push(report_metrics::empty(recipe)),
                     None => {}
                 }
             }
@@ -316,6 +290,47 @@ fn unusable(failure: Failure) -> Refused {
     Refused::Unusable(failure.problem.to_string())
 }
 
+/// The pipeline loop's side of the dashboard: it never waits, it only
+/// records and publishes to the hub.
+impl Observer for Dashboard {
+    /// An update begins.
+    fn update_started(&self, _changes: usize) {
+        *lock(&self.update) = Some(Update { started: Instant::now(), episodes: 0, operators: BTreeMap::new() });
+    }
+
+    /// An episode of the update under way is done.
+    fn episode(&self, report: &EpisodeReport) {
+        if let Some(update) = lock(&self.update).as_mut() {
+            update.episodes += 1;
+            for sample in &report.trace {
+                update.operators.entry(sample.operator.clone()).or_default().add(sample);
+            }
+        }
+    }
+
+    /// The outputs were published: the corpus is replaced, and `perf` and
+    /// `profiles` go out.
+    fn published(&self, output: &CorpusState, stats: &RunStats, generation: u64) -> Result<(), String> {
+        let corpus = Arc::new(Corpus::of(output, generation));
+        *self.corpus.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&corpus));
+        lock(&self.update).take();
+        for outcome in Outcome::ALL {
+            let n = corpus.records.iter().filter(|r| r.outcome == outcome).count();
+            ::metrics::gauge!("epiflow_episodes", "outcome" => outcome.name()).set(n as f64);
+        }
+        for (name, o) in &stats.operators {
+            for (status, n) in [("computed", o.computed), ("cached", o.cached), ("failed", o.failed)] {
+                ::metrics::counter!("epiflow_operator_results_total", "operator" => name.clone(), "status" => status)
+                    .increment(n);
+            }
+            ::metrics::gauge!("epiflow_operator_busy_seconds", "operator" => name.clone()).increment(o.wall_s);
+        }
+        self.publish(perf::of(stats, output.inserted + output.retracted, generation));
+        self.publish_profiles();
+        Ok(())
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -352,9 +367,9 @@ mod tests {
     fn perf_goes_out_every_tick_while_an_update_runs_and_not_after_its_publication() {
         let dashboard = dashboard();
         assert!(dashboard.tick_perf().is_none(), "no update, no tick");
-        dashboard.update_started();
-        dashboard.episode_done(&report(Status::Computed));
-        dashboard.episode_done(&report(Status::Failed));
+        dashboard.update_started(2);
+        dashboard.episode(&report(Status::Computed));
+        dashboard.episode(&report(Status::Failed));
         let Some(tick) = dashboard.tick_perf() else { panic!("an update is under way") };
         let Event::Perf(perf) = &tick.event else { panic!("{tick:?}") };
         let decode = &perf.operators["decode"];
@@ -362,7 +377,7 @@ mod tests {
         assert!(perf.episodes_per_s > 0.0);
         assert!(dashboard.hub.subscribe(None).backlog.iter().any(|e| e.id == tick.id), "published");
 
-        dashboard.published(&ValidateOutput::default(), &RunStats::default(), 3);
+        dashboard.published(&CorpusState::default(), &RunStats::default(), 3).unwrap();
         assert!(dashboard.tick_perf().is_none(), "the update is over");
         let state = dashboard.hub.subscribe(None).backlog;
         let names: Vec<&str> = state.iter().map(|e| e.event.name()).collect();

@@ -3,8 +3,8 @@
 
 use super::corpus::Corpus;
 use super::events::{Event, OperatorPerf, Perf};
-use crate::stats::RunStats;
-use epiflow_pipelines::validate::OperatorTotals;
+use epiflow_engine::stats::RunStats;
+use epiflow_pipelines::corpus::OperatorTotals;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub fn under_way(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::OperatorStats;
+    use epiflow_engine::stats::OperatorStats;
 
     #[test]
     fn perf_carries_every_operator_and_the_update_rate() {

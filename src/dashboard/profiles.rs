@@ -3,7 +3,7 @@
 //! test episodes.
 
 use super::events::{Event, ProfileStats, Profiles};
-use epiflow_models::eval::Report;
+use epiflow_models::report::Report;
 use epiflow_operators::classify::QualityRecord;
 use epiflow_operators::validate::ValidationRecord;
 use std::collections::{BTreeMap, HashMap};
@@ -101,7 +101,7 @@ mod tests {
         assert_eq!((io.windows, p.profiles["scan"].windows), (35, 20));
         assert_eq!(p.profiles[NO_PROFILE].outcomes["errored"], 1);
         assert!(io.macro_f1.is_empty(), "no report, no F1");
-        let report = crate::dashboard::metrics::tests::report();
+        let report = crate::dashboard::report_metrics::tests::report();
         let Event::Profiles(p) = of(&records, &quality, &windows, &[&report]) else { panic!("not profiles") };
         assert_eq!(p.profiles["io-walk"].macro_f1, [("host/gbt-realistic".to_string(), 0.8)].into());
         assert!(p.profiles["scan"].macro_f1.is_empty(), "a profile the test side lacks has no F1");

@@ -8,8 +8,8 @@
 
 use super::events::{Event, Prediction, ReplayStarted, Telemetry};
 use epiflow_models::predictor::Predictor;
+use epiflow_operators::channels::{Phase, CHANNELS};
 use epiflow_operators::model::AlignedEpisode;
-use epiflow_operators::registry::{Phase, CHANNELS};
 use epiflow_operators::validate::ValidationRecord;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub struct Step {
     /// Seconds of episode time since the first label.
     pub at_s: f64,
+    /// The event.
     pub event: Event,
 }
 

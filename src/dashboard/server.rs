@@ -63,7 +63,9 @@ const PAGE: &str = include_str!("page.html");
 /// What every route shares.
 #[derive(Clone)]
 pub struct Shared {
+    /// The dashboard's state.
     pub dashboard: Arc<Dashboard>,
+    /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
     /// Required on every route when set.
     pub token: Option<Arc<str>>,

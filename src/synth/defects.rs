@@ -10,29 +10,50 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Defect {
     // degraded
+    /// The guest agent wrote nothing (`source_missing:guest`).
     DeadGuestAgent,
+    /// The bridge capture wrote nothing (`source_missing:netflow`).
     NoNetflowCapture,
+    /// `meta.rows_*` disagrees with the lines written.
     RowCountMismatch,
+    /// A few unparseable telemetry lines (`bad_rows`).
     FewBadRows,
+    /// No `done` marker in the archive.
     NoDoneMarker,
+    /// Members under an unexpected prefix.
     PrefixMismatch,
     // rejected
+    /// The index claims another sha256.
     ShaMismatch,
+    /// A label's time goes back.
     NonMonotonicLabels,
+    /// No `labels.jsonl`.
     MissingLabels,
+    /// An empty `labels.jsonl`.
     EmptyLabels,
+    /// A phase name outside the vocabulary.
     UnknownPhase,
+    /// Over 10% of telemetry lines unparseable.
     TooManyBadRows,
+    /// A `meta.json` that does not parse.
     BadMeta,
+    /// No `meta.json`.
     MissingMeta,
+    /// No source passes the row gate.
     NoTelemetry,
     // errored
+    /// The archive cut short (`corrupt_archive`).
     TruncatedArchive,
     // quality
+    /// No sample in the meta (`no-sample`).
     NoSample,
+    /// No workload event (`no-workload-events`).
     NoWorkloadEvents,
+    /// A `workload_failed` event.
     WorkloadFailed,
+    /// Killed with a probe of 0 and no signal (`workload-silent`).
     WorkloadSilent,
+    /// A workload with no inter-phase signal (`flat-cpu`).
     FlatWorkload,
 }
 

@@ -4,7 +4,7 @@
 use super::defects::Defect;
 use super::profile::{load, samples, Load, IDLE, MODULES};
 use super::rng::Rng;
-use epiflow_operators::registry::{Phase, Source};
+use epiflow_operators::channels::{Phase, Source};
 use std::io::Write;
 
 /// A lab host of the synthetic fleet.
@@ -28,6 +28,7 @@ pub struct HostTraits {
     pub cpu_speed: f64,
     /// The guest's memory (2 or 4 GiB) and what its OS uses at rest.
     pub mem_total_bytes: u64,
+    /// What the guest's OS uses at rest.
     pub mem_baseline_bytes: u64,
     /// How the guest kernel's load average answers runnable tasks (0.8–1.3).
     pub load_gain: f64,
@@ -39,6 +40,7 @@ pub struct HostTraits {
     pub mem_cached_bytes: u64,
     /// Background traffic on the host's bridge, bytes/s in and out.
     pub background_in_bps: f64,
+    /// Bytes/s out.
     pub background_out_bps: f64,
     /// Each source's wall-clock offset, ms (proc, guest, qmp, netflow).
     pub clock_offset_ms: [f64; 4],

@@ -33,10 +33,15 @@ pub const DEFAULT_DURATION_S: f64 = 90.0;
 /// What to synthesize.
 #[derive(Clone, Debug)]
 pub struct SynthConfig {
+    /// The store to write.
     pub out: PathBuf,
+    /// Episodes to write.
     pub episodes: usize,
+    /// Lab hosts (the last one a contended laptop).
     pub hosts: usize,
+    /// The seed: the same seed, the same bytes.
     pub seed: u64,
+    /// Nominal episode length, seconds.
     pub duration_s: f64,
     /// Generator threads.
     pub threads: usize,
@@ -45,10 +50,15 @@ pub struct SynthConfig {
 /// One line of `truth.jsonl`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Truth {
+    /// The lab host the episode ran on.
     pub host_id: String,
+    /// Its id on that host.
     pub episode_id: String,
+    /// The workload profile it ran.
     pub profile: &'static str,
+    /// The sample's name.
     pub sample_name: &'static str,
+    /// Whether the host is the contended laptop.
     pub laptop: bool,
     /// How the episode's host differs from the others.
     pub host_traits: HostTraits,
@@ -58,18 +68,24 @@ pub struct Truth {
     pub quirks: Vec<&'static str>,
     /// The validation outcome and reasons epiflow must report.
     pub outcome: &'static str,
+    /// The reasons of that outcome.
     pub reasons: Vec<&'static str>,
     /// The quality reasons epiflow must report; null when not classified.
     pub quality: Option<Vec<&'static str>>,
+    /// `t_wall_ns` of its first label.
     pub t0_wall_ns: i64,
 }
 
 /// Summary of a synthesized store.
 #[derive(Clone, Debug, Serialize)]
 pub struct SynthReport {
+    /// The store written.
     pub store: PathBuf,
+    /// Episodes written.
     pub episodes: usize,
+    /// Its lab hosts.
     pub hosts: Vec<String>,
+    /// Bytes of archives written.
     pub bytes: u64,
 }
 

@@ -2,7 +2,7 @@
 //! phase. Rates are per second; the episode generator integrates them into
 //! cumulative counters and per-bucket counts.
 
-use epiflow_operators::registry::Phase;
+use epiflow_operators::channels::Phase;
 
 /// Workload profiles, as named in `meta.sample.profile`.
 pub const PROFILES: [&str; 6] = ["cpu-saturate", "io-walk", "scan-and-dial", "bursty-c2", "exfil-drip", "mem-balloon"];

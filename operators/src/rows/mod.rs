@@ -195,10 +195,15 @@ impl<'de, T: Deserialize<'de> + FieldSum> Deserialize<'de> for Summed<T> {
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct CpuTotal {
+    /// Jiffies in user mode.
     pub user: Num,
+    /// Jiffies in kernel mode.
     pub system: Num,
+    /// Jiffies idle.
     pub idle: Num,
+    /// Jiffies waiting for I/O.
     pub iowait: Num,
+    /// Jiffies in soft interrupts.
     pub softirq: Num,
 }
 
@@ -206,9 +211,13 @@ pub struct CpuTotal {
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NetIface {
+    /// Bytes received.
     pub rx_bytes: Num,
+    /// Bytes sent.
     pub tx_bytes: Num,
+    /// Packets received.
     pub rx_pkts: Num,
+    /// Packets sent.
     pub tx_pkts: Num,
 }
 
@@ -225,9 +234,13 @@ impl FieldSum for NetIface {
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct BlockDev {
+    /// Read operations.
     pub rd_ops: Num,
+    /// Write operations.
     pub wr_ops: Num,
+    /// Bytes read.
     pub rd_bytes: Num,
+    /// Bytes written.
     pub wr_bytes: Num,
 }
 
@@ -244,8 +257,11 @@ impl FieldSum for BlockDev {
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct KvmStats {
+    /// Remote TLB flushes.
     pub remote_tlb_flush: Num,
+    /// Guest pages mapped with 4 KiB pages.
     pub pages_4k: Num,
+    /// Guest pages mapped with 2 MiB pages.
     pub pages_2m: Num,
 }
 
@@ -255,52 +271,90 @@ pub struct KvmStats {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct TelemetryRow {
+    /// CLOCK_REALTIME of the sample: the one time every source is aligned on.
     pub t_wall_ns: Option<i64>,
     // proc
+    /// proc: user-mode CPU of the qemu process, in jiffies.
     pub cpu_user_jiffies: Num,
+    /// proc: kernel-mode CPU of the qemu process, in jiffies.
     pub cpu_sys_jiffies: Num,
+    /// proc: resident memory.
     pub rss_bytes: Num,
+    /// proc: virtual memory size.
     pub vsize_bytes: Num,
+    /// proc: bytes read from storage.
     pub io_read_bytes: Num,
+    /// proc: bytes written to storage.
     pub io_write_bytes: Num,
+    /// proc: voluntary context switches.
     pub voluntary_ctxsw: Num,
+    /// proc: involuntary context switches.
     pub involuntary_ctxsw: Num,
+    /// proc: minor page faults.
     pub minor_faults: Num,
+    /// proc: major page faults.
     pub major_faults: Num,
     // guest
+    /// guest: CPU time by mode, in jiffies.
     pub cpu_total_jiffies: Option<CpuTotal>,
+    /// guest: the 1, 5 and 15 minute load averages (the first is read).
     pub load_1m_5m_15m: First,
+    /// guest: available memory.
     pub mem_available_bytes: Num,
+    /// guest: buffer memory.
     pub mem_buffers_bytes: Num,
+    /// guest: page cache.
     pub mem_cached_bytes: Num,
+    /// guest: swap in use.
     pub swap_used_bytes: Num,
+    /// guest: counters of every interface, summed.
     pub net: Summed<NetIface>,
+    /// guest: how many ports listen.
     pub listen_ports: ListLen,
+    /// guest: how many processes the agent lists.
     pub top_procs: ListLen,
     // qmp
+    /// qmp: block counters of every device, summed.
     pub blockstats: Summed<BlockDev>,
+    /// qmp: KVM's counters.
     pub kvm_stats: Option<KvmStats>,
     // netflow
+    /// netflow: the bucket's length (counts are per bucket).
     pub bucket_ms: Num,
+    /// netflow: packets into the guest.
     pub pkts_in: Num,
+    /// netflow: packets out of the guest.
     pub pkts_out: Num,
+    /// netflow: bytes into the guest.
     pub bytes_in: Num,
+    /// netflow: bytes out of the guest.
     pub bytes_out: Num,
+    /// netflow: TCP SYN packets.
     pub syn_count: Num,
+    /// netflow: TCP FIN packets.
     pub fin_count: Num,
+    /// netflow: TCP RST packets.
     pub rst_count: Num,
+    /// netflow: UDP packets.
     pub udp_count: Num,
+    /// netflow: TCP packets.
     pub tcp_count: Num,
+    /// netflow: DNS queries.
     pub dns_query_count: Num,
+    /// netflow: TCP flows opened.
     pub tcp_new_flows: Num,
+    /// netflow: distinct destination addresses.
     pub unique_dst_ips: Num,
+    /// netflow: distinct destination ports.
     pub unique_dst_ports: Num,
 }
 
 /// One line of `labels.jsonl`. Only the phase and wall time are read.
 #[derive(Clone, Debug, Deserialize)]
 pub struct LabelRow {
+    /// The phase name (checked by validation).
     pub phase: Option<String>,
+    /// When the phase began.
     pub t_wall_ns: i64,
 }
 
@@ -308,6 +362,7 @@ pub struct LabelRow {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct KillProbe {
+    /// How many probes answered "yes" before the kill (a number or a string).
     pub yes: Num,
 }
 
@@ -315,8 +370,11 @@ pub struct KillProbe {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct EventRow {
+    /// The event's name.
     pub event: Option<String>,
+    /// The probe of a `workload_killed` event.
     pub pre_kill_probe: Option<KillProbe>,
+    /// The error of a `workload_failed` event, if it says one.
     pub error: Option<serde_json::Value>,
 }
 

@@ -6,8 +6,8 @@
 //! ten small files instead of re-encoding the corpus, and a removal rewrites
 //! only the shards it touches.
 
-use super::features::{open_feature_writer, shard_of, ClosedPair, EpisodeInfo, Kind, ShardWriters};
-use super::manifest::{file_name, EpisodeRows, FileEntry, Published};
+use super::features::{open_feature_writer, shard_of, ClosedPair, EpisodeInfo, FeatureKind, ShardWriters};
+use super::manifest::{file_name, EpisodeRows, FileEntry, Published, ShardUpdate};
 use crate::output;
 use arrow_array::cast::AsArray;
 use arrow_array::{BooleanArray, RecordBatch};
@@ -27,17 +27,23 @@ const MAX_FILES_PER_SHARD: usize = 8;
 /// What happened to one usable episode's features.
 #[derive(Clone, Debug)]
 pub struct FeatureEvent {
+    /// The episode.
     pub key: EpisodeKey,
+    /// sha256 of the archive the rows come from (empty on removal).
     pub sha256: String,
+    /// What happens to its rows.
     pub change: FeatureChange,
 }
 
 /// Rows kept from the published shards, computed on this run, or retracted.
 #[derive(Clone, Debug)]
 pub enum FeatureChange {
+    /// The published rows stand: the archive and the lineage are unchanged.
     Keep {
+        /// How many windows they hold.
         windows: usize,
     },
+    /// Rows computed on this run.
     New(Box<NewRows>),
     /// The episode left the index after the first epoch: its rows go.
     Remove,
@@ -46,19 +52,14 @@ pub enum FeatureChange {
 /// An episode's newly computed feature rows.
 #[derive(Clone, Debug)]
 pub struct NewRows {
+    /// Its workload profile (a summary column).
     pub profile: Option<String>,
+    /// Its sample (a summary column).
     pub sample_name: Option<String>,
+    /// One summary row per window.
     pub summary: SummaryFeatures,
+    /// One tensor row per window.
     pub tensors: TensorFeatures,
-}
-
-/// A shard's content after a publication, for the manifest.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ShardUpdate {
-    pub shard: usize,
-    pub files: Vec<FileEntry>,
-    /// Its usable episodes without a window (no rows, no file).
-    pub windowless: Vec<EpisodeRows>,
 }
 
 /// One shard while a publication is under way.
@@ -182,10 +183,10 @@ impl FeatureSink {
             finished.iter().flat_map(|(pair, _)| pair.iter().map(|t| t.as_file())).collect();
         output::sync_together(&files)?;
         for ([summary, tensors], name) in finished {
-            output::persist(summary, &self.dir.join(Kind::Summary.dir()).join(&name))?;
-            output::persist(tensors, &self.dir.join(Kind::Tensors.dir()).join(&name))?;
+            output::persist(summary, &self.dir.join(FeatureKind::Summary.dir()).join(&name))?;
+            output::persist(tensors, &self.dir.join(FeatureKind::Tensors.dir()).join(&name))?;
         }
-        for kind in [Kind::Summary, Kind::Tensors] {
+        for kind in [FeatureKind::Summary, FeatureKind::Tensors] {
             output::sync_dir(&self.dir.join(kind.dir()));
         }
         Ok(updates)
@@ -232,7 +233,7 @@ impl FeatureSink {
     /// `delta`.
     fn merge(&self, files: &[FileEntry], kept: &HashSet<String>, delta: Option<&ClosedPair>) -> io::Result<ClosedPair> {
         let mut pair = Vec::with_capacity(2);
-        for (i, kind) in [Kind::Summary, Kind::Tensors].into_iter().enumerate() {
+        for (i, kind) in [FeatureKind::Summary, FeatureKind::Tensors].into_iter().enumerate() {
             let dir = self.dir.join(kind.dir());
             let (tmp, mut writer) =
                 open_feature_writer(kind, &dir, self.writers.schema(kind), self.writers.metadata())?;

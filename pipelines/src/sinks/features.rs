@@ -11,8 +11,8 @@ use super::parquet_io::writer_properties;
 use arrow_array::builder::{BooleanBufferBuilder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use epiflow_operators::channels::CHANNELS;
 use epiflow_operators::model::{EpisodeKey, N_CHANNELS};
-use epiflow_operators::registry::CHANNELS;
 use epiflow_operators::tensor::TensorFeatures;
 use epiflow_operators::window::{SummaryFeatures, Windows, STATS};
 use parquet::arrow::ArrowWriter;
@@ -31,24 +31,26 @@ const TENSOR_ROW_GROUP: usize = 256;
 
 /// Which of the two feature files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum FeatureKind {
+    /// `features/summary`: 230 statistics per window.
     Summary,
+    /// `features/tensors`: 46 channels × time steps per window, with a mask.
     Tensors,
 }
 
-impl Kind {
+impl FeatureKind {
     /// Folder name under `features/`.
     pub fn dir(self) -> &'static str {
         match self {
-            Kind::Summary => "summary",
-            Kind::Tensors => "tensors",
+            FeatureKind::Summary => "summary",
+            FeatureKind::Tensors => "tensors",
         }
     }
 
     fn row_group(self) -> usize {
         match self {
-            Kind::Summary => SUMMARY_ROW_GROUP,
-            Kind::Tensors => TENSOR_ROW_GROUP,
+            FeatureKind::Summary => SUMMARY_ROW_GROUP,
+            FeatureKind::Tensors => TENSOR_ROW_GROUP,
         }
     }
 
@@ -58,8 +60,8 @@ impl Kind {
     /// large, so zstd's better ratio costs little there.
     fn compression(self) -> Compression {
         match self {
-            Kind::Summary => Compression::LZ4_RAW,
-            Kind::Tensors => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            FeatureKind::Summary => Compression::LZ4_RAW,
+            FeatureKind::Tensors => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
         }
     }
 
@@ -68,8 +70,8 @@ impl Kind {
     /// decoding instead of piling up at the end of the run.
     fn handover(self) -> usize {
         match self {
-            Kind::Summary => 128,
-            Kind::Tensors => 64,
+            FeatureKind::Summary => 128,
+            FeatureKind::Tensors => 64,
         }
     }
 }
@@ -77,8 +79,11 @@ impl Kind {
 /// What every row of an episode carries besides its features.
 #[derive(Clone, Copy, Debug)]
 pub struct EpisodeInfo<'a> {
+    /// The episode.
     pub key: &'a EpisodeKey,
+    /// Its workload profile.
     pub profile: Option<&'a str>,
+    /// Its sample's name.
     pub sample_name: Option<&'a str>,
 }
 
@@ -280,7 +285,7 @@ pub fn shard_of(key: &EpisodeKey, shards: usize) -> usize {
 /// A temporary file in `dir` for a feature file of `kind`, and a Parquet
 /// writer onto it with the properties every feature file shares.
 pub fn open_feature_writer(
-    kind: Kind,
+    kind: FeatureKind,
     dir: &Path,
     schema: SchemaRef,
     metadata: &[KeyValue],
@@ -311,7 +316,7 @@ struct ShardFile<R> {
 }
 
 impl<R: PendingRows> ShardFile<R> {
-    fn create(kind: Kind, dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
+    fn create(kind: FeatureKind, dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
         let (tmp, writer) = open_feature_writer(kind, dir, schema.clone(), metadata)?;
         Ok(ShardFile { tmp, writer, schema, handover: kind.handover(), pending: R::default() })
     }
@@ -368,7 +373,7 @@ impl ShardWriters {
     }
 
     /// The schema of `kind`'s files.
-    pub fn schema(&self, kind: Kind) -> SchemaRef {
+    pub fn schema(&self, kind: FeatureKind) -> SchemaRef {
         self.schemas[kind as usize].clone()
     }
 
@@ -389,10 +394,20 @@ impl ShardWriters {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let [summary_schema, tensor_schema] = &self.schemas;
-                let dir = |kind: Kind| self.dir.join(kind.dir());
+                let dir = |kind: FeatureKind| self.dir.join(kind.dir());
                 e.insert((
-                    ShardFile::create(Kind::Summary, &dir(Kind::Summary), summary_schema.clone(), &self.metadata)?,
-                    ShardFile::create(Kind::Tensors, &dir(Kind::Tensors), tensor_schema.clone(), &self.metadata)?,
+                    ShardFile::create(
+                        FeatureKind::Summary,
+                        &dir(FeatureKind::Summary),
+                        summary_schema.clone(),
+                        &self.metadata,
+                    )?,
+                    ShardFile::create(
+                        FeatureKind::Tensors,
+                        &dir(FeatureKind::Tensors),
+                        tensor_schema.clone(),
+                        &self.metadata,
+                    )?,
                 ))
             }
         };
@@ -419,7 +434,7 @@ pub(crate) mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float32Type, Float64Type};
-    use epiflow_operators::registry::Phase;
+    use epiflow_operators::channels::Phase;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     pub(crate) const TIMESTEPS: usize = 3;

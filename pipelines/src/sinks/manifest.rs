@@ -3,11 +3,10 @@
 //! publication: new files get new names, the manifest is renamed into place,
 //! and only then are the files it no longer lists removed.
 
-use super::feature_sink::ShardUpdate;
-use super::features::{shard_of, Kind};
+use super::features::{shard_of, FeatureKind};
 use crate::output;
+use epiflow_operators::channels::{ChannelSet, CHANNELS};
 use epiflow_operators::model::EpisodeKey;
-use epiflow_operators::registry::{ChannelSet, CHANNELS};
 use epiflow_operators::schema::feature_schema_hash;
 use epiflow_operators::tensor::{Tensor, TensorConfig, TensorSpec};
 use epiflow_operators::window::{Window, WindowSpec, STATS};
@@ -19,10 +18,15 @@ use std::path::Path;
 /// The manifest's content.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Hash of what the columns mean: channels, statistics, window configuration.
     pub feature_schema_hash: String,
+    /// The 46 channels, in registry order.
     pub channels: Vec<String>,
+    /// `realistic` and `oracle`: the channels each set keeps.
     pub channel_sets: BTreeMap<String, Vec<String>>,
+    /// The summary statistics, in column order.
     pub stats: Vec<String>,
+    /// Window length and stride, tensor rate, hold and time steps.
     pub window: serde_json::Value,
     /// What the rows were computed by: the window and tensor operators'
     /// chained fingerprints and the shard count. A run reuses rows only under
@@ -35,6 +39,7 @@ pub struct Manifest {
     pub generation: u64,
     /// `summary` and `tensors` → file paths relative to `features/`.
     pub shards: BTreeMap<String, Vec<String>>,
+    /// Windows in all.
     pub windows: u64,
     /// `host_id/episode_id` → where its rows are.
     pub episodes: BTreeMap<String, ManifestEntry>,
@@ -46,6 +51,7 @@ pub struct ManifestEntry {
     /// File name in `summary/` and `tensors/`; `None` for an episode with no
     /// window.
     pub shard: Option<String>,
+    /// Its windows (rows in each kind).
     pub windows: usize,
     /// sha256 of the archive the rows came from.
     #[serde(default)]
@@ -96,7 +102,9 @@ impl Manifest {
 pub struct EpisodeRows {
     /// `host_id/episode_id`.
     pub key: String,
+    /// sha256 of the archive the rows came from.
     pub sha256: String,
+    /// Its windows.
     pub windows: usize,
 }
 
@@ -104,7 +112,9 @@ pub struct EpisodeRows {
 /// the episodes whose rows it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// `part-SSS-GGGGGG.parquet`.
     pub name: String,
+    /// Whose rows it holds, in file order.
     pub episodes: Vec<EpisodeRows>,
 }
 
@@ -113,6 +123,17 @@ impl FileEntry {
     pub fn rows(&self) -> usize {
         self.episodes.iter().map(|e| e.windows).sum()
     }
+}
+
+/// A shard's content after a publication, for the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardUpdate {
+    /// The shard's index.
+    pub shard: usize,
+    /// Its files, oldest first.
+    pub files: Vec<FileEntry>,
+    /// Its usable episodes without a window (no rows, no file).
+    pub windowless: Vec<EpisodeRows>,
 }
 
 /// The features an earlier run published under the current lineage: which
@@ -212,7 +233,7 @@ impl Manifest {
         }
         names.sort();
         self.windows = self.episodes.values().map(|e| e.windows as u64).sum();
-        self.shards = [Kind::Summary, Kind::Tensors]
+        self.shards = [FeatureKind::Summary, FeatureKind::Tensors]
             .into_iter()
             .map(|kind| (kind.dir().to_string(), names.iter().map(|n| format!("{}/{n}", kind.dir())).collect()))
             .collect();
@@ -222,7 +243,7 @@ impl Manifest {
             w.write_all(b"\n")
         })?;
         let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
-        for kind in [Kind::Summary, Kind::Tensors] {
+        for kind in [FeatureKind::Summary, FeatureKind::Tensors] {
             let Ok(entries) = std::fs::read_dir(features_dir.join(kind.dir())) else { continue };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

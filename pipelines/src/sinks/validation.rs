@@ -3,7 +3,7 @@
 use super::parquet_io::{string_list_field, string_lists, write_batch, writer_properties};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use epiflow_operators::registry::Source;
+use epiflow_operators::channels::Source;
 use epiflow_operators::validate::ValidationRecord;
 use std::io;
 use std::path::Path;

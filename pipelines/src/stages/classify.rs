@@ -3,6 +3,7 @@
 
 pub use epiflow_operators::classify::Classify;
 
+use epiflow_operators::Operator;
 use super::{IndexKey, Sections, Stage};
 use crate::sinks::quality;
 use epiflow_operators::classify::QualityRecord;
@@ -14,7 +15,7 @@ impl Stage for Classify {
     const PUBLISHES: Option<&'static str> = Some("quality.parquet");
 
     fn configure(sections: &Sections) -> Result<Self, String> {
-        Ok(Classify { config: sections.get("classify")? })
+        Ok(Classify { config: sections.get(Self::NAME)? })
     }
 
     /// The record names the episode.

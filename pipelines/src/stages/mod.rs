@@ -10,12 +10,16 @@
 //! `run.json`'s operator table, `cache stats/gc`, the report that travels to
 //! worker 0 (and its retraction), and the sinks that publish tables.
 //!
-//! Adding a stage is one new file in this folder and one line in
-//! [`registry!`] below (`docs/operators.md` walks through one); a stage
-//! written outside this crate registers with [`Registry::with`].
+//! A [`Registry`] lists stages by type; [`Registry::configure`] builds each
+//! from its own configuration section (named by [`Operator::NAME`]) into the
+//! [`Stages`] a run uses. Adding a stage is one new file in this folder and
+//! one line in [`registry!`] below (`docs/operators.md` walks through one); a
+//! stage written outside this crate registers with [`Registry::with`].
 
+mod inputs;
 mod results;
 
+pub use inputs::Inputs;
 pub use results::{Held, Results};
 
 use crate::record_codec;
@@ -41,11 +45,9 @@ macro_rules! registry {
         $( mod $module; )*
 
         impl Registry {
-            /// Every registered stage, configured from `sections`.
-            pub fn standard(sections: &Sections) -> Result<Registry, String> {
-                let mut registry = Registry::default();
-                $( registry = registry.with($module::$stage::configure(sections)?); )*
-                Ok(registry)
+            /// Every stage of a standard run, in order.
+            pub fn standard() -> Registry {
+                Registry::default() $( .with::<$module::$stage>() )*
             }
         }
     };
@@ -58,12 +60,11 @@ registry! {
     tensor::Tensor,
 }
 
-/// Which episodes a stage computes on.
+/// Which episodes a stage computes on. Stages work on the aligned episode,
+/// so an archive that could not be read never reaches one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Applies {
-    /// Every indexed episode: its archive is opened.
-    All,
     /// Episodes whose archive could be read (all but the errored ones).
     Readable,
     /// Accepted and degraded episodes: the ones features are written for.
@@ -76,12 +77,14 @@ pub enum Applies {
 pub enum Caching {
     /// A record per episode in the result store (`OUT/cache/<stage>/<fp>/`),
     /// named by the archive's bytes and [`Stage::key`]; written with
-    /// [`record_codec`], so it reads back equal.
+    /// [`record_codec`], so it reads back equal. Any stage may use it.
     Record,
-    /// Rows of the published feature shards: kept while the features'
-    /// lineage is unchanged, written by the shard sink. Such stages run only
-    /// when features are asked for.
-    Shards,
+    /// Rows of the published feature shards, which the engine's shard sink
+    /// writes from the summary windows and the tensors: kept while the
+    /// features' lineage is unchanged. Only the built-in window and tensor
+    /// stages are kept this way ([`Stages::check`] refuses any other), and
+    /// they run only when features are asked for.
+    FeatureShards,
 }
 
 /// What a stage's output must be: cached, sent between processes and
@@ -94,8 +97,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static> Re
 /// engine treats its result. Only [`Stage::configure`] has no default.
 pub trait Stage: Operator<Input = AlignedEpisode, Output: Record> + Send + Sync + 'static {
     /// The stages whose results it reads: `align` for the aligned episode,
-    /// plus any stage whose record [`Stage::compute`] takes from `upstream`.
-    /// Their fingerprints are chained into this stage's.
+    /// plus any stage whose record [`Stage::compute`] takes from its
+    /// [`Inputs`]. Their fingerprints are chained into this stage's, and
+    /// `compute` sees exactly these: reading another stage's record fails
+    /// the run, naming both.
     const INPUTS: &'static [&'static str] = &["align"];
     /// Which episodes it computes on.
     const APPLIES: Applies = Applies::Readable;
@@ -104,7 +109,8 @@ pub trait Stage: Operator<Input = AlignedEpisode, Output: Record> + Send + Sync 
     /// The file under `OUT` its records are published as, if any.
     const PUBLISHES: Option<&'static str> = None;
 
-    /// The stage as the run's configuration sets it up.
+    /// The stage as the run's configuration sets it up, from its own
+    /// section (`sections.get(Self::NAME)`: its defaults when absent).
     fn configure(sections: &Sections) -> Result<Self, String>
     where
         Self: Sized;
@@ -115,9 +121,9 @@ pub trait Stage: Operator<Input = AlignedEpisode, Output: Record> + Send + Sync 
         String::new()
     }
 
-    /// Computes the result; `upstream` holds the results of the stages
-    /// before it (typed access: `upstream.get::<Validate>()`).
-    fn compute(&self, aligned: &AlignedEpisode, _upstream: &Results) -> Self::Output {
+    /// Computes the result; `inputs` holds the records of the stages named
+    /// in [`Stage::INPUTS`] (typed access: `inputs.get::<Validate>()`).
+    fn compute(&self, aligned: &AlignedEpisode, _inputs: &Inputs) -> Self::Output {
         self.apply(aligned)
     }
 
@@ -162,7 +168,7 @@ pub trait ErasedStage: Send + Sync {
     /// See [`Stage::key`].
     fn key(&self, entry: &IndexEntry) -> String;
     /// Computes the result (never [`Held::Missing`]).
-    fn compute(&self, aligned: &AlignedEpisode, upstream: &Results) -> Held;
+    fn compute(&self, aligned: &AlignedEpisode, inputs: &Inputs) -> Held;
     /// See [`Stage::on_failure`].
     fn on_failure(&self, entry: &IndexEntry, failure: &Failure) -> Option<Held>;
     /// Reads a cached record back.
@@ -172,7 +178,7 @@ pub trait ErasedStage: Send + Sync {
     /// Whether `record` of this stage, with its floats replaced by
     /// `float()`, reads back equal from the cache (the compliance check).
     fn round_trips(&self, record: &Held, float: &mut dyn FnMut() -> f64) -> Result<(), String>;
-    /// The stage itself, for typed look-up ([`Registry::stage`]).
+    /// The stage itself, for typed look-up ([`Stages::stage`]).
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -207,8 +213,8 @@ impl<S: Stage> ErasedStage for Erased<S> {
     fn key(&self, entry: &IndexEntry) -> String {
         self.0.key(entry)
     }
-    fn compute(&self, aligned: &AlignedEpisode, upstream: &Results) -> Held {
-        Held::value(self.0.compute(aligned, upstream))
+    fn compute(&self, aligned: &AlignedEpisode, inputs: &Inputs) -> Held {
+        Held::value(self.0.compute(aligned, inputs))
     }
     fn on_failure(&self, entry: &IndexEntry, failure: &Failure) -> Option<Held> {
         self.0.on_failure(entry, failure).map(Held::value)
@@ -237,43 +243,91 @@ impl<S: Stage> ErasedStage for Erased<S> {
     }
 }
 
-/// The stages a job runs, in order.
+/// Builds one registered stage from the run's configuration.
+type Build = Arc<dyn Fn(&Sections) -> Result<Arc<dyn ErasedStage>, String> + Send + Sync>;
+
+/// One registered stage: the section it claims (its name) and how it is
+/// built from the configuration.
+#[derive(Clone)]
+struct Registration {
+    name: &'static str,
+    build: Build,
+}
+
+/// The stages a run may use, by type and in order, before any configuration
+/// is read. [`Registry::configure`] builds them.
 #[derive(Clone, Default)]
 pub struct Registry {
-    stages: Vec<Arc<dyn ErasedStage>>,
+    registrations: Vec<Registration>,
 }
 
 impl Registry {
-    /// This registry with `stage` appended (it runs after the others).
-    pub fn with<S: Stage>(self, stage: S) -> Registry {
-        self.with_erased(Arc::new(Erased(stage)))
-    }
-
-    /// This registry with an already erased stage appended.
-    pub fn with_erased(mut self, stage: Arc<dyn ErasedStage>) -> Registry {
-        self.stages.push(stage);
+    /// This registry with stage `S` appended (it runs after the others),
+    /// built from its section when the registry is configured.
+    pub fn with<S: Stage>(mut self) -> Registry {
+        let build: Build = Arc::new(|sections: &Sections| {
+            let stage: Arc<dyn ErasedStage> = Arc::new(Erased(S::configure(sections)?));
+            Ok(stage)
+        });
+        self.registrations.push(Registration { name: S::NAME, build });
         self
     }
 
+    /// This registry with a stage that is already built appended: its
+    /// section, if any, is its builder's business (tests that wrap a stage
+    /// to pretend its version changed).
+    pub fn with_erased(mut self, stage: Arc<dyn ErasedStage>) -> Registry {
+        let name = stage.name();
+        let build: Build = Arc::new(move |_: &Sections| Ok(Arc::clone(&stage)));
+        self.registrations.push(Registration { name, build });
+        self
+    }
+
+    /// The registered stages' names, in order: the configuration sections
+    /// they claim.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.registrations.iter().map(|r| r.name)
+    }
+
+    /// Every registered stage built from its section of `sections`, checked
+    /// as a whole ([`Stages::check`]).
+    pub fn configure(&self, sections: &Sections) -> Result<Stages, String> {
+        let stages = self.registrations.iter().map(|r| (r.build)(sections)).collect::<Result<Vec<_>, _>>()?;
+        let stages = Stages { stages };
+        stages.check()?;
+        Ok(stages)
+    }
+}
+
+/// The stages a job runs, configured, in order.
+#[derive(Clone, Default)]
+pub struct Stages {
+    stages: Vec<Arc<dyn ErasedStage>>,
+}
+
+impl Stages {
     /// The stages, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ErasedStage>> {
         self.stages.iter()
     }
 
-    /// The registered stage of type `S`, to read its configuration.
+    /// The stage of type `S`, to read its configuration.
     pub fn stage<S: Stage>(&self) -> Option<&S> {
         self.stages.iter().find_map(|s| s.as_any().downcast_ref::<S>())
     }
 
-    /// The stages that run without features: those not cached in shards.
-    pub fn without_shards(&self) -> Registry {
-        let stages = self.stages.iter().filter(|s| s.caching() != Caching::Shards).cloned().collect();
-        Registry { stages }
+    /// The stages that run without features: those not kept in the
+    /// feature shards.
+    pub fn without_feature_shards(&self) -> Stages {
+        let stages = self.stages.iter().filter(|s| s.caching() != Caching::FeatureShards).cloned().collect();
+        Stages { stages }
     }
 
     /// Checks what the compiler cannot: names are unique, every input is
-    /// `decode`, `align` or a stage registered earlier, and a stage for
-    /// usable episodes comes after validation, which says which they are.
+    /// `decode`, `align` or a stage registered earlier, a stage for usable
+    /// episodes comes after validation, which says which they are, and only
+    /// the built-in window and tensor stages are kept in the feature shards
+    /// (the shard sink writes their rows and no other's).
     pub fn check(&self) -> Result<(), String> {
         let mut seen: Vec<&str> = vec!["decode", "align"];
         for stage in &self.stages {
@@ -286,6 +340,14 @@ impl Registry {
             }
             if stage.applies() == Applies::Usable && !seen.contains(&VALIDATE) {
                 return Err(format!("stage {name} applies to usable episodes but comes before {VALIDATE}"));
+            }
+            let any = stage.as_any();
+            if stage.caching() == Caching::FeatureShards && !(any.is::<window::Window>() || any.is::<tensor::Tensor>())
+            {
+                return Err(format!(
+                    "stage {name} is kept in the feature shards, which hold only the window and tensor stages' rows; \
+                     cache it as a record"
+                ));
             }
             seen.push(name);
         }
@@ -312,67 +374,137 @@ impl Sections {
             Some(value) => C::deserialize(value).map_err(|e| format!("configuration [{name}]: {e}")),
         }
     }
+
+    /// The names of the sections present.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Sets `key` of section `name` (created when absent): a command-line
+    /// override of the configuration file.
+    pub fn set(&mut self, name: &str, key: &str, value: serde_json::Value) {
+        let section = self.0.entry(name.to_string()).or_insert_with(|| serde_json::json!({}));
+        // A section that is not a table stays as written: configuring its
+        // stage says what is wrong with it.
+        if let Some(table) = section.as_object_mut() {
+            table.insert(key.to_string(), value);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use epiflow_operators::classify::Classify;
+    use epiflow_operators::window::Window;
 
     #[test]
     fn the_standard_registry_is_well_formed() {
-        let registry = Registry::standard(&Sections::default()).unwrap();
-        registry.check().unwrap();
-        assert!(registry.stage::<epiflow_operators::validate::Validate>().is_some());
-        let without: Vec<_> = registry.without_shards().iter().map(|s| s.name()).collect();
-        assert!(without.len() < registry.iter().count() && !without.is_empty(), "{without:?}");
+        let stages = Registry::standard().configure(&Sections::default()).unwrap();
+        assert!(stages.stage::<epiflow_operators::validate::Validate>().is_some());
+        let names: Vec<_> = Registry::standard().names().collect();
+        assert_eq!(names, ["validate", "classify", "window", "tensor"]);
+        let without: Vec<_> = stages.without_feature_shards().iter().map(|s| s.name()).collect();
+        assert_eq!(without, ["validate", "classify"]);
+    }
+
+    #[test]
+    fn each_stage_is_configured_from_its_own_section() {
+        let sections = Sections::new(
+            [
+                ("classify".to_string(), serde_json::json!({"guest_min_load_delta": 0.9})),
+                ("window".to_string(), serde_json::json!({"window_s": 20.0})),
+            ]
+            .into(),
+        );
+        let stages = Registry::standard().configure(&sections).unwrap();
+        assert_eq!(stages.stage::<Classify>().unwrap().config.guest_min_load_delta, 0.9);
+        assert_eq!(stages.stage::<Window>().unwrap().spec.window_s, 20.0);
+        let tensor = stages.stage::<epiflow_operators::tensor::Tensor>().unwrap();
+        assert_eq!(tensor.config.window.window_s, 20.0, "the tensors cut the windows the window stage cuts");
     }
 
     #[test]
     fn a_stage_registered_twice_or_before_its_input_is_refused() {
         let sections = Sections::default();
-        let registry = Registry::standard(&sections).unwrap();
-        let classify = || epiflow_operators::classify::Classify::configure(&sections).unwrap();
-        let twice = registry.clone().with(classify());
-        assert_eq!(twice.check().unwrap_err(), "stage classify is registered twice");
-        let first = Registry::default().with(Reads(classify())).with(classify());
+        let twice = Registry::standard().with::<Classify>();
+        assert_eq!(twice.configure(&sections).err().unwrap(), "stage classify is registered twice");
+        let first = Registry::default().with::<Reads>().with::<Classify>();
         assert_eq!(
-            first.check().unwrap_err(),
+            first.configure(&sections).err().unwrap(),
             "stage reads-classify reads classify, which is not registered before it"
         );
-        let window = epiflow_operators::window::Window::configure(&sections).unwrap();
-        let early = Registry::default().with(window);
-        assert_eq!(early.check().unwrap_err(), "stage window applies to usable episodes but comes before validate");
+        let early = Registry::default().with::<Window>();
+        assert_eq!(
+            early.configure(&sections).err().unwrap(),
+            "stage window applies to usable episodes but comes before validate"
+        );
     }
 
-    /// A stage reading classify's record.
-    #[derive(Clone)]
-    struct Reads(epiflow_operators::classify::Classify);
-
-    impl Operator for Reads {
-        const NAME: &'static str = "reads-classify";
-        const VERSION: u32 = 1;
-        type Config = ();
-        type Input = AlignedEpisode;
-        type Output = u8;
-        fn config(&self) -> &() {
-            &()
-        }
-        fn apply(&self, _: &AlignedEpisode) -> u8 {
-            self.0.config.guest_min_load_delta as u8
-        }
+    #[test]
+    fn only_the_window_and_tensor_stages_are_kept_in_the_feature_shards() {
+        let err = Registry::standard().with::<Sharded>().configure(&Sections::default()).err().unwrap();
+        assert!(err.starts_with("stage sharded is kept in the feature shards"), "{err}");
     }
 
+    /// A test operator that computes nothing of note: what a test stage
+    /// declares is all that matters.
+    macro_rules! test_operator {
+        ($type:ident, $name:literal) => {
+            #[derive(Clone, Default)]
+            struct $type;
+
+            impl Operator for $type {
+                const NAME: &'static str = $name;
+                const VERSION: u32 = 1;
+                type Config = ();
+                type Input = AlignedEpisode;
+                type Output = u8;
+                fn config(&self) -> &() {
+                    &()
+                }
+                fn apply(&self, _: &AlignedEpisode) -> u8 {
+                    0
+                }
+            }
+        };
+    }
+
+    test_operator!(Reads, "reads-classify");
+
+    /// Reads classify's record.
     impl Stage for Reads {
         const INPUTS: &'static [&'static str] = &["align", "classify"];
         fn configure(_: &Sections) -> Result<Self, String> {
-            Err("not configured".into())
+            Ok(Reads)
+        }
+    }
+
+    test_operator!(Sharded, "sharded");
+
+    /// Asks to be kept in the feature shards.
+    impl Stage for Sharded {
+        const APPLIES: Applies = Applies::Usable;
+        const CACHING: Caching = Caching::FeatureShards;
+        fn configure(_: &Sections) -> Result<Self, String> {
+            Ok(Sharded)
         }
     }
 
     #[test]
     fn a_section_that_does_not_parse_names_itself() {
         let sections = Sections::new([("validate".to_string(), serde_json::json!({"row_gate": 1}))].into());
-        let err = Registry::standard(&sections).err().unwrap();
+        let err = Registry::standard().configure(&sections).err().unwrap();
         assert!(err.starts_with("configuration [validate]:"), "{err}");
+    }
+
+    #[test]
+    fn an_override_sets_one_key_of_a_section() {
+        let mut sections = Sections::new([("window".to_string(), serde_json::json!({"stride_s": 2.0}))].into());
+        sections.set("window", "window_s", serde_json::json!(20.0));
+        sections.set("tensor", "hz", serde_json::json!(4.0));
+        let window: epiflow_operators::window::WindowSpec = sections.get("window").unwrap();
+        assert_eq!((window.window_s, window.stride_s), (20.0, 2.0));
+        assert_eq!(sections.names().collect::<Vec<_>>(), ["tensor", "window"]);
     }
 }

@@ -3,6 +3,7 @@
 
 pub use epiflow_operators::validate::Validate;
 
+use epiflow_operators::Operator;
 use super::{IndexKey, Sections, Stage};
 use crate::sinks::validation;
 use epiflow_operators::index::IndexEntry;
@@ -15,7 +16,7 @@ impl Stage for Validate {
     const PUBLISHES: Option<&'static str> = Some("validation.parquet");
 
     fn configure(sections: &Sections) -> Result<Self, String> {
-        Ok(Validate { config: sections.get("validate")? })
+        Ok(Validate { config: sections.get(Self::NAME)? })
     }
 
     /// Besides the bytes, the record names the episode and compares the

@@ -3,14 +3,19 @@
 
 pub use epiflow_operators::window::Window;
 
+use epiflow_operators::window::WindowSpec;
+
+use epiflow_operators::Operator;
 use super::{Applies, Caching, Sections, Stage};
 
 impl Stage for Window {
     const APPLIES: Applies = Applies::Usable;
-    const CACHING: Caching = Caching::Shards;
+    const CACHING: Caching = Caching::FeatureShards;
     const PUBLISHES: Option<&'static str> = Some("features/summary");
 
     fn configure(sections: &Sections) -> Result<Self, String> {
-        Ok(Window { spec: sections.get("window")? })
+        let spec: WindowSpec = sections.get(Self::NAME)?;
+        spec.check()?;
+        Ok(Window { spec })
     }
 }

@@ -219,10 +219,15 @@ impl ChannelSet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Before the exploit: the clean guest.
     Clean = 0,
+    /// The exploit module delivering the sample.
     Exploiting = 1,
+    /// Sample installed, not yet working.
     InfectedIdle = 2,
+    /// Sample running its workload.
     InfectedRunning = 3,
+    /// After the workload was killed, the guest observed for a while longer.
     Dormant = 4,
 }
 

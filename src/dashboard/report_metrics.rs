@@ -2,7 +2,7 @@
 //! shows it.
 
 use super::events::{Event, Metrics, ModelMetrics};
-use epiflow_models::eval::Report;
+use epiflow_models::report::Report;
 use epiflow_operators::split::Recipe;
 
 /// The `metrics` event of one split's report.

@@ -4,7 +4,7 @@
 use epiflow_models::eval::EvalRun;
 use epiflow_models::sink::{ModelRun, Status};
 use epiflow_operators::fingerprint::Fingerprint;
-use epiflow_pipelines::validate::{OperatorTotals, WorkerTotals};
+use epiflow_pipelines::corpus::{OperatorTotals, WorkerTotals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -12,9 +12,13 @@ use std::collections::BTreeMap;
 /// summed over workers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OperatorStats {
+    /// Episodes whose result it computed.
     pub computed: u64,
+    /// Episodes whose result it reused.
     pub cached: u64,
+    /// Episodes it failed on.
     pub failed: u64,
+    /// Time inside the operator, summed over workers.
     pub wall_s: f64,
     /// The operator's chained fingerprint (hex): what its results are keyed
     /// by, so two runs' outputs can be told apart or matched.
@@ -73,10 +77,13 @@ impl WorkerStats {
 /// The statistics of one run, as written to `run.json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RunStats {
+    /// The command that ran (`validate`, `features`, `run`, `train`, `watch`).
     pub command: String,
+    /// Episodes in the index.
     pub episodes: u64,
     /// Feature windows written (0 when features were not computed).
     pub windows: u64,
+    /// Per operator of the graph (and the sinks that ran): what it did.
     pub operators: BTreeMap<String, OperatorStats>,
     /// Wall-clock time of the whole run.
     pub wall_s: f64,
@@ -84,7 +91,9 @@ pub struct RunStats {
     /// published, before any training or evaluation.
     #[serde(default)]
     pub corpus_s: f64,
+    /// Worker threads per process.
     pub workers: usize,
+    /// Processes of the cluster.
     pub processes: usize,
     /// Per worker, in worker order: what each one did (workers that got no
     /// episode are listed with zeros).
@@ -93,7 +102,9 @@ pub struct RunStats {
     pub outcomes: BTreeMap<String, i64>,
     /// Episodes per reason code.
     pub reasons: BTreeMap<String, i64>,
+    /// Episodes per lab host.
     pub hosts: BTreeMap<String, i64>,
+    /// Episodes per workload profile (`(none)` without one).
     pub profiles: BTreeMap<String, i64>,
     /// Classified episodes per prune reason.
     pub quality: BTreeMap<String, i64>,

@@ -17,31 +17,136 @@
 pub mod index_rewrite;
 pub mod relocate;
 
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::job::{computing_plan, run_plan};
+use crate::observer::Observer;
 use epiflow_operators::archive::{archive_path, sha256_hex};
-use epiflow_operators::classify::QualityRecord;
+use epiflow_operators::classify::{Classify, QualityRecord, REASONS};
 use epiflow_operators::index::{parse_index, IndexEntry};
 use epiflow_operators::model::EpisodeKey;
+use epiflow_operators::Operator;
+use epiflow_pipelines::stages::Registry;
+use epiflow_pipelines::Cluster;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a prune is asked to do.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Where the archives, the index and the archive folder are.
+    pub paths: Paths,
+    /// List, archive or delete.
+    pub action: Action,
+    /// Only these reasons flag an episode (all when empty).
+    pub reasons: Vec<String>,
+    /// Only episodes of this lab host.
+    pub host: Option<String>,
+}
+
+/// What a prune found and did (fields in name order, as `--json` has
+/// always printed them).
+#[derive(Clone, Debug, Serialize)]
+pub struct Pruned {
+    /// What was done with the flagged episodes.
+    pub action: Action,
+    /// Every episode examined, in index order.
+    pub episodes: Vec<Examined>,
+    /// How many of them were flagged.
+    pub flagged: usize,
+}
+
+/// Refuses a reason that is not one of the classifier's.
+pub fn check_reasons(reasons: &[String]) -> Result<()> {
+    match reasons.iter().find(|r| !REASONS.contains(&r.as_str())) {
+        Some(r) => Err(Error::Usage(format!("unknown --reason {r:?}; known: {}", REASONS.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+/// Classifies the indexed episodes with the stages of `registry` (configured
+/// from `config`) on `workers` threads, flags the fake ones, and carries out
+/// the request's action on them: the one call behind `epiflow prune`.
+pub fn run(
+    request: &Request,
+    config: &Config,
+    registry: &Registry,
+    workers: usize,
+    observer: Arc<dyn Observer>,
+) -> Result<Pruned> {
+    check_reasons(&request.reasons)?;
+    let paths = &request.paths;
+    if request.action == Action::Archive && paths.archive_root.is_none() {
+        return Err(Error::Usage("--archive needs --archive-root DIR (or --store)".into()));
+    }
+    let stages = config.stages(registry)?;
+    // An acting prune is alone on the store from its first read to its last write.
+    let _exclusive = match request.action {
+        Action::DryRun => None,
+        _ => Some(lock_for_action(paths).map_err(|e| Error::io("cannot lock", &paths.log(), e))?),
+    };
+    let snap = snapshot(&paths.index).map_err(|e| Error::io("cannot read index", &paths.index, e))?;
+    observer.index_problems(&snap.problems);
+    if request.action != Action::DryRun {
+        let indexed: HashSet<EpisodeKey> = snap.entries.iter().map(|e| e.key.clone()).collect();
+        let n = recover(paths, &indexed)
+            .map_err(|e| Error::io("cannot finish an earlier prune in", &paths.episodes_root, e))?;
+        if n > 0 {
+            tracing::warn!("finished {n} actions an interrupted prune left undone");
+        }
+    }
+    let entries: Vec<IndexEntry> =
+        snap.entries.iter().filter(|e| request.host.as_ref().is_none_or(|h| *h == e.key.host_id)).cloned().collect();
+    let keys: Vec<EpisodeKey> = entries.iter().map(|e| e.key.clone()).collect();
+    let plan = computing_plan(config, stages, &paths.episodes_root);
+    let corpus = run_plan(plan, entries, &Cluster::local(workers), observer)?
+        .ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
+    let quality: BTreeMap<EpisodeKey, Cow<QualityRecord>> = corpus
+        .table(Classify::NAME)
+        .into_iter()
+        .filter_map(|(key, held)| {
+            Some((EpisodeKey { host_id: key.0.clone(), episode_id: key.1.clone() }, held.typed()?))
+        })
+        .collect();
+    let episodes: Vec<Examined> = keys
+        .iter()
+        .map(|k| match quality.get(k) {
+            Some(q) => Examined::from_quality(q, &request.reasons),
+            None => Examined::unclassified(k),
+        })
+        .collect();
+    let flagged: Vec<&Examined> = episodes.iter().filter(|e| e.flagged).collect();
+    execute(paths, snap.len, &flagged, request.action)
+        .map_err(|e| Error::io("prune failed in", &paths.episodes_root, e))?;
+    let flagged = flagged.len();
+    Ok(Pruned { action: request.action, episodes, flagged })
+}
 
 /// What prune does with flagged episodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Action {
     #[serde(rename = "dry-run")]
+    /// List the flagged episodes; change nothing.
     DryRun,
     #[serde(rename = "archive")]
+    /// Move each flagged archive to the archive folder; drop its index row.
     Archive,
     #[serde(rename = "delete")]
+    /// Delete each flagged archive; drop its index row.
     Delete,
 }
 
 /// Where prune works.
 #[derive(Clone, Debug)]
 pub struct Paths {
+    /// `<host_id>/<episode_id>.tar.zst` under here.
     pub episodes_root: PathBuf,
+    /// The index to read and rewrite.
     pub index: PathBuf,
     /// Required for [`Action::Archive`].
     pub archive_root: Option<PathBuf>,
@@ -57,12 +162,19 @@ impl Paths {
 /// One examined episode, as listed by `--json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Examined {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Its quality reasons (empty when unclassified).
     pub reasons: Vec<String>,
+    /// Whether any reason applies.
     pub fake: bool,
+    /// Whether a selected reason applies: what the action acts on.
     pub flagged: bool,
+    /// Its sample, when the meta names one.
     pub sample_name: Option<String>,
+    /// The exploit module that delivered it.
     pub module_name: Option<String>,
 }
 
@@ -102,18 +214,27 @@ impl Examined {
 /// One line of `prune-log.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogRow {
+    /// The lab host that shipped the episode.
     pub host_id: String,
+    /// The episode's id on that host.
     pub episode_id: String,
+    /// Why it was flagged.
     pub reasons: Vec<String>,
+    /// `archive` or `delete`.
     pub action: String,
+    /// sha256 of the archive acted on, to recognise it after a crash.
     pub sha256: Option<String>,
+    /// When (CLOCK_REALTIME, ns).
     pub at_ns: i64,
 }
 
 /// The index as prune saw it: its entries and how many bytes were read.
 pub struct Snapshot {
+    /// The well-formed rows, in file order.
     pub entries: Vec<IndexEntry>,
+    /// The malformed lines, to report.
     pub problems: Vec<epiflow_operators::model::Problem>,
+    /// Bytes of whole lines read: what the rewrite replaces.
     pub len: u64,
 }
 

@@ -26,14 +26,14 @@
 //! to the caller, which publishes it.
 
 use crate::balance::{archive_weigher, Balancer};
+use crate::episode_map::episode_map;
 use crate::index_feed::{IndexFeed, Once, Poll};
 use crate::lineage::Lineage;
 use crate::results::ResultStore;
-use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink, ShardUpdate};
-use crate::sinks::manifest::Published;
+use crate::sinks::feature_sink::{FeatureChange, FeatureEvent, FeatureSink};
+use crate::sinks::manifest::{Published, ShardUpdate};
 use crate::splits::{split_facts, SplitFact, SplitState};
-use crate::stage::episode_stage;
-use crate::stages::{IndexKey, Registry, Results};
+use crate::stages::{IndexKey, Results, Stages};
 use crate::steps::{Episode, Finished, Steps};
 use crate::work::{StageSample, Status, Work};
 use crate::Cluster;
@@ -51,7 +51,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator as _;
@@ -63,15 +63,17 @@ use timely::dataflow::Stream;
 /// What a corpus run needs: where the archives are, the stages and their
 /// configurations and where results are reused from.
 #[derive(Clone)]
-pub struct ValidateJob {
+pub struct CorpusPlan {
     /// `STORE/episodes`.
     pub episodes_root: PathBuf,
+    /// How archives are read: the operator every result depends on.
     pub decode: Decode,
-    /// The stages after decode and align ([`Registry::standard`]); those
-    /// cached in shards run only when `features` is set.
-    pub stages: Registry,
+    /// The stages after decode and align, configured
+    /// ([`crate::stages::Registry::configure`]); those kept in the feature
+    /// shards run only when `features` is set.
+    pub stages: Stages,
     /// Where windows and tensors of usable episodes go, when asked for.
-    pub features: Option<FeatureJob>,
+    pub features: Option<FeaturePlan>,
     /// The held-out splits of the training candidates, when asked for.
     pub splits: Option<SplitConfig>,
     /// Earlier results ([`crate::results::NoStore`] to compute everything).
@@ -80,9 +82,10 @@ pub struct ValidateJob {
 
 /// Where the shard stages' rows go.
 #[derive(Clone, Debug)]
-pub struct FeatureJob {
+pub struct FeaturePlan {
     /// `OUT/features`.
     pub dir: PathBuf,
+    /// Shards per feature kind: an episode's shard is a stable hash of its key.
     pub shards: usize,
     /// Footer metadata of every shard.
     pub metadata: Vec<(String, String)>,
@@ -90,25 +93,31 @@ pub struct FeatureJob {
     pub published: Arc<Published>,
 }
 
-impl ValidateJob {
-    /// The stages this job runs: all of them with features, else those not
-    /// cached in shards.
-    pub fn active(&self) -> Registry {
+impl CorpusPlan {
+    /// The stages this plan runs: all of them with features, else those not
+    /// kept in the feature shards.
+    pub fn active(&self) -> Stages {
         match self.features {
             Some(_) => self.stages.clone(),
-            None => self.stages.without_shards(),
+            None => self.stages.without_feature_shards(),
         }
     }
 
-    /// The per-episode steps of this job.
+    /// The fingerprints of the operators this plan runs.
+    pub fn lineage(&self) -> Lineage {
+        Lineage::of(&self.decode, &self.active())
+    }
+
+    /// The per-episode steps of this plan.
     fn steps(&self) -> Steps {
         Steps {
             episodes_root: self.episodes_root.clone(),
             decode: self.decode.clone(),
             stages: self.active(),
             published: self.features.as_ref().map(|f| Arc::clone(&f.published)),
-            lineage: Lineage::of(self),
+            lineage: self.lineage(),
             store: Arc::clone(&self.store),
+            undeclared_read: Arc::new(OnceLock::new()),
         }
     }
 }
@@ -116,8 +125,11 @@ impl ValidateJob {
 /// Totals of one operator over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct OperatorTotals {
+    /// Episodes it computed the result of on this run.
     pub computed: u64,
+    /// Episodes whose result it reused.
     pub cached: u64,
+    /// Episodes it failed on.
     pub failed: u64,
     /// Time spent inside the operator, summed over workers.
     pub nanos: u64,
@@ -150,7 +162,7 @@ impl OperatorTotals {
 
 /// The corpus as worker 0 sees it when an epoch is complete.
 #[derive(Clone, Debug, Default)]
-pub struct ValidateOutput {
+pub struct CorpusState {
     /// Which epoch this is: 0 for a batch run.
     pub epoch: u64,
     /// Every indexed episode's records (one per stage cached as records),
@@ -160,7 +172,7 @@ pub struct ValidateOutput {
     pub shard_updates: BTreeMap<usize, ShardUpdate>,
     /// Shard writes that failed in this epoch (fatal).
     pub shard_errors: Vec<String>,
-    /// Each recipe's split, when the job asked for splits and some episode
+    /// Each recipe's split, when the plan asked for splits and some episode
     /// may train.
     pub splits: BTreeMap<Recipe, Result<Split, String>>,
     /// Per operator name, this epoch's work.
@@ -169,6 +181,7 @@ pub struct ValidateOutput {
     pub workers: BTreeMap<u64, WorkerTotals>,
     /// Index entries inserted and retracted by this epoch.
     pub inserted: u64,
+    /// Index entries retracted by this epoch.
     pub retracted: u64,
     /// From feeding the epoch's changes to the dataflow finishing it.
     pub elapsed: Duration,
@@ -178,7 +191,7 @@ pub struct ValidateOutput {
     pub counts: BTreeMap<(String, String), i64>,
 }
 
-impl ValidateOutput {
+impl CorpusState {
     /// Each episode's record of stage `name`, for those that have one, in
     /// key order: the rows of the stage's table.
     pub fn table(&self, name: &str) -> Vec<(&IndexKey, &crate::stages::Held)> {
@@ -197,6 +210,7 @@ pub struct EpisodeReport {
     pub records: Results,
     /// Windows published, when features were asked for and the episode is usable.
     pub windows: Option<usize>,
+    /// What each operator did with the episode, in order.
     pub trace: Vec<StageSample>,
     /// The worker whose operators took the episode.
     pub worker: u64,
@@ -210,7 +224,7 @@ impl EpisodeReport {
 }
 
 /// Called on worker 0 for each finished episode (progress display).
-pub type Observer = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
+pub type OnEpisode = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
 
 /// What leaves the report stage: every episode's report (with its diff),
 /// and what its features do in the sink of its shard.
@@ -247,7 +261,7 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// Called on worker 0 with the corpus as it stands after each epoch; an
 /// error stops the run.
-pub type EpochSink = Arc<dyn Fn(&ValidateOutput) -> Result<(), String> + Send + Sync>;
+pub type EpochSink = Arc<dyn Fn(&CorpusState) -> Result<(), String> + Send + Sync>;
 
 /// Worker 0's view of the corpus, updated by each epoch's diffs.
 #[derive(Default)]
@@ -255,7 +269,7 @@ struct Gathered {
     episodes: BTreeMap<IndexKey, Results>,
     shard_updates: BTreeMap<usize, ShardUpdate>,
     shard_errors: Vec<String>,
-    /// The split facts, when the job asks for splits.
+    /// The split facts, when the plan asks for splits.
     splits: Option<SplitState>,
     operators: BTreeMap<String, OperatorTotals>,
     workers: BTreeMap<u64, WorkerTotals>,
@@ -286,9 +300,9 @@ impl Gathered {
 
     /// The corpus after `epoch`, which took `elapsed`; per-epoch tallies
     /// start again.
-    fn snapshot(&mut self, epoch: u64, elapsed: Duration) -> ValidateOutput {
+    fn snapshot(&mut self, epoch: u64, elapsed: Duration) -> CorpusState {
         self.counts.retain(|_, diff| *diff != 0);
-        ValidateOutput {
+        CorpusState {
             epoch,
             episodes: self.episodes.iter().map(|(key, results)| (key.clone(), results.clone())).collect(),
             shard_updates: self.shard_updates.clone(),
@@ -330,45 +344,49 @@ fn splits<'scope>(
 /// Returns the gathered output on the process that hosts worker 0, `None` on
 /// the others.
 pub fn run(
-    job: ValidateJob,
+    plan: CorpusPlan,
     entries: Vec<IndexEntry>,
     cluster: &Cluster,
-    observer: Observer,
-) -> Result<Option<ValidateOutput>, String> {
-    execute(job, cluster, observer, Box::new(Once::new(entries)), None)
+    on_episode: OnEpisode,
+) -> Result<Option<CorpusState>, String> {
+    execute(plan, cluster, on_episode, Box::new(Once::new(entries)), None)
 }
 
 /// Runs the corpus dataflow on the changes `feed` reports, one epoch per
 /// change, handing the corpus to `on_epoch` after each, until the feed
 /// closes. Returns the last epoch's output on the leader.
 pub fn follow(
-    job: ValidateJob,
+    plan: CorpusPlan,
     cluster: &Cluster,
-    observer: Observer,
+    on_episode: OnEpisode,
     feed: Box<dyn IndexFeed>,
     on_epoch: EpochSink,
-) -> Result<Option<ValidateOutput>, String> {
-    execute(job, cluster, observer, feed, Some(on_epoch))
+) -> Result<Option<CorpusState>, String> {
+    execute(plan, cluster, on_episode, feed, Some(on_epoch))
 }
 
 fn execute(
-    job: ValidateJob,
+    plan: CorpusPlan,
     cluster: &Cluster,
-    observer: Observer,
+    on_episode: OnEpisode,
     feed: Box<dyn IndexFeed>,
     on_epoch: Option<EpochSink>,
-) -> Result<Option<ValidateOutput>, String> {
-    job.stages.check()?;
-    let job = Arc::new(job);
-    let steps = Arc::new(job.steps());
+) -> Result<Option<CorpusState>, String> {
+    plan.stages.check()?;
+    let plan = Arc::new(plan);
+    let steps = Arc::new(plan.steps());
+    let undeclared_read = Arc::clone(&steps.undeclared_read);
+    // A stage that read an undeclared record: nothing of the epoch is
+    // published, and the run fails naming it.
+    let contract = move || undeclared_read.get().map_or(Ok(()), |why| Err(why.clone()));
     let live = on_epoch.is_some();
     let feed = Mutex::new(Some(feed));
     let guards = timely::execute(cluster.timely_config()?, move |worker| {
-        let split_state = job.splits.as_ref().map(|_| SplitState::default());
+        let split_state = plan.splits.as_ref().map(|_| SplitState::default());
         let gathered = Rc::new(RefCell::new(Gathered { splits: split_state, ..Gathered::default() }));
         let probe = ProbeHandle::new();
-        let (job_w, steps) = (Arc::clone(&job), Arc::clone(&steps));
-        let observer = Arc::clone(&observer);
+        let (plan_w, steps) = (Arc::clone(&plan), Arc::clone(&steps));
+        let on_episode = Arc::clone(&on_episode);
         let (g, c, s, sp) = (Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered), Rc::clone(&gathered));
         let mut input = worker.dataflow::<u64, _, _>(|scope| {
             // Index entries with the worker the leader placed them on (see
@@ -383,22 +401,22 @@ fn execute(
             let inserted = spread.filter(|(_, _, diff)| *diff > 0).map(|(e, t, r)| ((e, t == 0), t, r));
 
             let st = Arc::clone(&steps);
-            let decoded = episode_stage(inserted, Decode::NAME, move |(entry, first)| st.decode(entry, first));
+            let decoded = episode_map(inserted, Decode::NAME, move |(entry, first)| st.decode(entry, first));
             let st = Arc::clone(&steps);
-            let mut episodes = episode_stage(decoded, "align", move |w| st.align(w));
+            let mut episodes = episode_map(decoded, "align", move |w| st.align(w));
             for stage in steps.stages.iter() {
                 let (st, stage) = (Arc::clone(&steps), Arc::clone(stage));
-                episodes = episode_stage(episodes, stage.name(), move |w| st.stage(&*stage, w));
+                episodes = episode_map(episodes, stage.name(), move |w| st.stage(&*stage, w));
             }
             let (st, worker) = (Arc::clone(&steps), scope.index() as u64);
             let out = report_stage(episodes, retracted, live, move |w| report(w, &st, worker));
 
-            if let Some(features) = &job_w.features {
+            if let Some(features) = &plan_w.features {
                 let events = out.clone().flat_map(|(o, t, r)| match o {
                     Reported::Features(event) => Some((event, t, r)),
                     Reported::Report(_) => None,
                 });
-                let timesteps = job_w.stages.stage::<Tensor>().map_or(0, |t| t.config.timesteps());
+                let timesteps = plan_w.stages.stage::<Tensor>().map_or(0, |t| t.config.timesteps());
                 feature_sink(events, features, timesteps)
                     .exchange(|_| 0)
                     .inspect(move |(updates, _, _): &(ShardPublication, u64, isize)| {
@@ -420,13 +438,13 @@ fn execute(
                 .exchange(|_| 0)
                 .inspect(move |(report, _, diff): &(EpisodeReport, u64, isize)| {
                     if *diff > 0 {
-                        observer(report);
+                        on_episode(report);
                     }
                     g.borrow_mut().report(report, *diff);
                 })
                 .probe_with(&probe);
 
-            if let Some(config) = job_w.splits.clone() {
+            if let Some(config) = plan_w.splits.clone() {
                 splits(reports.clone(), config)
                     .exchange(|_| 0)
                     .inspect(move |((_, fact), _, diff): &((u8, SplitFact), u64, isize)| {
@@ -454,10 +472,10 @@ fn execute(
         let Some(mut feed) = feed else {
             drop(input);
             worker.step_or_park_while(None, || !probe.done());
-            return Ok(None);
+            return contract().map(|()| None);
         };
-        let shards = job.features.as_ref().map(|f| f.shards);
-        let mut balancer = Balancer::new(worker.peers(), shards, archive_weigher(job.episodes_root.clone()));
+        let shards = plan.features.as_ref().map(|f| f.shards);
+        let mut balancer = Balancer::new(worker.peers(), shards, archive_weigher(plan.episodes_root.clone()));
         let (mut epoch, mut last, mut failure) = (0u64, None, None);
         loop {
             match feed.poll() {
@@ -474,6 +492,10 @@ fn execute(
                     input.flush();
                     worker.step_or_park_while(None, || probe.less_equal(&epoch));
                     let output = gathered.borrow_mut().snapshot(epoch, start.elapsed());
+                    if let Err(e) = contract() {
+                        failure = Some(e);
+                        break;
+                    }
                     if let Some(Err(e)) = on_epoch.as_ref().map(|publish| publish(&output)) {
                         failure = Some(e);
                         break;
@@ -485,7 +507,7 @@ fn execute(
         }
         drop(input);
         worker.step_or_park_while(None, || !probe.done());
-        failure.map_or(Ok(last), Err)
+        failure.map_or_else(|| contract().map(|()| last), Err)
     })?;
     let mut leader = None;
     for result in guards.join() {
@@ -545,10 +567,10 @@ type ShardPublication = Result<Vec<ShardUpdate>, String>;
 /// touched and sends their new content on — or the shard writes that failed.
 fn feature_sink<'scope>(
     events: Stream<'scope, u64, Vec<(FeatureEvent, u64, isize)>>,
-    job: &FeatureJob,
+    plan: &FeaturePlan,
     timesteps: usize,
 ) -> Stream<'scope, u64, Vec<(ShardPublication, u64, isize)>> {
-    let mut sink = FeatureSink::new(&job.dir, timesteps, &job.metadata, job.shards, Arc::clone(&job.published));
+    let mut sink = FeatureSink::new(&plan.dir, timesteps, &plan.metadata, plan.shards, Arc::clone(&plan.published));
     let mut errors: Vec<String> = Vec::new();
     let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
     events.unary_frontier(Pipeline, "feature-sink", move |_, _| {

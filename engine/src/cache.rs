@@ -16,22 +16,24 @@
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::results::{FileIdentity, ResultName, ResultStore};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const MEMO: &str = "files.jsonl";
-const RECORDS: &str = "records.jsonl";
+/// The identity memo's file.
+pub(crate) const MEMO: &str = "files.jsonl";
+/// A records log's file name.
+pub(crate) const RECORDS: &str = "records.jsonl";
 
 /// One line of `files.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct MemoLine {
-    path: PathBuf,
+pub(crate) struct MemoLine {
+    pub path: PathBuf,
     #[serde(flatten)]
-    id: FileIdentity,
-    sha256: String,
+    pub id: FileIdentity,
+    pub sha256: String,
 }
 
 /// An append-only log of lines, loaded on first use.
@@ -150,7 +152,7 @@ impl DiskCache {
 
 /// The complete lines of a log (a partial last line, left by a killed run,
 /// is not one). Missing or unreadable: none.
-fn read_lines(path: &Path) -> Vec<String> {
+pub(crate) fn read_lines(path: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
     complete.lines().map(str::to_string).collect()
@@ -189,79 +191,6 @@ fn warn_on_error(path: &Path, result: io::Result<()>) {
 /// that stays usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Entries and bytes of one (operator, fingerprint) folder.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct FolderStats {
-    pub operator: String,
-    pub fingerprint: String,
-    pub entries: u64,
-    pub bytes: u64,
-    /// Whether the current configuration's lineage names this fingerprint.
-    pub live: bool,
-}
-
-/// Every (operator, fingerprint) folder of the cache at `root`, marked live
-/// when `live` names it.
-pub fn folders(root: &Path, live: &BTreeMap<String, String>) -> io::Result<Vec<FolderStats>> {
-    let mut out = Vec::new();
-    let Ok(operators) = std::fs::read_dir(root) else { return Ok(out) };
-    for op in operators.flatten().filter(|e| e.path().is_dir()) {
-        let operator = op.file_name().to_string_lossy().into_owned();
-        for fp in std::fs::read_dir(op.path())?.flatten().filter(|e| e.path().is_dir()) {
-            let fingerprint = fp.file_name().to_string_lossy().into_owned();
-            let (entries, bytes) = tally(&fp.path())?;
-            let live = live.get(&operator) == Some(&fingerprint);
-            out.push(FolderStats { operator: operator.clone(), fingerprint, entries, bytes, live });
-        }
-    }
-    out.sort_by(|a, b| (&a.operator, !a.live, &a.fingerprint).cmp(&(&b.operator, !b.live, &b.fingerprint)));
-    Ok(out)
-}
-
-/// Entries (blob files, plus lines of a records log) and bytes under `dir`.
-fn tally(dir: &Path) -> io::Result<(u64, u64)> {
-    let (mut entries, mut bytes) = (0, 0);
-    for e in std::fs::read_dir(dir)?.flatten() {
-        let meta = e.metadata()?;
-        if meta.is_dir() {
-            let (n, b) = tally(&e.path())?;
-            entries += n;
-            bytes += b;
-        } else {
-            bytes += meta.len();
-            entries += if e.file_name() == RECORDS { read_lines(&e.path()).len() as u64 } else { 1 };
-        }
-    }
-    Ok((entries, bytes))
-}
-
-/// Removes every folder `live` does not name, and rewrites the identity memo
-/// without entries for files that are gone or changed. Returns what was
-/// removed.
-pub fn gc(root: &Path, live: &BTreeMap<String, String>) -> io::Result<Vec<FolderStats>> {
-    let dead: Vec<FolderStats> = folders(root, live)?.into_iter().filter(|f| !f.live).collect();
-    for f in &dead {
-        std::fs::remove_dir_all(root.join(&f.operator).join(&f.fingerprint))?;
-    }
-    let memo_path = root.join(MEMO);
-    if memo_path.exists() {
-        let mut latest: BTreeMap<PathBuf, MemoLine> = BTreeMap::new();
-        for line in read_lines(&memo_path) {
-            if let Ok(m) = serde_json::from_str::<MemoLine>(&line) {
-                latest.insert(m.path.clone(), m);
-            }
-        }
-        epiflow_pipelines::output::write_atomically(&memo_path, |w| {
-            for m in latest.values().filter(|m| FileIdentity::of(&m.path) == Some(m.id)) {
-                serde_json::to_writer(&mut *w, m)?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        })?;
-    }
-    Ok(dead)
 }
 
 #[cfg(test)]
@@ -314,24 +243,5 @@ mod tests {
         std::fs::write(&tmp, b"two!").unwrap();
         std::fs::rename(&tmp, &file).unwrap();
         assert_eq!(cache.known_sha(&file, FileIdentity::of(&file).unwrap()), None);
-    }
-
-    #[test]
-    fn gc_keeps_live_folders_and_drops_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = DiskCache::open(dir.path()).unwrap();
-        let old = ResultName { operator: "window", fingerprint: Fingerprint([1; 16]), key: "k" };
-        let new = ResultName { operator: "window", fingerprint: Fingerprint([2; 16]), key: "k" };
-        cache.put_record(old, "1");
-        cache.put_record(new, "2");
-        let live = BTreeMap::from([("window".to_string(), Fingerprint([2; 16]).hex())]);
-        let stats = folders(dir.path(), &live).unwrap();
-        assert_eq!(stats.len(), 2);
-        assert_eq!(stats.iter().filter(|f| f.live).count(), 1);
-        let removed = gc(dir.path(), &live).unwrap();
-        assert_eq!(removed.len(), 1);
-        assert_eq!(removed[0].fingerprint, Fingerprint([1; 16]).hex());
-        let left = folders(dir.path(), &live).unwrap();
-        assert_eq!((left.len(), left[0].live, left[0].entries), (1, true, 1));
     }
 }

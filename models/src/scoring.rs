@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Confusion counts: `counts[truth][predicted]`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Confusion {
+    /// `counts[truth][predicted]`, by class id.
     pub counts: [[u64; CLASSES]; CLASSES],
 }
 
@@ -110,7 +111,9 @@ pub struct Calibration {
 pub struct CalibrationBin {
     /// `[low, high)` of the top probability (the last bin holds 1.0).
     pub low: f64,
+    /// Upper bound of the bin.
     pub high: f64,
+    /// Windows whose top probability falls in it.
     pub windows: u64,
     /// Mean top probability of its windows.
     pub confidence: f64,

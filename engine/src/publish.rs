@@ -1,0 +1,136 @@
+//! Publishing what a corpus run (or one epoch of a followed run) gathered:
+//! the features' manifest, each stage's table, the splits, the cache's logs
+//! and `run.json` — then the models when the run asks for them.
+
+use crate::cache::DiskCache;
+use crate::error::{Error, Result};
+use crate::evaluation;
+use crate::features;
+use crate::observer::Observer;
+use crate::stats::{OperatorStats, RunStats, WorkerStats};
+use crate::training;
+use epiflow_models::eval::EvalConfig;
+use epiflow_models::sink::ModelsConfig;
+use epiflow_pipelines::corpus::CorpusState;
+use epiflow_pipelines::lineage::Lineage;
+use epiflow_pipelines::output::write_atomically;
+use epiflow_pipelines::sinks::manifest::Manifest;
+use epiflow_pipelines::sinks::splits;
+use epiflow_pipelines::stages::{Caching, Stages};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The sinks after the corpus: the models to train, then to evaluate.
+pub(crate) struct Downstream {
+    pub train: ModelsConfig,
+    /// `None` when only training (`epiflow train`).
+    pub eval: Option<EvalConfig>,
+}
+
+/// Publishes what a corpus run (or one epoch of a followed run) gathered.
+pub(crate) struct Publisher {
+    pub out: PathBuf,
+    /// The command `run.json` names.
+    pub command: &'static str,
+    /// The job's stages: those cached as records publish their table.
+    pub tables: Stages,
+    pub lineage: Lineage,
+    pub cache: Option<Arc<DiskCache>>,
+    /// The features manifest to fill in, when features are computed.
+    pub manifest: Option<Manifest>,
+    pub workers: usize,
+    pub processes: usize,
+    /// The models to train and evaluate once the features and splits are
+    /// published.
+    pub models: Option<Downstream>,
+    /// Hears the sinks' progress.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Publisher {
+    /// The features publication `corpus` becomes (the manifest's
+    /// generation); 0 when no features are computed.
+    pub fn generation(&self, corpus: &CorpusState) -> u64 {
+        self.manifest.as_ref().map_or(0, |m| m.generation + corpus.epoch)
+    }
+
+    /// Writes the feature manifest (the shards are already in place),
+    /// every stage's table, the splits, syncs the cache, trains and
+    /// evaluates the models when asked, and writes `run.json`, whose
+    /// statistics it returns, timed from `start`: when the run (or the
+    /// epoch) began.
+    pub fn publish(&self, corpus: &CorpusState, start: Instant, index_problems: usize) -> Result<RunStats> {
+        let out = &self.out;
+        let windows = match &self.manifest {
+            Some(base) => features::publish(out, base.clone(), corpus)?,
+            None => 0,
+        };
+        for stage in self.tables.iter().filter(|s| s.caching() == Caching::Record) {
+            let Some(table) = stage.publishes() else { continue };
+            let path = out.join(table);
+            stage.write_table(&path, &corpus.table(stage.name())).map_err(|e| Error::io("cannot write", &path, e))?;
+        }
+        let dir = out.join("splits");
+        for (recipe, split) in &corpus.splits {
+            if let Err(e) = split {
+                tracing::warn!("no {recipe} split: {e}");
+            }
+            splits::write(&dir, *recipe, split).map_err(|e| Error::io("cannot write", &dir, e))?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
+        }
+        let mut stats = RunStats {
+            command: self.command.into(),
+            episodes: corpus.episodes.len() as u64,
+            windows,
+            operators: self
+                .lineage
+                .names()
+                .map(|name| {
+                    let totals = corpus.operators.get(name).copied().unwrap_or_default();
+                    (name.to_string(), OperatorStats::new(totals, self.lineage.get(name)))
+                })
+                .collect(),
+            wall_s: start.elapsed().as_secs_f64(),
+            workers: self.workers,
+            processes: self.processes,
+            per_worker: (0..(self.workers * self.processes) as u64)
+                .map(|w| WorkerStats::new(w, corpus.workers.get(&w).copied().unwrap_or_default()))
+                .collect(),
+            index_problems,
+            split_errors: corpus
+                .splits
+                .iter()
+                .filter_map(|(recipe, split)| Some((recipe.name().to_string(), split.as_ref().err()?.clone())))
+                .collect(),
+            ..Default::default()
+        };
+        stats.set_counts(&corpus.counts);
+        stats.corpus_s = stats.wall_s;
+        if let Some(models) = &self.models {
+            let (trained, totals) = training::train(out, &models.train, self.workers, &*self.observer);
+            stats.operators.insert("train".into(), totals);
+            stats.models = trained;
+            if let Some(eval) = &models.eval {
+                let (evals, totals) = evaluation::evaluate(out, &models.train.splits, eval, &*self.observer);
+                stats.operators.insert("eval".into(), totals);
+                stats.evals = evals;
+            }
+            stats.wall_s = start.elapsed().as_secs_f64();
+        }
+        write_run_json(out, &stats)?;
+        Ok(stats)
+    }
+}
+
+/// Writes `run.json` atomically.
+fn write_run_json(out: &Path, stats: &RunStats) -> Result<()> {
+    let path = out.join("run.json");
+    write_atomically(&path, |w| {
+        serde_json::to_writer_pretty(&mut *w, stats)?;
+        std::io::Write::write_all(w, b"\n")
+    })
+    .map_err(|e| Error::io("cannot write", &path, e))
+}
