@@ -1,5 +1,5 @@
 //! Progress display on stderr: drawn only when stderr is a terminal, so logs
-//! and CI output stay clean. [`Progress`] is the run's observer that draws
+//! and CI output stay clean. [`Bars`] is the run's observer that draws
 //! one bar per part of a run (episodes, models, splits).
 
 use epiflow_engine::observer::{Observer, Part};

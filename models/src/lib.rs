@@ -4,7 +4,7 @@
 //! Every trained architecture is a [`classifier::Classifier`]: class
 //! probabilities for windows, and its weights as bytes. The five networks
 //! also share [`train::Network`] and one training loop; all are judged by
-//! the same [`metrics`].
+//! the same [`scoring`].
 
 pub mod arch;
 pub mod bootstrap;

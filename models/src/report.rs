@@ -42,7 +42,7 @@ pub struct Report {
     /// Bootstrap resamples behind every interval.
     pub resamples: usize,
     /// Resamples behind the pairwise p-values and gap intervals: the first
-    /// `resamples` of them and more ([`pair_resamples`]); absent from a
+    /// `resamples` of them and more ([`crate::eval::pair_resamples`]); absent from a
     /// report written before they were extended (read as 0).
     #[serde(default)]
     pub pair_resamples: usize,

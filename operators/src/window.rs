@@ -147,7 +147,7 @@ pub fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
 
 /// mean, population std, min, max, least-squares slope; NaN where undefined.
 /// Two passes: sums and extremes, then centred moments. Each pass keeps
-/// [`LANES`] independent partial sums so that consecutive additions do not
+/// `LANES` independent partial sums so that consecutive additions do not
 /// wait on one another (a single running sum is bound by the add latency).
 pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
     if v.is_empty() {

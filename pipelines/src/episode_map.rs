@@ -14,7 +14,7 @@ use timely::dataflow::Stream;
 const FUEL: usize = 4;
 
 /// Applies `logic` to every `(data, time, diff)` update of `stream`, keeping time
-/// and diff, processing at most [`FUEL`] episodes per activation.
+/// and diff, processing at most `FUEL` episodes per activation.
 pub fn episode_map<'scope, D, D2, F>(
     stream: Stream<'scope, u64, Vec<(D, u64, isize)>>,
     name: &str,

@@ -1,5 +1,5 @@
 //! `epiflow demo`: a small synthetic store, the whole pipeline — training
-//! all six architectures on both channel sets for the `host` split, on
+//! all six architectures on both channel sets for every split recipe, on
 //! short schedules, and evaluating them — and the results.
 
 use super::{observer, print_json, workers};

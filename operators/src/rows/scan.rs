@@ -4,7 +4,7 @@
 //! rows of one member share their shape): the row's own, and those of each
 //! kind of object in it (`cpu_total_jiffies`, each interface of `net`, ...),
 //! so a key is compared eight bytes at a time instead of scanned and
-//! looked up. The JSON itself is read by [`super::json_cursor`].
+//! looked up. The JSON itself is read by `super::json_cursor`.
 //! BENCHMARKS.md has its speed against serde_json, sonic-rs and simd-json.
 //!
 //! It must never give another answer than
@@ -13,7 +13,7 @@
 //! escape anywhere, a number serde might round differently (a fraction or
 //! exponent whose significand passes 2^53 or whose exponent passes 10^±22,
 //! an integer past `u64`), a duplicate field, a struct written as a list,
-//! nesting deeper than [`MAX_DEPTH`], any syntax error — it returns `None`,
+//! nesting deeper than `MAX_DEPTH`, any syntax error — it returns `None`,
 //! and the caller asks serde, which gives the row or the error message.
 //!
 //! Within those bounds every step mirrors serde_json 1.x: integers become

@@ -13,7 +13,7 @@
 //! A [`Registry`] lists stages by type; [`Registry::configure`] builds each
 //! from its own configuration section (named by [`Operator::NAME`]) into the
 //! [`Stages`] a run uses. Adding a stage is one new file in this folder and
-//! one line in [`registry!`] below (`docs/operators.md` walks through one); a
+//! one line in `registry!` below (`docs/operators.md` walks through one); a
 //! stage written outside this crate registers with [`Registry::with`].
 
 mod inputs;
