@@ -5,46 +5,39 @@
 use crate::error::{Error, Result};
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::window::Window;
-use epiflow_pipelines::corpus::{CorpusPlan, CorpusState, FeaturePlan};
+use epiflow_pipelines::corpus::{CorpusState, FeaturePlan};
 use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::sinks::manifest::{Manifest, Published};
 use epiflow_pipelines::stages::Stages;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The window and tensor stages of `stages`: what features are made of.
-fn feature_stages(stages: &Stages) -> Result<(&Window, &Tensor)> {
-    match (stages.stage::<Window>(), stages.stage::<Tensor>()) {
-        (Some(window), Some(tensor)) => Ok((window, tensor)),
-        _ => Err(Error::Usage("features need the window and tensor stages".into())),
-    }
-}
-
 /// The feature part of a corpus plan under `out`, in `shards` shards
-/// (nothing published to reuse yet: see [`reuse`]).
-pub fn plan(out: &Path, stages: &Stages, shards: usize) -> Result<FeaturePlan> {
-    let (window, tensor) = feature_stages(stages)?;
+/// (nothing published to reuse yet: see [`reuse`]), and what its features
+/// are (no rows): the base of every manifest it publishes.
+pub fn plan(out: &Path, stages: &Stages, shards: usize) -> Result<(FeaturePlan, Manifest)> {
+    let (Some(window), Some(tensor)) = (stages.stage::<Window>(), stages.stage::<Tensor>()) else {
+        return Err(Error::Usage("features need the window and tensor stages".into()));
+    };
     let described = Manifest::describing(window, tensor);
     let metadata = vec![
-        ("epiflow.feature_schema_hash".to_string(), described.feature_schema_hash),
+        ("epiflow.feature_schema_hash".to_string(), described.feature_schema_hash.clone()),
         ("epiflow.channels".to_string(), serde_json::to_string(&described.channels).unwrap_or_default()),
         ("epiflow.timesteps".to_string(), tensor.config.timesteps().to_string()),
         ("epiflow.hz".to_string(), tensor.config.tensor.hz.to_string()),
         ("epiflow.window_s".to_string(), window.spec.window_s.to_string()),
         ("epiflow.layout".to_string(), "channel-major: x[c * timesteps + t]".to_string()),
     ];
-    Ok(FeaturePlan { dir: out.join("features"), shards, metadata, published: Default::default() })
+    let plan = FeaturePlan { dir: out.join("features"), shards, metadata, published: Default::default() };
+    Ok((plan, described))
 }
 
-/// Points `plan`'s features at what the last publication left: its rows for
-/// reuse when `reuse` and the lineage is unchanged, else only its generation
-/// (new files must not take published names). Returns the manifest to
-/// publish after the run, `None` for a plan without features.
-pub fn reuse(plan: &mut CorpusPlan, lineage: &Lineage, reuse: bool) -> Result<Option<Manifest>> {
-    let Some(features) = plan.features.as_mut() else { return Ok(None) };
-    let (window, tensor) = feature_stages(&plan.stages)?;
-    let described = Manifest::describing(window, tensor);
-    let Some(lineage) = lineage.features(features.shards) else { return Ok(None) };
+/// Points `features` at what the last publication left: its rows for reuse
+/// when `reuse` and the lineage is unchanged, else only its generation (new
+/// files must not take published names). Returns the manifest to publish
+/// after the run: `described` with the lineage and generation.
+pub fn reuse(features: &mut FeaturePlan, described: Manifest, lineage: &Lineage, reuse: bool) -> Option<Manifest> {
+    let lineage = lineage.features(features.shards)?;
     let previous = Manifest::read(&features.dir);
     let published = match reuse {
         true => Published::from_manifest(previous, &lineage, features.shards),
@@ -52,7 +45,7 @@ pub fn reuse(plan: &mut CorpusPlan, lineage: &Lineage, reuse: bool) -> Result<Op
     };
     let generation = published.next_generation;
     features.published = Arc::new(published);
-    Ok(Some(Manifest { lineage, generation, ..described }))
+    Some(Manifest { lineage, generation, ..described })
 }
 
 /// Publishes the manifest of the run's shards (then removes the files it no

@@ -148,14 +148,23 @@ impl Job {
             }
             false => None,
         };
-        if mode != Mode::Validate {
-            plan.features = Some(features::plan(&self.out, &plan.stages, self.config.features.shards)?);
-        }
+        let described = match mode {
+            Mode::Validate => None,
+            _ => {
+                let (features, described) = features::plan(&self.out, &plan.stages, self.config.features.shards)?;
+                plan.features = Some(features);
+                Some(described)
+            }
+        };
         if mode.reuses() {
             plan.splits = Some(self.config.split.clone());
         }
         let lineage = plan.lineage();
-        let manifest = features::reuse(&mut plan, &lineage, mode.reuses())?;
+        let manifest = plan
+            .features
+            .as_mut()
+            .zip(described)
+            .and_then(|(features, described)| features::reuse(features, described, &lineage, mode.reuses()));
         let publisher = Publisher {
             out: self.out.clone(),
             command,

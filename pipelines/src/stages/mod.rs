@@ -374,22 +374,6 @@ impl Sections {
             Some(value) => C::deserialize(value).map_err(|e| format!("configuration [{name}]: {e}")),
         }
     }
-
-    /// The names of the sections present.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    /// Sets `key` of section `name` (created when absent): a command-line
-    /// override of the configuration file.
-    pub fn set(&mut self, name: &str, key: &str, value: serde_json::Value) {
-        let section = self.0.entry(name.to_string()).or_insert_with(|| serde_json::json!({}));
-        // A section that is not a table stays as written: configuring its
-        // stage says what is wrong with it.
-        if let Some(table) = section.as_object_mut() {
-            table.insert(key.to_string(), value);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -496,15 +480,5 @@ mod tests {
         let sections = Sections::new([("validate".to_string(), serde_json::json!({"row_gate": 1}))].into());
         let err = Registry::standard().configure(&sections).err().unwrap();
         assert!(err.starts_with("configuration [validate]:"), "{err}");
-    }
-
-    #[test]
-    fn an_override_sets_one_key_of_a_section() {
-        let mut sections = Sections::new([("window".to_string(), serde_json::json!({"stride_s": 2.0}))].into());
-        sections.set("window", "window_s", serde_json::json!(20.0));
-        sections.set("tensor", "hz", serde_json::json!(4.0));
-        let window: epiflow_operators::window::WindowSpec = sections.get("window").unwrap();
-        assert_eq!((window.window_s, window.stride_s), (20.0, 2.0));
-        assert_eq!(sections.names().collect::<Vec<_>>(), ["tensor", "window"]);
     }
 }
