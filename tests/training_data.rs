@@ -1,16 +1,19 @@
 //! Reading the feature shards back for training (`feature_reader`), on the
 //! outputs of a real `epiflow run`: the windows of each side of a split, for
 //! both channel sets and both feature kinds, equal the shards' rows with the
-//! set's channels picked out.
+//! set's channels picked out; and a training epoch streamed from them sees
+//! every training window once, in an order its seed alone sets.
 
 mod common;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
 use common::*;
+use epiflow_models::stream::{stream, Pass, ShardSide};
+use epiflow_models::train::{epoch_shuffles, TrainConfig};
 use epiflow_operators::channels::{ChannelSet, CHANNELS};
 use epiflow_operators::split::Side;
 use epiflow_operators::window::STATS;
-use epiflow_pipelines::feature_reader::read_windows;
+use epiflow_pipelines::feature_reader::{read_windows, FeatureShards, WindowRows};
 use epiflow_pipelines::sinks::features::FeatureKind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use std::collections::{BTreeMap, HashMap};
@@ -71,14 +74,65 @@ fn full_rows(features: &Path, manifest: &Manifest, kind: FeatureKind) -> FullRow
     rows
 }
 
-#[test]
-fn each_side_s_windows_are_the_shard_rows_with_the_set_s_channels() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let out = dir.path().join("out");
+/// A 40-episode synth store run through `epiflow run`: its OUT folder.
+fn run_outputs(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("store");
+    let out = dir.join("out");
     let (s, o) = (store.to_str().unwrap(), out.to_str().unwrap());
     epiflow_ok(&["synth", "--out", s, "--episodes", "40", "--seed", "5", "--duration-s", "40", "-q"], 0);
     epiflow_ok(&["run", "--store", s, "--out", o, "-q"], 0);
+    out
+}
+
+/// Each window of `rows` as its label and value bits.
+fn windows_of(rows: &WindowRows) -> Vec<(u8, Vec<u32>)> {
+    (0..rows.rows()).map(|i| (rows.labels[i], rows.row(i).iter().map(|v| v.to_bits()).collect())).collect()
+}
+
+#[test]
+fn an_epoch_streams_every_training_window_once_in_an_order_its_seed_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_outputs(dir.path());
+    let features = out.join("features");
+    let manifest = Manifest::read(&features).unwrap();
+    let sides = sides(&out, "host");
+    let (kind, set) = (FeatureKind::Tensors, ChannelSet::Oracle);
+    let mut all = windows_of(&read_windows(&features, &manifest, kind, set, &sides).unwrap().sides[&Side::Train]);
+    all.sort();
+    let shards = FeatureShards::open(&features, &manifest, kind, set);
+    assert!(shards.len() > 1, "the order of several shards is drawn");
+    let train = ShardSide::new(&shards, &sides, Side::Train);
+    // A buffer smaller than the side, as at corpus scale.
+    let config = TrainConfig { shuffle_windows: all.len() / 4, batch: 32, ..TrainConfig::default() };
+    let epoch = |shuffle| {
+        let mut seen = Vec::new();
+        stream(&train, Pass { batch: config.batch, shuffle: Some(shuffle) }, None, |b| seen.extend(windows_of(&b)))
+            .unwrap();
+        seen
+    };
+    let shuffles: Vec<_> = epoch_shuffles(&config).take(3).collect();
+    let orders: Vec<_> = shuffles.iter().map(|&s| epoch(s)).collect();
+    for (e, order) in orders.iter().enumerate() {
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, all, "epoch {e} sees every training window exactly once");
+    }
+    assert!(orders[0] != orders[1] && orders[1] != orders[2], "each epoch has its own order");
+    assert_eq!(epoch_shuffles(&config).take(3).collect::<Vec<_>>(), shuffles, "drawn from the seed alone");
+    // Two passes at once (two models on two workers) each get the order
+    // they get alone.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| epoch(shuffles[0]));
+        let b = scope.spawn(|| epoch(shuffles[1]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!((a, b), (orders[0].clone(), orders[1].clone()));
+}
+
+#[test]
+fn each_side_s_windows_are_the_shard_rows_with_the_set_s_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_outputs(dir.path());
     let features = out.join("features");
     let manifest = Manifest::read(&features).unwrap();
     let timesteps = manifest.window["timesteps"].as_u64().unwrap() as usize;

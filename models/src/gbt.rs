@@ -10,8 +10,11 @@
 //! and `lightgbm3` / `xgb` build C++ through cmake.
 
 use crate::scoring::class_weights;
+use crate::stream::WindowSource;
 use crate::CLASSES;
+use epiflow_operators::rng::SplitMix64;
 use epiflow_pipelines::feature_reader::WindowRows;
+use hessboost::data::BinnedMatrix;
 use hessboost::objective::Multiclass;
 use hessboost::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -55,23 +58,41 @@ pub struct Gbt {
 
 impl Gbt {
     /// Trains on `train` (class-weighted by inverse frequency), stopping when
-    /// `val`'s log loss has not improved for `config.patience` rounds.
-    pub fn fit(train: &WindowRows, val: &WindowRows, config: &GbtConfig) -> Result<Gbt, String> {
-        let weights = class_weights(&train.labels);
-        let row_weights: Vec<f32> = train.labels.iter().map(|&l| weights[l as usize]).collect();
-        let dtrain = matrix(train)?.with_weights(&row_weights).map_err(|e| e.to_string())?;
-        let dval = matrix(val)?;
+    /// `val`'s log loss has not improved for `config.patience` rounds. Each
+    /// side is gathered in one streamed pass, all of it or the seeded draw
+    /// `sample` asks for (what bounds the trees' memory, see
+    /// [`Gbt::bytes_per_window`]). The training side is
+    /// binned as it is gathered and boosted from its bins alone
+    /// (hessboost's `BinnedMatrix`, as XGBoost's `QuantileDMatrix`), which
+    /// trains exactly as the matrix of values would.
+    pub fn fit(
+        train: &dyn WindowSource,
+        val: &dyn WindowSource,
+        sample: Sample,
+        config: &GbtConfig,
+    ) -> Result<Gbt, String> {
+        let binned = {
+            let (x, labels) = gather(train, sample.train, config.seed)?;
+            let weights = class_weights(&labels);
+            let row_weights: Vec<f32> = labels.iter().map(|&l| weights[l as usize]).collect();
+            let dtrain = matrix(x, &labels, train.width())?.with_weights(&row_weights).map_err(|e| e.to_string())?;
+            // The values are freed here; the bins stay.
+            BinnedMatrix::new(&dtrain, MAX_BIN).map_err(|e| e.to_string())?
+        };
+        let (x, labels) = gather(val, sample.val, config.seed ^ 1)?;
+        let dval = (!labels.is_empty()).then(|| matrix(x, &labels, val.width())).transpose()?;
         let params = TrainingParams::builder()
             .objective(Objective::Softprob(Multiclass::new(CLASSES).map_err(|e| e.to_string())?))
             .max_depth(config.max_depth.max(1))
             .eta(config.eta)
+            .max_bin(MAX_BIN)
             .seed(config.seed)
             .nthread(config.threads.max(1))
             .build()
             .map_err(|e| e.to_string())?;
-        let mut trainer = Trainer::new(&params, &dtrain, config.rounds.max(1));
-        if val.rows() > 0 {
-            trainer = trainer.eval(&dval, "val");
+        let mut trainer = Trainer::new(&params, &binned, config.rounds.max(1));
+        if let Some(dval) = &dval {
+            trainer = trainer.eval(dval, "val");
             if let Some(patience) = NonZeroUsize::new(config.patience) {
                 trainer = trainer.early_stopping_rounds(patience);
             }
@@ -81,6 +102,20 @@ impl Gbt {
         let best_val_logloss = result.history.round(best_round).and_then(|r| r.score("val", "mlogloss"));
         let rounds = result.model.num_boost_rounds();
         Ok(Gbt { model: result.model, best_round, best_val_logloss, rounds })
+    }
+
+    /// Bytes of memory per training window of `width` values while the
+    /// trees train: the values while they are binned (4 per value), the bins
+    /// (hessboost keeps each value's bin row-wise in 2 bytes and column-wise
+    /// in 1), and the per-window label, weight, gradients and margins.
+    pub fn bytes_per_window(width: usize) -> usize {
+        width * (4 + 2 + 1) + 4 * (2 + 3 * CLASSES)
+    }
+
+    /// Bytes of memory per validation window of `width` values: its values
+    /// (scored every round), label and margins.
+    pub fn bytes_per_validation_window(width: usize) -> usize {
+        width * 4 + 4 * (1 + CLASSES)
     }
 
     /// The booster in hessboost's binary format, for a checkpoint (the best
@@ -99,16 +134,74 @@ impl Gbt {
 
     /// Class probabilities, `rows × CLASSES`, from the rounds up to the best.
     pub fn predict(&self, windows: &WindowRows) -> Result<Vec<f32>, String> {
-        let probs = self.model.predict(&matrix(windows)?, Iterations::Best).map_err(|e| e.to_string())?;
+        let probs = self.model.predict(&values(windows)?, Iterations::Best).map_err(|e| e.to_string())?;
         Ok((0..windows.rows()).flat_map(|i| probs.row(i).unwrap_or(&[]).iter().copied()).collect())
     }
 }
 
-/// The windows as a dense matrix with their labels (NaN = missing, which the
+/// Histogram bins per feature: hessboost's default, one byte per value.
+const MAX_BIN: usize = 256;
+
+/// Which windows of each side the trees take.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Of the training side.
+    pub train: Draw,
+    /// Of the validation side.
+    pub val: Draw,
+}
+
+impl Sample {
+    /// Every window of both sides.
+    pub const ALL: Sample = Sample { train: Draw::ALL, val: Draw::ALL };
+}
+
+/// A seeded draw of a side's windows: each kept with probability `keep`,
+/// and never more than `most`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    /// Probability of keeping a window.
+    pub keep: f64,
+    /// Most windows kept.
+    pub most: usize,
+}
+
+impl Draw {
+    /// Every window.
+    pub const ALL: Draw = Draw { keep: 1.0, most: usize::MAX };
+
+    /// About `most` of a side's `windows`: all of them when they are no more.
+    pub fn of(windows: usize, most: usize) -> Draw {
+        Draw { keep: (most as f64 / windows.max(1) as f64).min(1.0), most }
+    }
+}
+
+/// A side's values and labels in one streamed pass, as `draw` keeps them.
+fn gather(source: &dyn WindowSource, draw: Draw, seed: u64) -> Result<(Vec<f32>, Vec<u8>), String> {
+    let mut rng = SplitMix64::new(seed);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    source.chunks(None, &mut |chunk| {
+        for i in 0..chunk.rows() {
+            let kept = draw.keep >= 1.0 || ((rng.next_u64() >> 11) as f64) < draw.keep * (1u64 << 53) as f64;
+            if kept && labels.len() < draw.most {
+                x.extend_from_slice(chunk.row(i));
+                labels.push(chunk.labels[i]);
+            }
+        }
+    })?;
+    Ok((x, labels))
+}
+
+/// Windows as a dense matrix with their labels (NaN = missing, which the
 /// trees route by learnt default directions).
-fn matrix(w: &WindowRows) -> Result<DMatrix, String> {
-    let labels: Vec<f32> = w.labels.iter().map(|&l| l as f32).collect();
-    DMatrix::from_dense(&w.x, w.rows(), w.width).and_then(|m| m.with_labels(&labels)).map_err(|e| e.to_string())
+fn matrix(x: Vec<f32>, labels: &[u8], width: usize) -> Result<DMatrix, String> {
+    let targets: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    DMatrix::from_dense_vec(x, labels.len(), width).and_then(|m| m.with_labels(&targets)).map_err(|e| e.to_string())
+}
+
+/// The windows of `w` as a matrix to predict on.
+fn values(w: &WindowRows) -> Result<DMatrix, String> {
+    DMatrix::from_dense(&w.x, w.rows(), w.width).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -121,7 +214,7 @@ mod tests {
     fn learns_a_clear_signature_and_stops_on_validation() {
         let (train, val, test) = (windows(600, 1), windows(200, 2), windows(300, 3));
         let config = GbtConfig { rounds: 200, patience: 10, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, &config).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap();
         let predicted = argmax(&model.predict(&test).unwrap());
         let f1 = Confusion::of(&test.labels, &predicted).macro_f1();
         assert!(f1 > 0.95, "macro F1 {f1}");
@@ -132,7 +225,7 @@ mod tests {
     fn a_booster_read_back_from_its_bytes_predicts_the_same() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 40, patience: 5, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, &config).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap();
         let back = Gbt::from_bytes(&model.to_bytes().unwrap()).unwrap();
         assert_eq!(back.best_round, model.best_round);
         assert_eq!(back.predict(&val).unwrap(), model.predict(&val).unwrap());
@@ -142,8 +235,8 @@ mod tests {
     fn the_same_seed_gives_the_same_probabilities() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 30, ..GbtConfig::default() };
-        let a = Gbt::fit(&train, &val, &config).unwrap().predict(&val).unwrap();
-        let b = Gbt::fit(&train, &val, &config).unwrap().predict(&val).unwrap();
+        let a = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap().predict(&val).unwrap();
+        let b = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap().predict(&val).unwrap();
         assert_eq!(a, b);
     }
 }

@@ -17,6 +17,7 @@ pub mod eval;
 pub mod gbt;
 pub mod generalization;
 pub mod layout;
+pub mod memory;
 pub mod mlp;
 pub mod net;
 pub mod predictor;
@@ -24,6 +25,7 @@ pub mod report;
 pub mod rnn;
 pub mod scoring;
 pub mod sink;
+pub mod stream;
 #[cfg(test)]
 mod test_data;
 pub mod train;

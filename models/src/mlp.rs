@@ -41,20 +41,20 @@ impl Network for Mlp {
 mod tests {
     use super::*;
     use crate::scoring::{argmax, Confusion};
+    use crate::stream::class_counts;
     use crate::test_data::windows;
-    use crate::train::{predict, train, TrainConfig};
+    use crate::train::{predict, train, Sides, TrainConfig};
     use epiflow_pipelines::normalise::Normalisation;
 
     fn trained(seed: u64) -> (Vec<f32>, Vec<u8>, f64) {
-        let (mut tr, mut val, mut test) = (windows(600, 1), windows(200, 2), windows(300, 3));
+        let (tr, val, mut test) = (windows(600, 1), windows(200, 2), windows(300, 3));
         let norm = Normalisation::fit(&tr, 1);
-        for w in [&mut tr, &mut val, &mut test] {
-            norm.apply(w);
-        }
+        norm.apply(&mut test);
         let device = Device::flex().autodiff();
         device.seed(seed);
         let config = TrainConfig { max_epochs: 30, batch: 64, seed, ..TrainConfig::default() };
-        let (model, report) = train(Mlp::new(3, &[32, 32], &device), &tr, &val, &config, &device, |_| {});
+        let sides = Sides { train: &tr, val: &val, scale: &norm, class_counts: class_counts(&tr).unwrap() };
+        let (model, report) = train(Mlp::new(3, &[32, 32], &device), &sides, &config, &device, |_| {}).unwrap();
         (predict(&model, &test, &device), test.labels, report.best_val_macro_f1)
     }
 

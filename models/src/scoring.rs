@@ -75,8 +75,15 @@ pub fn class_weights(labels: &[u8]) -> [f32; CLASSES] {
     for &l in labels {
         n[l as usize] += 1;
     }
+    weights_of_counts(&n)
+}
+
+/// [`class_weights`] from the windows' count per class (what a streamed
+/// pass counts without holding the labels).
+pub fn weights_of_counts(n: &[u64; CLASSES]) -> [f32; CLASSES] {
+    let total = n.iter().sum::<u64>() as f64;
     let present = n.iter().filter(|&&c| c > 0).count().max(1) as f64;
-    n.map(|c| if c == 0 { 0.0 } else { (labels.len() as f64 / (present * c as f64)) as f32 })
+    n.map(|c| if c == 0 { 0.0 } else { (total / (present * c as f64)) as f32 })
 }
 
 /// The class with the highest probability in each row of `probs`

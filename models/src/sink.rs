@@ -6,24 +6,30 @@
 //!
 //! A model's inputs are the feature schema hash, the split's placements with
 //! each placed episode's archive hash and window count, the architecture and
-//! its version, the channel set and the training settings. Windows are read
-//! from the shards once per (input kind, channel set) and shared by the
-//! architectures that read them; those models train side by side, one per
-//! thread, each with its own seed.
+//! its version, the channel set, the training settings and what `[train]
+//! memory_mb` changed of them. No model holds its windows: one pass per
+//! (input kind, channel set), shared by the architectures that read them,
+//! counts the training side's classes and fits the scaling; then each model
+//! streams the shards itself (see [`crate::stream`]), the models training
+//! side by side, one per thread, while their buffers fit the budget
+//! together (see [`crate::memory`]).
 
 use crate::arch::Arch;
 use crate::checkpoint::{self, ModelCard, SplitCard, TrainingCard, ValMetrics};
 use crate::classifier::Model;
 use crate::device;
-use crate::gbt::{Gbt, GbtConfig};
+use crate::gbt::{Gbt, GbtConfig, Sample};
+use crate::memory::{Gate, Memory};
 use crate::net::Net;
 use crate::scoring::{argmax, Confusion};
-use crate::train::{train, Epoch, TrainConfig};
+use crate::stream::{stream, Pass, ShardSide, SideCache};
+use crate::train::{train, Epoch, Sides, TrainConfig, PREDICT_BATCH};
+use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_operators::split::{Assignment, Recipe, Side};
-use epiflow_pipelines::feature_reader::{read_windows, WindowRows};
-use epiflow_pipelines::normalise::Normalisation;
+use epiflow_pipelines::feature_reader::FeatureShards;
+use epiflow_pipelines::normalise::{Moments, Normalisation};
 use epiflow_pipelines::sinks::features::FeatureKind;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::splits;
@@ -49,6 +55,11 @@ pub struct ModelsConfig {
     pub neural: TrainConfig,
     /// Settings of the boosted trees.
     pub gbt: GbtConfig,
+    /// Memory the training buffers may hold, in MiB: streamed epochs' shuffle
+    /// buffers and read-ahead, the trees' matrices (see [`crate::memory`]).
+    /// Sized for a laptop; training's memory does not grow with the corpus
+    /// past it.
+    pub memory_mb: usize,
 }
 
 impl Default for ModelsConfig {
@@ -59,6 +70,7 @@ impl Default for ModelsConfig {
             channels: ChannelSet::ALL.to_vec(),
             neural: TrainConfig::default(),
             gbt: GbtConfig::default(),
+            memory_mb: 1024,
         }
     }
 }
@@ -248,24 +260,40 @@ struct GroupJob<'a> {
     ids: Vec<ModelId>,
 }
 
-/// A group's training and validation windows in the forms its models take:
-/// raw for trees, normalised for networks. A form no model of the group
-/// takes is not kept, so a tensor group (networks only) holds one copy.
-struct Sides {
-    /// Windows on the training and the validation side.
-    rows: (usize, usize),
-    /// Values per window.
-    width: usize,
-    /// (train, val) as read, when the group has trees.
-    raw: Option<(WindowRows, WindowRows)>,
-    /// The normalisation fitted on train, and (train, val) with it applied,
-    /// when the group has networks.
-    normalised: Option<(Normalisation, WindowRows, WindowRows)>,
+/// A group's windows as its models read them: the shards of its input kind
+/// for its channel set, what one shared fitting pass over the training side
+/// found, and the decoded shards that fit the group's cache (shared by its
+/// models, so their epochs replay them instead of decoding them again).
+/// Every model streams its windows.
+struct GroupWindows {
+    shards: FeatureShards,
+    /// The training and validation placements.
+    sides: HashMap<(String, String), Side>,
+    /// Decoded training and validation shards kept in memory.
+    cache: (SideCache, SideCache),
+    /// Training windows per class.
+    class_counts: [u64; CLASSES],
+    /// Validation windows.
+    val_rows: usize,
+    /// The normalisation fitted on the training side, when the group has
+    /// networks.
+    scale: Option<Normalisation>,
+}
+
+impl GroupWindows {
+    fn train_rows(&self) -> usize {
+        self.class_counts.iter().sum::<u64>() as usize
+    }
+
+    fn side(&self, side: Side) -> ShardSide<'_> {
+        let cache = if side == Side::Train { &self.cache.0 } else { &self.cache.1 };
+        ShardSide::new(&self.shards, &self.sides, side).cached(cache)
+    }
 }
 
 impl GroupJob<'_> {
     /// Fingerprint of everything `id`'s weights depend on.
-    fn inputs(&self, id: ModelId) -> String {
+    fn inputs(&self, id: ModelId, memory: &str) -> String {
         let settings = self.settings(id.arch).to_string();
         Fingerprint::of_parts(&[
             self.manifest.feature_schema_hash.as_bytes(),
@@ -274,6 +302,7 @@ impl GroupJob<'_> {
             &id.arch.version().to_le_bytes(),
             id.channels.name().as_bytes(),
             settings.as_bytes(),
+            memory.as_bytes(),
         ])
         .hex()
     }
@@ -287,36 +316,78 @@ impl GroupJob<'_> {
         .unwrap_or_default()
     }
 
+    /// The shards `id` reads.
+    fn shards(&self, id: ModelId) -> FeatureShards {
+        FeatureShards::open(&self.out.join("features"), self.manifest, id.arch.input(), id.channels)
+    }
+
+    /// Windows the manifest lists for the episodes placed on `side`.
+    fn listed_windows(&self, side: Side) -> usize {
+        let key = |(host, episode): &(String, String)| format!("{host}/{episode}");
+        self.split
+            .sides
+            .iter()
+            .filter(|(_, &s)| s == side)
+            .filter_map(|(k, _)| self.manifest.episodes.get(&key(k)).map(|e| e.windows))
+            .sum()
+    }
+
+    /// How `memory_mb` bounds `id`'s training, in the words its inputs and
+    /// card record: empty when it does not (the model holds what it would
+    /// with any budget), else the shuffle buffer or the trees' sample it
+    /// gets. A function of the budget and the data alone.
+    fn allowance(&self, id: ModelId, shards: &FeatureShards) -> Allowance {
+        let memory = Memory::of_mb(self.config.memory_mb);
+        let (train, val) = (self.listed_windows(Side::Train), self.listed_windows(Side::Val));
+        match id.arch {
+            Arch::Gbt => {
+                let sample = memory.gbt_sample(shards.width(), train, val);
+                Allowance::Trees { sample, need: Memory::gbt_need(sample, shards.width(), train, val) }
+            }
+            _ => {
+                let neural = &self.config.neural;
+                let buffer = memory.shuffle_windows(neural.shuffle_windows, neural.batch, shards.window_bytes());
+                let need = Memory::network_need(buffer.min(train), neural.batch, shards.window_bytes());
+                Allowance::Network { buffer, need }
+            }
+        }
+    }
+
     fn run(self, threads: usize, progress: Progress) -> Vec<(ModelId, ModelRun)> {
         let mut done = Vec::new();
         let mut pending = Vec::new();
         for &id in &self.ids {
             let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
-            let inputs = self.inputs(id);
+            let allowance = self.allowance(id, &self.shards(id));
+            let inputs = self.inputs(id, &allowance.bound(&self.config.neural));
             match checkpoint::is_current(&dir, &inputs).then(|| checkpoint::read_card(&dir).ok()).flatten() {
                 Some(card) => {
                     progress(id, TrainEvent::Finished(Status::Cached));
                     done.push((id, ModelRun::of_card(id, Status::Cached, &card, 0.0)));
                 }
-                None => pending.push((id, inputs)),
+                None => pending.push((id, inputs, allowance)),
             }
         }
-        pending.sort_by_key(|(id, _)| std::cmp::Reverse(id.arch.relative_cost()));
-        let Some(&(first, _)) = pending.first() else { return done };
-        let sides = match self.read(first) {
-            Ok(sides) => sides,
+        pending.sort_by_key(|(id, _, _)| std::cmp::Reverse(id.arch.relative_cost()));
+        let Some(&(first, _, _)) = pending.first() else { return done };
+        let windows = match self.fit(first) {
+            Ok(windows) => windows,
             Err(why) => {
-                done.extend(pending.into_iter().map(|(id, _)| (id, ModelRun::failed(id, why.clone(), progress))));
+                done.extend(pending.into_iter().map(|(id, _, _)| (id, ModelRun::failed(id, why.clone(), progress))));
                 return done;
             }
         };
+        let memory = Memory::of_mb(self.config.memory_mb);
+        let gate = Gate::new(memory.bytes() - (windows.cache.0.bytes() + windows.cache.1.bytes()).min(memory.bytes()));
         let next = AtomicUsize::new(0);
         let results = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..threads.clamp(1, pending.len()) {
                 scope.spawn(|| {
-                    while let Some((id, inputs)) = pending.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let run = self.train_one(*id, inputs, &sides, progress);
+                    while let Some((id, inputs, allowance)) = pending.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let held = gate.enter(allowance.need());
+                        let run = self.train_one(*id, inputs, allowance, &windows, progress);
+                        drop(held);
                         if run.status == Status::Computed {
                             progress(*id, TrainEvent::Finished(Status::Computed));
                         }
@@ -329,52 +400,68 @@ impl GroupJob<'_> {
         done
     }
 
-    /// Reads the group's training and validation windows once.
-    fn read(&self, id: ModelId) -> Result<Sides, String> {
-        let kind = id.arch.input();
-        let mut windows =
-            read_windows(&self.out.join("features"), self.manifest, kind, id.channels, &self.split.fitting_sides())
-                .map_err(|e| e.to_string())?;
-        let mut train = windows.sides.remove(&Side::Train).unwrap_or_default();
-        let mut val = windows.sides.remove(&Side::Val).unwrap_or_default();
-        if train.rows() == 0 {
+    /// The group's one shared pass over its training side (its class counts
+    /// and, for networks, its normalisation, fitted streaming), and over its
+    /// validation side (its count); each keeps what fits of the group's
+    /// cache, the training side first.
+    fn fit(&self, id: ModelId) -> Result<GroupWindows, String> {
+        let shards = self.shards(id);
+        let sides = self.split.fitting_sides();
+        let networks = self.ids.iter().any(|id| id.arch != Arch::Gbt);
+        let group = if id.arch.input() == FeatureKind::Tensors { timesteps(self.manifest) } else { 1 };
+        let mut moments = Moments::new(shards.width(), group);
+        let mut counts = [0u64; CLASSES];
+        let budget = Memory::of_mb(self.config.memory_mb).group_cache();
+        let train = ShardSide::new(&shards, &sides, Side::Train).read_keeping(budget, &mut |chunk| {
+            for &label in &chunk.labels {
+                counts[usize::from(label).min(CLASSES - 1)] += 1;
+            }
+            if networks {
+                moments.add(chunk);
+            }
+        })?;
+        if counts.iter().sum::<u64>() == 0 {
             return Err(format!("the {} split has no training windows", self.split.recipe));
         }
-        let (rows, width) = ((train.rows(), val.rows()), train.width);
-        let trees = self.ids.iter().any(|id| id.arch == Arch::Gbt);
-        let networks = self.ids.iter().any(|id| id.arch != Arch::Gbt);
-        let normalised = networks.then(|| {
-            let group = if kind == FeatureKind::Tensors { timesteps(self.manifest) } else { 1 };
-            let norm = Normalisation::fit(&train, group);
-            let (mut t, mut v) = if trees {
-                (train.clone(), val.clone())
-            } else {
-                (std::mem::take(&mut train), std::mem::take(&mut val))
-            };
-            norm.apply(&mut t);
-            norm.apply(&mut v);
-            (norm, t, v)
-        });
-        Ok(Sides { rows, width, raw: trees.then_some((train, val)), normalised })
+        let mut val_rows = 0;
+        let val = ShardSide::new(&shards, &sides, Side::Val)
+            .read_keeping(budget - train.bytes(), &mut |chunk| val_rows += chunk.rows())?;
+        Ok(GroupWindows {
+            shards,
+            sides,
+            cache: (train, val),
+            class_counts: counts,
+            val_rows,
+            scale: networks.then(|| moments.finish()),
+        })
     }
 
-    fn train_one(&self, id: ModelId, inputs: &str, sides: &Sides, progress: Progress) -> ModelRun {
+    fn train_one(
+        &self,
+        id: ModelId,
+        inputs: &str,
+        allowance: &Allowance,
+        windows: &GroupWindows,
+        progress: Progress,
+    ) -> ModelRun {
         let start = Instant::now();
         let device = device::training();
-        let trained = match (id.arch, &sides.normalised) {
-            (Arch::Gbt, _) => match &sides.raw {
-                None => Err("no raw windows for gbt".to_string()),
-                Some((train, val)) => Gbt::fit(train, val, &self.config.gbt).map(|gbt| {
+        let (train_side, val_side) = (windows.side(Side::Train), windows.side(Side::Val));
+        let trained = match (id.arch, allowance, &windows.scale) {
+            (Arch::Gbt, Allowance::Trees { sample, .. }, _) => {
+                Gbt::fit(&train_side, &val_side, *sample, &self.config.gbt).map(|gbt| {
                     let passes = gbt.rounds;
-                    (Box::new(gbt) as Model, None, val, passes)
-                }),
-            },
-            (arch, Some((norm, train_n, val_n))) => {
-                let config = &self.config.neural;
-                match Net::new(arch, train_n.width, timesteps(self.manifest), config.seed, &device) {
+                    (Box::new(gbt) as Model, None, passes)
+                })
+            }
+            (arch, Allowance::Network { buffer, .. }, Some(scale)) => {
+                let config = TrainConfig { shuffle_windows: *buffer, ..self.config.neural.clone() };
+                match Net::new(arch, windows.shards.width(), timesteps(self.manifest), config.seed, &device) {
                     None => Err(format!("{arch} is not a neural network")),
                     Some(net) => {
-                        let (net, report) = train(net, train_n, val_n, config, &device, |e| {
+                        let sides =
+                            Sides { train: &train_side, val: &val_side, scale, class_counts: windows.class_counts };
+                        train(net, &sides, &config, &device, |e| {
                             tracing::info!(
                                 "{id}: epoch {} loss {:.4} validation macro F1 {:.3}",
                                 e.epoch,
@@ -382,28 +469,33 @@ impl GroupJob<'_> {
                                 e.val_macro_f1
                             );
                             progress(id, TrainEvent::Epoch(e))
-                        });
-                        let passes = report.epochs.len();
-                        Ok((Box::new(net) as Model, Some((norm.clone(), report)), val_n, passes))
+                        })
+                        .map(|(net, report)| {
+                            let passes = report.epochs.len();
+                            (Box::new(net) as Model, Some((scale.clone(), report)), passes)
+                        })
                     }
                 }
             }
-            (arch, None) => Err(format!("no normalised windows for {arch}")),
+            (arch, _, _) => Err(format!("no windows prepared for {arch}")),
         };
-        let (model, neural, val, passes) = match trained {
+        let (model, neural, passes) = match trained {
             Ok(t) => t,
             Err(why) => return ModelRun::failed(id, why, progress),
         };
         let wall_s = start.elapsed().as_secs_f64();
-        let val_metrics = match model.predict(val, &device) {
-            Ok(probs) => validation_metrics(&val.labels, &probs, &model),
+        let scale = neural.as_ref().map(|(scale, _)| scale);
+        let val_metrics = match validate(&model, &val_side, scale, &device) {
+            Ok((truth, probs)) => validation_metrics(&truth, &probs, &model),
             Err(why) => return ModelRun::failed(id, why, progress),
         };
         let (normalisation, report) = neural.map_or((None, None), |(n, r)| (Some(n), Some(r)));
-        let mut card = self.card(id, inputs, sides, normalisation, val_metrics);
+        let rows = (windows.train_rows(), windows.val_rows);
+        let mut card = self.card(id, inputs, rows, windows.shards.width(), normalisation, val_metrics);
+        card.config = allowance.recorded(self.settings(id.arch));
         card.training = TrainingCard {
             wall_s,
-            windows_per_s: (sides.rows.0 * passes) as f64 / wall_s.max(1e-9),
+            windows_per_s: (rows.0 * passes) as f64 / wall_s.max(1e-9),
             best_round: model.best_round().map(|(round, _)| round),
             report,
         };
@@ -419,11 +511,12 @@ impl GroupJob<'_> {
         &self,
         id: ModelId,
         inputs: &str,
-        sides: &Sides,
+        rows: (usize, usize),
+        width: usize,
         normalisation: Option<Normalisation>,
         val: ValMetrics,
     ) -> ModelCard {
-        let windows = [(Side::Train, sides.rows.0), (Side::Val, sides.rows.1)]
+        let windows = [(Side::Train, rows.0), (Side::Val, rows.1)]
             .into_iter()
             .map(|(side, rows)| (side.name().to_string(), rows))
             .collect();
@@ -433,7 +526,7 @@ impl GroupJob<'_> {
             channels: id.channels,
             channel_list: id.channels.indices().into_iter().map(|i| CHANNELS[i].name.to_string()).collect(),
             input: id.arch.input().dir().to_string(),
-            width: sides.width,
+            width,
             timesteps: timesteps(self.manifest),
             window: self.manifest.window.clone(),
             registry: self.manifest.channels.clone(),
@@ -454,6 +547,77 @@ impl GroupJob<'_> {
             weights_sha256: String::new(),
         }
     }
+}
+
+/// What a model may hold under `[train] memory_mb`, and the bytes that is.
+enum Allowance {
+    /// A network's shuffle buffer.
+    Network { buffer: usize, need: usize },
+    /// The trees' draw of each side.
+    Trees { sample: Sample, need: usize },
+}
+
+impl Allowance {
+    /// Bytes the model holds.
+    fn need(&self) -> usize {
+        match self {
+            Allowance::Network { need, .. } | Allowance::Trees { need, .. } => *need,
+        }
+    }
+
+    /// What the budget changed, for the model's inputs: nothing when the
+    /// model trains as it would with any budget.
+    fn bound(&self, neural: &TrainConfig) -> String {
+        match self {
+            Allowance::Network { buffer, .. } if *buffer < neural.shuffle_windows => {
+                format!("shuffle_windows={buffer}")
+            }
+            Allowance::Trees { sample, .. } if sample.train.keep < 1.0 || sample.val.keep < 1.0 => {
+                format!("sample={}/{}", sample.train.most, sample.val.most)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The settings as the model trained with them, for its card: a
+    /// network's shuffle buffer as used; the trees' sample when they took one.
+    fn recorded(&self, mut settings: serde_json::Value) -> serde_json::Value {
+        if let Some(fields) = settings.as_object_mut() {
+            match self {
+                Allowance::Network { buffer, .. } => {
+                    fields.insert("shuffle_windows".into(), (*buffer).into());
+                }
+                Allowance::Trees { sample, .. } if sample.train.keep < 1.0 || sample.val.keep < 1.0 => {
+                    fields.insert(
+                        "sampled_windows".into(),
+                        serde_json::json!({"train": sample.train.most, "val": sample.val.most}),
+                    );
+                }
+                Allowance::Trees { .. } => {}
+            }
+        }
+        settings
+    }
+}
+
+/// Each validation window's class and the model's probabilities for it,
+/// streamed (scaled for a network).
+fn validate(
+    model: &Model,
+    val: &ShardSide,
+    scale: Option<&Normalisation>,
+    device: &burn::tensor::Device,
+) -> Result<(Vec<u8>, Vec<f32>), String> {
+    let (mut truth, mut probs) = (Vec::new(), Vec::new());
+    let mut failed = None;
+    stream(val, Pass { batch: PREDICT_BATCH, shuffle: None }, scale, |batch| match model.predict(&batch, device) {
+        Ok(p) => {
+            truth.extend_from_slice(&batch.labels);
+            probs.extend(p);
+        }
+        Err(why) => failed = Some(why),
+    })?;
+    failed.map_or(Ok((truth, probs)), Err)
 }
 
 /// Tensor time steps per channel, from the manifest's window configuration.

@@ -6,7 +6,8 @@
 //! The loop is written once against [`Network`]; an architecture only says
 //! how it turns a batch of windows into logits.
 
-use crate::scoring::{argmax, class_weights, Confusion};
+use crate::scoring::{argmax, weights_of_counts, Confusion};
+use crate::stream::{stream, Pass, Shuffle, WindowSource};
 use crate::CLASSES;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -16,6 +17,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use epiflow_operators::rng::SplitMix64;
 use epiflow_pipelines::feature_reader::WindowRows;
+use epiflow_pipelines::normalise::Normalisation;
 use serde::{Deserialize, Serialize};
 
 /// A model the loop can train: windows in, one logit per class out.
@@ -45,6 +47,11 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seed of the weights and the batch order.
     pub seed: u64,
+    /// Windows the shuffle buffer of an epoch holds: epochs stream from the
+    /// shards (in an order drawn per epoch) through this buffer, so it sets
+    /// both how far apart the windows of a batch come from and the memory a
+    /// model's training holds. `[train] memory_mb` may lower it.
+    pub shuffle_windows: usize,
 }
 
 impl Default for TrainConfig {
@@ -58,6 +65,7 @@ impl Default for TrainConfig {
             clip_norm: 1.0,
             patience: 6,
             seed: 7,
+            shuffle_windows: 16_384,
         }
     }
 }
@@ -97,53 +105,66 @@ pub fn learning_rate(step: usize, total: usize, warmup: f64, peak: f64) -> f64 {
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
 }
 
-/// Trains `model` on `train` (already normalised), keeping the weights of
-/// the epoch with the best validation macro F1; `progress` hears each epoch.
+/// The two sides a network trains on, streamed.
+pub struct Sides<'a> {
+    /// The training windows.
+    pub train: &'a dyn WindowSource,
+    /// The validation windows, scored after every epoch.
+    pub val: &'a dyn WindowSource,
+    /// The normalisation fitted on the training side, applied to every batch.
+    pub scale: &'a Normalisation,
+    /// The training side's windows per class (from its fitting pass).
+    pub class_counts: [u64; CLASSES],
+}
+
+/// Trains `model`, keeping the weights of the epoch with the best
+/// validation macro F1; `progress` hears each epoch. Each epoch streams the
+/// training side in an order drawn from the seed (shards shuffled, then a
+/// buffer of `config.shuffle_windows`), the same for the same seed whatever
+/// else runs beside it.
 pub fn train<N: Network>(
     mut model: N,
-    train: &WindowRows,
-    val: &WindowRows,
+    sides: &Sides,
     config: &TrainConfig,
     device: &Device,
     mut progress: impl FnMut(&Epoch),
-) -> (N, TrainReport) {
+) -> Result<(N, TrainReport), String> {
     // CrossEntropyLoss wants every weight positive; a class absent from
     // training never appears as a target, so its weight is never used.
-    let weights: Vec<f32> = class_weights(&train.labels).iter().map(|&w| if w > 0.0 { w } else { 1.0 }).collect();
+    let weights: Vec<f32> =
+        weights_of_counts(&sides.class_counts).iter().map(|&w| if w > 0.0 { w } else { 1.0 }).collect();
     let loss_fn = CrossEntropyLossConfig::new().with_weights(Some(weights)).init(device);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(config.weight_decay)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.clip_norm)))
         .init();
     let batch = config.batch.max(1);
-    let steps_per_epoch = train.rows().div_ceil(batch);
-    let total = steps_per_epoch * config.max_epochs;
-    let mut order: Vec<usize> = (0..train.rows()).collect();
-    let mut rng = SplitMix64::new(config.seed);
+    let rows = sides.class_counts.iter().sum::<u64>() as usize;
+    let total = rows.div_ceil(batch) * config.max_epochs;
+    let mut shuffles = epoch_shuffles(config);
     let mut report = TrainReport { epochs: Vec::new(), best_epoch: 0, best_val_macro_f1: f64::NEG_INFINITY };
     let mut best = model.clone();
-    let (mut step, mut x, mut y) = (0, Vec::new(), Vec::new());
+    let mut step = 0;
     for epoch in 0..config.max_epochs {
-        rng.shuffle(&mut order);
         let (mut loss_sum, mut lr) = (0.0, 0.0);
-        for chunk in order.chunks(batch) {
-            x.clear();
-            y.clear();
-            for &i in chunk {
-                x.extend_from_slice(train.row(i));
-                y.push(train.labels[i] as i64);
-            }
-            let logits = model.logits(&x, chunk.len(), train.width, device);
-            let targets = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [chunk.len()]), device);
+        // The optimiser takes the model by value: it goes in and out of a slot.
+        let mut slot = Some(model);
+        stream(sides.train, Pass { batch, shuffle: shuffles.next() }, Some(sides.scale), |b| {
+            let Some(current) = slot.take() else { return };
+            let targets: Vec<i64> = b.labels.iter().map(|&l| i64::from(l)).collect();
+            let logits = current.logits(&b.x, b.rows(), b.width, device);
+            let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [b.rows()]), device);
             let loss = loss_fn.forward(logits, targets);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64 * b.rows() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &current);
             lr = learning_rate(step, total, config.warmup, config.lr);
-            model = optim.step(lr, model, grads);
+            slot = Some(optim.step(lr, current, grads));
             step += 1;
-        }
-        let f1 = Confusion::of(&val.labels, &argmax(&predict(&model, val, device))).macro_f1();
-        let summary = Epoch { epoch, train_loss: loss_sum / train.rows().max(1) as f64, val_macro_f1: f1, lr };
+        })?;
+        model = slot.ok_or("the model was lost in a training step")?;
+        let (truth, predicted) = score(&model, sides.val, sides.scale, device)?;
+        let f1 = Confusion::of(&truth, &predicted).macro_f1();
+        let summary = Epoch { epoch, train_loss: loss_sum / rows.max(1) as f64, val_macro_f1: f1, lr };
         progress(&summary);
         report.epochs.push(summary);
         if f1 > report.best_val_macro_f1 {
@@ -152,15 +173,54 @@ pub fn train<N: Network>(
             break;
         }
     }
-    (best, report)
+    Ok((best, report))
 }
+
+/// The order of each epoch's training windows: a seed per epoch, drawn from
+/// the training seed, and the shuffle buffer.
+pub fn epoch_shuffles(config: &TrainConfig) -> impl Iterator<Item = Shuffle> {
+    let mut seeds = SplitMix64::new(config.seed);
+    let buffer = config.shuffle_windows;
+    std::iter::repeat_with(move || Shuffle { seed: seeds.next_u64(), buffer })
+}
+
+/// Each window's class and the class `model` predicts for it, streamed
+/// from `windows` in storage order and scaled by `scale`.
+pub fn score<N: Network>(
+    model: &N,
+    windows: &dyn WindowSource,
+    scale: &Normalisation,
+    device: &Device,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let (model, device) = without_gradients(model, device);
+    let (mut truth, mut predicted) = (Vec::new(), Vec::new());
+    stream(windows, Pass { batch: PREDICT_BATCH, shuffle: None }, Some(scale), |b| {
+        truth.extend_from_slice(&b.labels);
+        predicted.extend(argmax(&predict(&model, &b, &device)));
+    })?;
+    Ok((truth, predicted))
+}
+
+/// `model` and `device` without gradient tracking, to predict with: a
+/// forward pass on the training device records a graph that no backward
+/// pass ever frees (burn sweeps such graphs only on request), so scoring
+/// every epoch on it kept each batch's activations until the end of the
+/// run — hundreds of MB per epoch for the transformer.
+pub fn without_gradients<N: Network>(model: &N, device: &Device) -> (N, Device) {
+    (model.valid(), device.clone().inner())
+}
+
+/// Windows per batch when predicting: a training batch's worth, so that
+/// scoring never holds more activations than a training step does (the
+/// networks' working memory grows with the batch, and for attention with
+/// the square of the time steps).
+pub const PREDICT_BATCH: usize = 128;
 
 /// Class probabilities, `rows × CLASSES`, in batches.
 pub fn predict<N: Network>(model: &N, windows: &WindowRows, device: &Device) -> Vec<f32> {
     let mut out = Vec::with_capacity(windows.rows() * CLASSES);
-    let batch = 512;
-    for start in (0..windows.rows()).step_by(batch) {
-        let rows = batch.min(windows.rows() - start);
+    for start in (0..windows.rows()).step_by(PREDICT_BATCH) {
+        let rows = PREDICT_BATCH.min(windows.rows() - start);
         let x = &windows.x[start * windows.width..(start + rows) * windows.width];
         let probs = softmax(model.logits(x, rows, windows.width, device), 1);
         out.extend(probs.into_data().try_to_vec::<f32>().unwrap_or_default());

@@ -19,10 +19,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Rows per record batch read from a shard.
+/// Most rows per record batch read from a shard.
 const READ_BATCH: usize = 1024;
+
+/// Most bytes a record batch decodes to: wide tensor rows (every channel's
+/// cells, before the set's are picked out) come fewer per batch, so what a
+/// read holds does not grow with the window.
+const READ_BATCH_BYTES: usize = 4 << 20;
 
 /// The windows of one side: `x` is `rows × width`, row-major. For tensors a
 /// row is channel-major (`c * timesteps + t` over the set's channels) and
@@ -52,6 +57,26 @@ impl WindowRows {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.x[i * self.width..(i + 1) * self.width]
     }
+
+    /// Appends every window of `other` (of the same width).
+    pub fn extend(&mut self, other: &WindowRows) {
+        self.x.extend_from_slice(&other.x);
+        if let Some(cells) = &other.mask {
+            self.mask.get_or_insert_with(Vec::new).extend_from_slice(cells);
+        }
+        self.labels.extend_from_slice(&other.labels);
+        self.episode.extend_from_slice(&other.episode);
+    }
+
+    /// Appends window `i` of `other` (of the same width).
+    pub fn push_row(&mut self, other: &WindowRows, i: usize) {
+        self.x.extend_from_slice(other.row(i));
+        if let Some(cells) = &other.mask {
+            self.mask.get_or_insert_with(Vec::new).extend_from_slice(&cells[i * other.width..(i + 1) * other.width]);
+        }
+        self.labels.push(other.labels[i]);
+        self.episode.push(other.episode[i]);
+    }
 }
 
 /// The windows of every side, with the episodes they come from.
@@ -72,40 +97,130 @@ pub fn read_windows(
     set: ChannelSet,
     sides: &HashMap<(String, String), Side>,
 ) -> io::Result<SideWindows> {
-    let channels = set.indices();
-    let timesteps = manifest.window.get("timesteps").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
-    let width = match kind {
-        FeatureKind::Summary => channels.len() * STATS.len(),
-        FeatureKind::Tensors => channels.len() * timesteps,
-    };
-    let wanted = columns(kind, &channels);
-    let layout = Layout { kind, channels, timesteps, width };
+    let shards = FeatureShards::open(features_dir, manifest, kind, set);
     let mut out = SideWindows::default();
-    let mut episode_ids: HashMap<(String, String), u32> = HashMap::new();
-    for file in manifest.shards.get(kind.dir()).into_iter().flatten() {
-        let path = features_dir.join(file);
+    let mut episode_ids = EpisodeIds::default();
+    for shard in 0..shards.len() {
+        shards.read(shard, sides, &mut episode_ids, &mut |side, rows| {
+            out.sides
+                .entry(side)
+                .or_insert_with(|| WindowRows { width: rows.width, ..WindowRows::default() })
+                .extend(&rows);
+        })?;
+    }
+    out.episodes = episode_ids.into_keys();
+    Ok(out)
+}
+
+/// Dense ids of the episodes met while reading, in order of first meeting.
+#[derive(Default)]
+pub struct EpisodeIds(HashMap<(String, String), u32>);
+
+impl EpisodeIds {
+    /// The id of `key`, given it on first sight.
+    fn of(&mut self, key: (String, String)) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(key).or_insert(next)
+    }
+
+    /// (host, episode) of each id, by id.
+    fn into_keys(self) -> Vec<(String, String)> {
+        let mut keys = vec![Default::default(); self.0.len()];
+        for (key, id) in self.0 {
+            keys[id as usize] = key;
+        }
+        keys
+    }
+}
+
+/// The feature shards of one kind, read for one channel set: what a pass
+/// over the windows reads, one shard and one record batch at a time, so
+/// that a caller streaming epochs holds a batch, not the corpus.
+pub struct FeatureShards {
+    files: Vec<PathBuf>,
+    layout: Layout,
+    wanted: Vec<String>,
+}
+
+impl FeatureShards {
+    /// The shards of `kind` that `manifest` lists under `features_dir`, to be
+    /// read keeping the channels of `set`.
+    pub fn open(features_dir: &Path, manifest: &Manifest, kind: FeatureKind, set: ChannelSet) -> FeatureShards {
+        let channels = set.indices();
+        let timesteps = manifest.window.get("timesteps").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
+        let width = match kind {
+            FeatureKind::Summary => channels.len() * STATS.len(),
+            FeatureKind::Tensors => channels.len() * timesteps,
+        };
+        let files = manifest.shards.get(kind.dir()).into_iter().flatten().map(|f| features_dir.join(f)).collect();
+        FeatureShards { files, wanted: columns(kind, &channels), layout: Layout { kind, channels, timesteps, width } }
+    }
+
+    /// Number of shard files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether there is no shard at all.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Values per window.
+    pub fn width(&self) -> usize {
+        self.layout.width
+    }
+
+    /// Bytes one window takes in memory: its values, its mask cells (tensors),
+    /// its label and episode id. What buffers are sized by.
+    pub fn window_bytes(&self) -> usize {
+        let mask = if self.layout.kind == FeatureKind::Tensors { self.layout.width } else { 0 };
+        self.layout.width * std::mem::size_of::<f32>() + mask + 1 + std::mem::size_of::<u32>()
+    }
+
+    /// Rows per record batch: [`READ_BATCH`], fewer for rows so wide that
+    /// a batch would decode to more than [`READ_BATCH_BYTES`].
+    fn batch_rows(&self) -> usize {
+        let stored = match self.layout.kind {
+            FeatureKind::Summary => self.layout.width * std::mem::size_of::<f32>(),
+            FeatureKind::Tensors => N_CHANNELS * self.layout.timesteps * (std::mem::size_of::<f32>() + 1),
+        };
+        (READ_BATCH_BYTES / stored.max(1)).clamp(16, READ_BATCH)
+    }
+
+    /// Reads shard `shard` one record batch at a time and hands `each` the
+    /// windows of every batch whose episode `sides` places, one side at a
+    /// time, in file order; episodes get their ids from `episode_ids`.
+    pub fn read(
+        &self,
+        shard: usize,
+        sides: &HashMap<(String, String), Side>,
+        episode_ids: &mut EpisodeIds,
+        each: &mut dyn FnMut(Side, WindowRows),
+    ) -> io::Result<()> {
+        let Some(path) = self.files.get(shard) else { return Ok(()) };
         let bad =
             |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()));
         let reader =
-            std::fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            std::fs::File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(reader).map_err(|e| bad(&e))?;
         let schema = builder.schema().clone();
-        let roots: Vec<usize> = wanted.iter().filter_map(|name| schema.index_of(name).ok()).collect();
-        if roots.len() != wanted.len() {
-            return Err(bad(&format!("missing columns: expected {}", wanted.join(", "))));
+        let roots: Vec<usize> = self.wanted.iter().filter_map(|name| schema.index_of(name).ok()).collect();
+        if roots.len() != self.wanted.len() {
+            return Err(bad(&format!("missing columns: expected {}", self.wanted.join(", "))));
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let batches = builder.with_projection(mask).with_batch_size(READ_BATCH).build().map_err(|e| bad(&e))?;
+        let batches = builder.with_projection(mask).with_batch_size(self.batch_rows()).build().map_err(|e| bad(&e))?;
         for batch in batches {
             let batch = batch.map_err(|e| bad(&e))?;
-            append_batch(&batch, &layout, sides, &mut episode_ids, &mut out).map_err(|e| bad(&e))?;
+            let mut by_side = BTreeMap::new();
+            append_batch(&batch, &self.layout, sides, episode_ids, &mut by_side).map_err(|e| bad(&e))?;
+            for (side, rows) in by_side {
+                each(side, rows);
+            }
         }
+        Ok(())
     }
-    out.episodes = vec![Default::default(); episode_ids.len()];
-    for (key, id) in episode_ids {
-        out.episodes[id as usize] = key;
-    }
-    Ok(out)
 }
 
 /// What a row of the output holds.
@@ -183,8 +298,8 @@ fn append_batch(
     batch: &RecordBatch,
     layout: &Layout,
     sides: &HashMap<(String, String), Side>,
-    episode_ids: &mut HashMap<(String, String), u32>,
-    out: &mut SideWindows,
+    episode_ids: &mut EpisodeIds,
+    out: &mut BTreeMap<Side, WindowRows>,
 ) -> Result<(), String> {
     let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
     let hosts = column("host_id")?.as_string_opt::<i32>().ok_or("host_id is not a string")?;
@@ -194,10 +309,8 @@ fn append_batch(
     for row in 0..batch.num_rows() {
         let key = (hosts.value(row).to_string(), episodes.value(row).to_string());
         let Some(&side) = sides.get(&key) else { continue };
-        let next_id = episode_ids.len() as u32;
-        let id = *episode_ids.entry(key).or_insert(next_id);
-        let windows =
-            out.sides.entry(side).or_insert_with(|| WindowRows { width: layout.width, ..WindowRows::default() });
+        let id = episode_ids.of(key);
+        let windows = out.entry(side).or_insert_with(|| WindowRows { width: layout.width, ..WindowRows::default() });
         let label = u8::try_from(labels.value(row)).map_err(|_| format!("label {} out of range", labels.value(row)))?;
         features.append(row, &layout.channels, layout.timesteps, windows)?;
         windows.labels.push(label);
