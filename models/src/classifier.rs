@@ -6,7 +6,7 @@
 
 use crate::gbt::Gbt;
 use crate::net::Net;
-use crate::train::{predict, without_gradients};
+use crate::train::predict;
 use burn::module::Module;
 use burn::tensor::Device;
 use epiflow_pipelines::feature_reader::WindowRows;
@@ -46,8 +46,7 @@ impl Classifier for Gbt {
 
 impl Classifier for Net {
     fn predict(&self, windows: &WindowRows, device: &Device) -> Result<Vec<f32>, String> {
-        let (net, device) = without_gradients(self, device);
-        Ok(predict(&net, windows, &device))
+        Ok(predict(self, windows, device))
     }
 
     fn weights(&self) -> Result<(&'static str, Vec<u8>), String> {

@@ -154,6 +154,11 @@ pub struct Sample {
 impl Sample {
     /// Every window of both sides.
     pub const ALL: Sample = Sample { train: Draw::ALL, val: Draw::ALL };
+
+    /// Whether every window of both sides is kept.
+    pub fn takes_all(&self) -> bool {
+        self.train.keep >= 1.0 && self.val.keep >= 1.0
+    }
 }
 
 /// A seeded draw of a side's windows: each kept with probability `keep`,

@@ -22,7 +22,7 @@ use crate::gbt::{Gbt, GbtConfig, Sample};
 use crate::memory::{Gate, Memory};
 use crate::net::Net;
 use crate::scoring::{argmax, Confusion};
-use crate::stream::{stream, Pass, ShardSide, SideCache};
+use crate::stream::{count_classes, stream, Pass, ShardSide, SideCache};
 use crate::train::{train, Epoch, Sides, TrainConfig, PREDICT_BATCH};
 use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
@@ -336,9 +336,8 @@ impl GroupJob<'_> {
     /// card record: empty when it does not (the model holds what it would
     /// with any budget), else the shuffle buffer or the trees' sample it
     /// gets. A function of the budget and the data alone.
-    fn allowance(&self, id: ModelId, shards: &FeatureShards) -> Allowance {
+    fn allowance(&self, id: ModelId, shards: &FeatureShards, (train, val): (usize, usize)) -> Allowance {
         let memory = Memory::of_mb(self.config.memory_mb);
-        let (train, val) = (self.listed_windows(Side::Train), self.listed_windows(Side::Val));
         match id.arch {
             Arch::Gbt => {
                 let sample = memory.gbt_sample(shards.width(), train, val);
@@ -356,9 +355,10 @@ impl GroupJob<'_> {
     fn run(self, threads: usize, progress: Progress) -> Vec<(ModelId, ModelRun)> {
         let mut done = Vec::new();
         let mut pending = Vec::new();
+        let listed = (self.listed_windows(Side::Train), self.listed_windows(Side::Val));
         for &id in &self.ids {
             let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
-            let allowance = self.allowance(id, &self.shards(id));
+            let allowance = self.allowance(id, &self.shards(id), listed);
             let inputs = self.inputs(id, &allowance.bound(&self.config.neural));
             match checkpoint::is_current(&dir, &inputs).then(|| checkpoint::read_card(&dir).ok()).flatten() {
                 Some(card) => {
@@ -378,7 +378,7 @@ impl GroupJob<'_> {
             }
         };
         let memory = Memory::of_mb(self.config.memory_mb);
-        let gate = Gate::new(memory.bytes() - (windows.cache.0.bytes() + windows.cache.1.bytes()).min(memory.bytes()));
+        let gate = Gate::new(memory.bytes().saturating_sub(windows.cache.0.bytes() + windows.cache.1.bytes()));
         let next = AtomicUsize::new(0);
         let results = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
@@ -413,9 +413,7 @@ impl GroupJob<'_> {
         let mut counts = [0u64; CLASSES];
         let budget = Memory::of_mb(self.config.memory_mb).group_cache();
         let train = ShardSide::new(&shards, &sides, Side::Train).read_keeping(budget, &mut |chunk| {
-            for &label in &chunk.labels {
-                counts[usize::from(label).min(CLASSES - 1)] += 1;
-            }
+            count_classes(&mut counts, &chunk.labels);
             if networks {
                 moments.add(chunk);
             }
@@ -572,7 +570,7 @@ impl Allowance {
             Allowance::Network { buffer, .. } if *buffer < neural.shuffle_windows => {
                 format!("shuffle_windows={buffer}")
             }
-            Allowance::Trees { sample, .. } if sample.train.keep < 1.0 || sample.val.keep < 1.0 => {
+            Allowance::Trees { sample, .. } if !sample.takes_all() => {
                 format!("sample={}/{}", sample.train.most, sample.val.most)
             }
             _ => String::new(),
@@ -587,7 +585,7 @@ impl Allowance {
                 Allowance::Network { buffer, .. } => {
                     fields.insert("shuffle_windows".into(), (*buffer).into());
                 }
-                Allowance::Trees { sample, .. } if sample.train.keep < 1.0 || sample.val.keep < 1.0 => {
+                Allowance::Trees { sample, .. } if !sample.takes_all() => {
                     fields.insert(
                         "sampled_windows".into(),
                         serde_json::json!({"train": sample.train.most, "val": sample.val.most}),

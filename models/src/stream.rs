@@ -12,7 +12,7 @@
 use crate::CLASSES;
 use epiflow_operators::rng::SplitMix64;
 use epiflow_operators::split::Side;
-use epiflow_pipelines::feature_reader::{EpisodeIds, FeatureShards, WindowRows};
+use epiflow_pipelines::feature_reader::{window_bytes, EpisodeIds, FeatureShards, WindowRows};
 use epiflow_pipelines::normalise::Normalisation;
 use std::collections::HashMap;
 
@@ -129,7 +129,7 @@ impl WindowSource for WindowRows {
     }
 
     fn window_bytes(&self) -> usize {
-        self.width * (4 + usize::from(self.mask.is_some())) + 5
+        window_bytes(self.width, self.mask.is_some())
     }
 
     fn chunks(&self, _order: Option<u64>, each: &mut dyn FnMut(&WindowRows)) -> Result<(), String> {
@@ -199,12 +199,16 @@ pub fn stream(
 /// How many of a source's windows are of each class.
 pub fn class_counts(source: &dyn WindowSource) -> Result<[u64; CLASSES], String> {
     let mut counts = [0u64; CLASSES];
-    source.chunks(None, &mut |chunk| {
-        for &label in &chunk.labels {
-            counts[usize::from(label).min(CLASSES - 1)] += 1;
-        }
-    })?;
+    source.chunks(None, &mut |chunk| count_classes(&mut counts, &chunk.labels))?;
     Ok(counts)
+}
+
+/// Adds each of `labels` to its class's count (an id past the last class
+/// counts as the last).
+pub fn count_classes(counts: &mut [u64; CLASSES], labels: &[u8]) {
+    for &label in labels {
+        counts[usize::from(label).min(CLASSES - 1)] += 1;
+    }
 }
 
 /// Cuts windows into batches (scaling them as it copies them in, when

@@ -196,7 +196,7 @@ pub fn score<N: Network>(
     let (mut truth, mut predicted) = (Vec::new(), Vec::new());
     stream(windows, Pass { batch: PREDICT_BATCH, shuffle: None }, Some(scale), |b| {
         truth.extend_from_slice(&b.labels);
-        predicted.extend(argmax(&predict(&model, &b, &device)));
+        predicted.extend(argmax(&probabilities(&model, &b, &device)));
     })?;
     Ok((truth, predicted))
 }
@@ -206,7 +206,7 @@ pub fn score<N: Network>(
 /// pass ever frees (burn sweeps such graphs only on request), so scoring
 /// every epoch on it kept each batch's activations until the end of the
 /// run — hundreds of MB per epoch for the transformer.
-pub fn without_gradients<N: Network>(model: &N, device: &Device) -> (N, Device) {
+fn without_gradients<N: Network>(model: &N, device: &Device) -> (N, Device) {
     (model.valid(), device.clone().inner())
 }
 
@@ -216,8 +216,15 @@ pub fn without_gradients<N: Network>(model: &N, device: &Device) -> (N, Device) 
 /// the square of the time steps).
 pub const PREDICT_BATCH: usize = 128;
 
-/// Class probabilities, `rows × CLASSES`, in batches.
+/// Class probabilities, `rows × CLASSES`, in batches, whatever device the
+/// model trained on.
 pub fn predict<N: Network>(model: &N, windows: &WindowRows, device: &Device) -> Vec<f32> {
+    let (model, device) = without_gradients(model, device);
+    probabilities(&model, windows, &device)
+}
+
+/// [`predict`] for a model and device already without gradient tracking.
+fn probabilities<N: Network>(model: &N, windows: &WindowRows, device: &Device) -> Vec<f32> {
     let mut out = Vec::with_capacity(windows.rows() * CLASSES);
     for start in (0..windows.rows()).step_by(PREDICT_BATCH) {
         let rows = PREDICT_BATCH.min(windows.rows() - start);

@@ -112,6 +112,12 @@ pub fn read_windows(
     Ok(out)
 }
 
+/// Bytes a window of `width` values takes in a [`WindowRows`]: its values,
+/// its mask cells when `masked`, its label and episode id.
+pub fn window_bytes(width: usize, masked: bool) -> usize {
+    width * (std::mem::size_of::<f32>() + usize::from(masked)) + 1 + std::mem::size_of::<u32>()
+}
+
 /// Dense ids of the episodes met while reading, in order of first meeting.
 #[derive(Default)]
 pub struct EpisodeIds(HashMap<(String, String), u32>);
@@ -174,8 +180,7 @@ impl FeatureShards {
     /// Bytes one window takes in memory: its values, its mask cells (tensors),
     /// its label and episode id. What buffers are sized by.
     pub fn window_bytes(&self) -> usize {
-        let mask = if self.layout.kind == FeatureKind::Tensors { self.layout.width } else { 0 };
-        self.layout.width * std::mem::size_of::<f32>() + mask + 1 + std::mem::size_of::<u32>()
+        window_bytes(self.layout.width, self.layout.kind == FeatureKind::Tensors)
     }
 
     /// Rows per record batch: [`READ_BATCH`], fewer for rows so wide that
