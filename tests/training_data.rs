@@ -8,9 +8,10 @@ mod common;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
 use common::*;
-use epiflow_models::stream::{stream, Pass, ShardSide};
-use epiflow_models::train::{epoch_shuffles, TrainConfig};
+use epiflow_models::stream::{stream, Order, Pass, ShardSide};
+use epiflow_models::train::{EpochOrders, TrainConfig};
 use epiflow_operators::channels::{ChannelSet, CHANNELS};
+use epiflow_operators::rng::SplitMix64;
 use epiflow_operators::split::Side;
 use epiflow_operators::window::STATS;
 use epiflow_pipelines::feature_reader::{read_windows, FeatureShards, WindowRows};
@@ -89,44 +90,93 @@ fn windows_of(rows: &WindowRows) -> Vec<(u8, Vec<u32>)> {
     (0..rows.rows()).map(|i| (rows.labels[i], rows.row(i).iter().map(|v| v.to_bits()).collect())).collect()
 }
 
+/// The training windows of the host split's oracle tensors, streamed from
+/// the shards of a real run, and the same side read whole in storage order.
+struct TrainingSide {
+    shards: FeatureShards,
+    sides: HashMap<(String, String), Side>,
+    in_memory: Vec<(u8, Vec<u32>)>,
+}
+
+impl TrainingSide {
+    fn of(out: &Path) -> TrainingSide {
+        let features = out.join("features");
+        let manifest = Manifest::read(&features).unwrap();
+        let sides = sides(out, "host");
+        let (kind, set) = (FeatureKind::Tensors, ChannelSet::Oracle);
+        let read = read_windows(&features, &manifest, kind, set, &sides).unwrap();
+        let in_memory = windows_of(&read.sides[&Side::Train]);
+        let shards = FeatureShards::open(&features, &manifest, kind, set);
+        assert!(shards.len() > 1, "the order of several shards is drawn");
+        TrainingSide { shards, sides, in_memory }
+    }
+
+    /// The windows one epoch hands over, in order.
+    fn epoch(&self, batch: usize, order: Order) -> Vec<(u8, Vec<u32>)> {
+        let train = ShardSide::new(&self.shards, &self.sides, Side::Train);
+        let mut seen = Vec::new();
+        stream(&train, Pass { batch, order }, None, |b| seen.extend(windows_of(&b))).unwrap();
+        seen
+    }
+}
+
 #[test]
 fn an_epoch_streams_every_training_window_once_in_an_order_its_seed_sets() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_outputs(dir.path());
-    let features = out.join("features");
-    let manifest = Manifest::read(&features).unwrap();
-    let sides = sides(&out, "host");
-    let (kind, set) = (FeatureKind::Tensors, ChannelSet::Oracle);
-    let mut all = windows_of(&read_windows(&features, &manifest, kind, set, &sides).unwrap().sides[&Side::Train]);
+    let side = TrainingSide::of(&run_outputs(dir.path()));
+    let mut all = side.in_memory.clone();
     all.sort();
-    let shards = FeatureShards::open(&features, &manifest, kind, set);
-    assert!(shards.len() > 1, "the order of several shards is drawn");
-    let train = ShardSide::new(&shards, &sides, Side::Train);
     // A buffer smaller than the side, as at corpus scale.
     let config = TrainConfig { shuffle_windows: all.len() / 4, batch: 32, ..TrainConfig::default() };
-    let epoch = |shuffle| {
-        let mut seen = Vec::new();
-        stream(&train, Pass { batch: config.batch, shuffle: Some(shuffle) }, None, |b| seen.extend(windows_of(&b)))
-            .unwrap();
-        seen
+    let three = |orders: &mut EpochOrders| -> Vec<Order<'static>> {
+        (0..3)
+            .map(|_| match orders.next_epoch() {
+                Order::Buffered(shuffle) => Order::Buffered(shuffle),
+                other => panic!("a side four times the buffer streams through it, not {other:?}"),
+            })
+            .collect()
     };
-    let shuffles: Vec<_> = epoch_shuffles(&config).take(3).collect();
-    let orders: Vec<_> = shuffles.iter().map(|&s| epoch(s)).collect();
+    let shuffles = three(&mut EpochOrders::new(&config, all.len()));
+    let orders: Vec<_> = shuffles.iter().map(|&s| side.epoch(config.batch, s)).collect();
     for (e, order) in orders.iter().enumerate() {
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(sorted, all, "epoch {e} sees every training window exactly once");
     }
     assert!(orders[0] != orders[1] && orders[1] != orders[2], "each epoch has its own order");
-    assert_eq!(epoch_shuffles(&config).take(3).collect::<Vec<_>>(), shuffles, "drawn from the seed alone");
+    assert_eq!(three(&mut EpochOrders::new(&config, all.len())), shuffles, "drawn from the seed alone");
     // Two passes at once (two models on two workers) each get the order
     // they get alone.
     let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| epoch(shuffles[0]));
-        let b = scope.spawn(|| epoch(shuffles[1]));
+        let a = scope.spawn(|| side.epoch(config.batch, shuffles[0]));
+        let b = scope.spawn(|| side.epoch(config.batch, shuffles[1]));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!((a, b), (orders[0].clone(), orders[1].clone()));
+}
+
+#[test]
+fn a_side_that_fits_the_buffer_is_shuffled_whole_as_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = TrainingSide::of(&run_outputs(dir.path()));
+    let windows = side.in_memory.len();
+    let config = TrainConfig { shuffle_windows: windows, batch: 32, ..TrainConfig::default() };
+    let mut orders = EpochOrders::new(&config, windows);
+    // Training in memory: one permutation of the side in storage order,
+    // shuffled again by the seed's generator at every epoch.
+    let (mut rng, mut permutation) = (SplitMix64::new(config.seed), (0..windows).collect::<Vec<_>>());
+    let mut epochs = Vec::new();
+    for epoch in 0..3 {
+        rng.shuffle(&mut permutation);
+        let expected: Vec<_> = permutation.iter().map(|&i| side.in_memory[i].clone()).collect();
+        let streamed = side.epoch(config.batch, orders.next_epoch());
+        assert!(streamed == expected, "epoch {epoch}: the in-memory order");
+        epochs.push(streamed);
+    }
+    assert!(epochs[0] != epochs[1] && epochs[1] != epochs[2], "each epoch has its own order");
+    // One window more than the buffer, and the side streams through it.
+    let smaller = TrainConfig { shuffle_windows: windows - 1, ..config };
+    assert!(matches!(EpochOrders::new(&smaller, windows).next_epoch(), Order::Buffered(_)));
 }
 
 #[test]

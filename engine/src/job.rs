@@ -125,7 +125,11 @@ impl Job {
             publisher.models = Some(Downstream { train: self.config.train.clone(), eval });
         }
         let Some(corpus) = run_plan(plan, entries, &self.cluster, observer)? else { return Ok(None) };
-        publisher.publish(&corpus, start, index_problems).map(Some)
+        let stats = publisher.publish_corpus(&corpus, start, index_problems)?;
+        // The models read the published outputs: the corpus's state is freed
+        // first, so training's memory does not sit on top of it.
+        drop(corpus);
+        publisher.finish(stats, start).map(Some)
     }
 
     /// The dataflow's plan of `stages` for `mode` and what publishes its

@@ -55,12 +55,20 @@ impl Publisher {
         self.manifest.as_ref().map_or(0, |m| m.generation + corpus.epoch)
     }
 
-    /// Writes the feature manifest (the shards are already in place),
-    /// every stage's table, the splits, syncs the cache, trains and
-    /// evaluates the models when asked, and writes `run.json`, whose
-    /// statistics it returns, timed from `start`: when the run (or the
-    /// epoch) began.
+    /// Publishes `corpus` as [`Publisher::publish_corpus`], then the
+    /// models as [`Publisher::finish`]: for a caller that keeps the corpus
+    /// (the follower's epochs).
     pub fn publish(&self, corpus: &CorpusState, start: Instant, index_problems: usize) -> Result<RunStats> {
+        let stats = self.publish_corpus(corpus, start, index_problems)?;
+        self.finish(stats, start)
+    }
+
+    /// Writes the feature manifest (the shards are already in place),
+    /// every stage's table and the splits, syncs the cache, and returns the
+    /// run's statistics, timed from `start`: when the run (or the epoch)
+    /// began. The models train from these outputs alone, so a caller done
+    /// with `corpus` can free it before [`Publisher::finish`].
+    pub fn publish_corpus(&self, corpus: &CorpusState, start: Instant, index_problems: usize) -> Result<RunStats> {
         let out = &self.out;
         let windows = match &self.manifest {
             Some(base) => features::publish(out, base.clone(), corpus)?,
@@ -109,6 +117,13 @@ impl Publisher {
         };
         stats.set_counts(&corpus.counts);
         stats.corpus_s = stats.wall_s;
+        Ok(stats)
+    }
+
+    /// Trains and evaluates the models when the run asks for them, and
+    /// writes `run.json` with `stats`, which it returns.
+    pub fn finish(&self, mut stats: RunStats, start: Instant) -> Result<RunStats> {
+        let out = &self.out;
         if let Some(models) = &self.models {
             let (trained, totals) = training::train(out, &models.train, self.workers, &*self.observer);
             stats.operators.insert("train".into(), totals);

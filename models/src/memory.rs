@@ -16,7 +16,7 @@
 //! still give the same weights.
 
 use crate::gbt::{Draw, Gbt, Sample};
-use crate::stream::{held_windows, Pass, Shuffle};
+use crate::stream::{held_windows, Order, Pass, Shuffle};
 use std::sync::{Condvar, Mutex};
 
 /// Share of the budget one model may hold.
@@ -59,14 +59,14 @@ impl Memory {
     /// `window_bytes` each (at least one window).
     pub fn shuffle_windows(self, configured: usize, batch: usize, window_bytes: usize) -> usize {
         let fits = self.per_model() / window_bytes.max(1);
-        let read_ahead = held_windows(Pass { batch, shuffle: None });
+        let read_ahead = held_windows(Pass { batch, order: Order::Storage });
         configured.min(fits.saturating_sub(read_ahead)).max(1)
     }
 
     /// Bytes a network holds while training with a `buffer`-window shuffle
     /// buffer.
     pub fn network_need(buffer: usize, batch: usize, window_bytes: usize) -> usize {
-        held_windows(Pass { batch, shuffle: Some(Shuffle { seed: 0, buffer }) }) * window_bytes
+        held_windows(Pass { batch, order: Order::Buffered(Shuffle { seed: 0, buffer }) }) * window_bytes
     }
 
     /// Which windows the trees take from sides of `train` and `val` windows
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn a_small_budget_shrinks_the_shuffle_buffer_and_samples_the_trees() {
-        let (small, laptop) = (Memory::of_mb(64), Memory::of_mb(1024));
+        let (small, laptop) = (Memory::of_mb(64), Memory::of_mb(512));
         // Oracle tensors of 20 steps: 46 × 20 values, 5 bytes each and 5 more.
         let window = 46 * 20 * 5 + 5;
         assert_eq!(laptop.shuffle_windows(16_384, 128, window), 16_384);

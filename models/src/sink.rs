@@ -22,8 +22,8 @@ use crate::gbt::{Gbt, GbtConfig, Sample};
 use crate::memory::{Gate, Memory};
 use crate::net::Net;
 use crate::scoring::{argmax, Confusion};
-use crate::stream::{count_classes, stream, Pass, ShardSide, SideCache};
-use crate::train::{train, Epoch, Sides, TrainConfig, PREDICT_BATCH};
+use crate::stream::{count_classes, stream, Order, Pass, ShardSide, SideCache};
+use crate::train::{train, Epoch, Sides, TrainConfig, EPOCH_ORDER_VERSION, PREDICT_BATCH};
 use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
 use epiflow_operators::fingerprint::Fingerprint;
@@ -70,7 +70,7 @@ impl Default for ModelsConfig {
             channels: ChannelSet::ALL.to_vec(),
             neural: TrainConfig::default(),
             gbt: GbtConfig::default(),
-            memory_mb: 1024,
+            memory_mb: 512,
         }
     }
 }
@@ -295,16 +295,21 @@ impl GroupJob<'_> {
     /// Fingerprint of everything `id`'s weights depend on.
     fn inputs(&self, id: ModelId, memory: &str) -> String {
         let settings = self.settings(id.arch).to_string();
-        Fingerprint::of_parts(&[
+        let (version, order) = (id.arch.version().to_le_bytes(), EPOCH_ORDER_VERSION.to_le_bytes());
+        let mut parts: Vec<&[u8]> = vec![
             self.manifest.feature_schema_hash.as_bytes(),
             &self.split.fingerprint.0,
             id.arch.name().as_bytes(),
-            &id.arch.version().to_le_bytes(),
+            &version,
             id.channels.name().as_bytes(),
             settings.as_bytes(),
             memory.as_bytes(),
-        ])
-        .hex()
+        ];
+        if id.arch != Arch::Gbt {
+            // How epochs order the windows: the networks' weights depend on it.
+            parts.push(&order);
+        }
+        Fingerprint::of_parts(&parts).hex()
     }
 
     /// The architecture's training settings, as recorded in its card.
@@ -400,10 +405,13 @@ impl GroupJob<'_> {
         done
     }
 
-    /// The group's one shared pass over its training side (its class counts
-    /// and, for networks, its normalisation, fitted streaming), and over its
-    /// validation side (its count); each keeps what fits of the group's
-    /// cache, the training side first.
+    /// The group's one shared pass over its validation side (its count)
+    /// and over its training side (its class counts and, for networks, its
+    /// normalisation, fitted streaming); each keeps what fits of the group's
+    /// cache, the validation side first: every epoch scores all of it, and
+    /// its windows are a few in every shard, so a validation pass from disk
+    /// decodes every shard for them while a training shard from disk costs
+    /// only its own decoding.
     fn fit(&self, id: ModelId) -> Result<GroupWindows, String> {
         let shards = self.shards(id);
         let sides = self.split.fitting_sides();
@@ -412,7 +420,10 @@ impl GroupJob<'_> {
         let mut moments = Moments::new(shards.width(), group);
         let mut counts = [0u64; CLASSES];
         let budget = Memory::of_mb(self.config.memory_mb).group_cache();
-        let train = ShardSide::new(&shards, &sides, Side::Train).read_keeping(budget, &mut |chunk| {
+        let mut val_rows = 0;
+        let val =
+            ShardSide::new(&shards, &sides, Side::Val).read_keeping(budget, &mut |chunk| val_rows += chunk.rows())?;
+        let train = ShardSide::new(&shards, &sides, Side::Train).read_keeping(budget - val.bytes(), &mut |chunk| {
             count_classes(&mut counts, &chunk.labels);
             if networks {
                 moments.add(chunk);
@@ -421,9 +432,6 @@ impl GroupJob<'_> {
         if counts.iter().sum::<u64>() == 0 {
             return Err(format!("the {} split has no training windows", self.split.recipe));
         }
-        let mut val_rows = 0;
-        let val = ShardSide::new(&shards, &sides, Side::Val)
-            .read_keeping(budget - train.bytes(), &mut |chunk| val_rows += chunk.rows())?;
         Ok(GroupWindows {
             shards,
             sides,
@@ -608,12 +616,14 @@ fn validate(
 ) -> Result<(Vec<u8>, Vec<f32>), String> {
     let (mut truth, mut probs) = (Vec::new(), Vec::new());
     let mut failed = None;
-    stream(val, Pass { batch: PREDICT_BATCH, shuffle: None }, scale, |batch| match model.predict(&batch, device) {
-        Ok(p) => {
-            truth.extend_from_slice(&batch.labels);
-            probs.extend(p);
+    stream(val, Pass { batch: PREDICT_BATCH, order: Order::Storage }, scale, |batch| {
+        match model.predict(&batch, device) {
+            Ok(p) => {
+                truth.extend_from_slice(&batch.labels);
+                probs.extend(p);
+            }
+            Err(why) => failed = Some(why),
         }
-        Err(why) => failed = Some(why),
     })?;
     failed.map_or(Ok((truth, probs)), Err)
 }

@@ -4,6 +4,8 @@
 //! a bounded shuffle buffer — cuts them into batches, scales them, and hands
 //! them over a bounded channel, so reading the next batches overlaps
 //! computing on the current one and memory holds the buffer, not the side.
+//! A side that fits in the buffer whole is permuted whole instead (the
+//! uniform shuffle a buffer only approximates).
 //!
 //! Written once for every model: the networks' epochs and validation
 //! scoring go through [`stream`]; the trees' matrix and the group's fitting
@@ -147,20 +149,39 @@ pub struct Shuffle {
     pub buffer: usize,
 }
 
-/// One pass over a source: `batch` windows at a time, in storage order or
-/// shuffled.
-#[derive(Clone, Copy, Debug)]
-pub struct Pass {
-    /// Windows per batch (the last may hold fewer).
-    pub batch: usize,
-    /// The order, when shuffled.
-    pub shuffle: Option<Shuffle>,
+/// The order a pass hands its windows over in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order<'a> {
+    /// As stored: shards in storage order, rows in shard order (scoring).
+    Storage,
+    /// Shards in a seeded order, then through a bounded shuffle buffer (a
+    /// side larger than memory allows).
+    Buffered(Shuffle),
+    /// The side read whole in storage order, then handed over in this
+    /// permutation of it (a side that fits in memory: `permutation[k]` is
+    /// the storage position of the `k`-th window handed over).
+    Permuted(&'a [usize]),
 }
 
-/// Most windows a pass holds at once: the shuffle buffer's, the batches
-/// read ahead, the one being filled and the one being computed on.
+/// One pass over a source: `batch` windows at a time, in an [`Order`].
+#[derive(Clone, Copy, Debug)]
+pub struct Pass<'a> {
+    /// Windows per batch (the last may hold fewer).
+    pub batch: usize,
+    /// The order the windows come in.
+    pub order: Order<'a>,
+}
+
+/// Most windows a pass holds at once: the shuffle buffer's (or the whole
+/// side, permuted), the batches read ahead, the one being filled and the one
+/// being computed on.
 pub fn held_windows(pass: Pass) -> usize {
-    pass.shuffle.map_or(0, |s| s.buffer) + (PREFETCH + 2) * pass.batch.max(1)
+    let ordering = match pass.order {
+        Order::Storage => 0,
+        Order::Buffered(shuffle) => shuffle.buffer,
+        Order::Permuted(permutation) => permutation.len(),
+    };
+    ordering + (PREFETCH + 2) * pass.batch.max(1)
 }
 
 /// Runs one pass over `source`: a reader thread orders and batches the
@@ -177,14 +198,28 @@ pub fn stream(
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut batches = Batcher { width: source.width(), batch: pass.batch.max(1), scale, tx, current: None };
-            let mut order = pass.shuffle.map(|s| ShuffleBuffer::new(s, source.width()));
-            let shard_seed = pass.shuffle.map(|s| SplitMix64::new(s.seed).next_u64());
-            source.chunks(shard_seed, &mut |chunk| match &mut order {
-                Some(buffer) => buffer.take(chunk, &mut batches),
-                None => (0..chunk.rows()).for_each(|i| batches.push(chunk, i)),
-            })?;
-            if let Some(buffer) = order {
-                buffer.drain(&mut batches);
+            match pass.order {
+                Order::Storage => {
+                    source.chunks(None, &mut |chunk| (0..chunk.rows()).for_each(|i| batches.push(chunk, i)))?
+                }
+                Order::Buffered(shuffle) => {
+                    let mut buffer = ShuffleBuffer::new(shuffle, source.width());
+                    let shard_seed = SplitMix64::new(shuffle.seed).next_u64();
+                    source.chunks(Some(shard_seed), &mut |chunk| buffer.take(chunk, &mut batches))?;
+                    buffer.drain(&mut batches);
+                }
+                Order::Permuted(permutation) => {
+                    let mut side = WindowRows { width: source.width(), ..WindowRows::default() };
+                    source.chunks(None, &mut |chunk| side.extend(chunk))?;
+                    if side.rows() != permutation.len() {
+                        return Err(format!(
+                            "the side holds {} windows, its permutation {}: the shards changed while training",
+                            side.rows(),
+                            permutation.len()
+                        ));
+                    }
+                    permutation.iter().for_each(|&i| batches.push(&side, i));
+                }
             }
             batches.flush();
             Ok(())
@@ -341,7 +376,7 @@ mod tests {
     #[test]
     fn a_shuffled_pass_sees_every_window_once_in_an_order_set_by_its_seed() {
         let windows = numbered(1000);
-        let pass = |seed| Pass { batch: 64, shuffle: Some(Shuffle { seed, buffer: 100 }) };
+        let pass = |seed| Pass { batch: 64, order: Order::Buffered(Shuffle { seed, buffer: 100 }) };
         let first = order(&windows, pass(1));
         let mut sorted = first.clone();
         sorted.sort_unstable();
@@ -356,15 +391,24 @@ mod tests {
     #[test]
     fn an_unshuffled_pass_keeps_storage_order_and_scales_its_batches() {
         let windows = numbered(10);
-        assert_eq!(order(&windows, Pass { batch: 3, shuffle: None }), (0..10).collect::<Vec<_>>());
+        assert_eq!(order(&windows, Pass { batch: 3, order: Order::Storage }), (0..10).collect::<Vec<_>>());
         let scale = Normalisation { group: 1, mean: vec![1.0, 0.0], std: vec![2.0, 1.0] };
         let mut batches = Vec::new();
-        stream(&windows, Pass { batch: 4, shuffle: None }, Some(&scale), |b| batches.push(b)).unwrap();
+        stream(&windows, Pass { batch: 4, order: Order::Storage }, Some(&scale), |b| batches.push(b)).unwrap();
         assert_eq!(batches.iter().map(WindowRows::rows).collect::<Vec<_>>(), [4, 4, 2]);
         assert!(batches.iter().all(|b| b.mask.is_none()), "scaled batches carry no mask");
         // Window 1: x = (1, -1), mask (true, false) → ((1 - 1) / 2, masked → 0).
         assert_eq!(batches[0].row(1), [0.0, 0.0]);
         assert_eq!(batches[0].row(2), [0.5, -2.0]);
+    }
+
+    #[test]
+    fn a_permuted_pass_hands_the_side_over_in_its_permutation() {
+        let windows = numbered(10);
+        let permutation = [3, 9, 0, 1, 8, 2, 7, 4, 6, 5];
+        assert_eq!(order(&windows, Pass { batch: 4, order: Order::Permuted(&permutation) }), permutation);
+        let short = stream(&windows, Pass { batch: 4, order: Order::Permuted(&permutation[..9]) }, None, |_| {});
+        assert!(short.unwrap_err().contains("the side holds 10 windows, its permutation 9"));
     }
 
     #[test]

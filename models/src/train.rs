@@ -7,7 +7,7 @@
 //! how it turns a batch of windows into logits.
 
 use crate::scoring::{argmax, weights_of_counts, Confusion};
-use crate::stream::{stream, Pass, Shuffle, WindowSource};
+use crate::stream::{stream, Order, Pass, Shuffle, WindowSource};
 use crate::CLASSES;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -50,7 +50,8 @@ pub struct TrainConfig {
     /// Windows the shuffle buffer of an epoch holds: epochs stream from the
     /// shards (in an order drawn per epoch) through this buffer, so it sets
     /// both how far apart the windows of a batch come from and the memory a
-    /// model's training holds. `[train] memory_mb` may lower it.
+    /// model's training holds; a training side no larger is permuted whole.
+    /// `[train] memory_mb` may lower it.
     pub shuffle_windows: usize,
 }
 
@@ -119,9 +120,8 @@ pub struct Sides<'a> {
 
 /// Trains `model`, keeping the weights of the epoch with the best
 /// validation macro F1; `progress` hears each epoch. Each epoch streams the
-/// training side in an order drawn from the seed (shards shuffled, then a
-/// buffer of `config.shuffle_windows`), the same for the same seed whatever
-/// else runs beside it.
+/// training side in an order drawn from the seed alone (see
+/// [`EpochOrders`]), the same whatever else runs beside it.
 pub fn train<N: Network>(
     mut model: N,
     sides: &Sides,
@@ -141,7 +141,7 @@ pub fn train<N: Network>(
     let batch = config.batch.max(1);
     let rows = sides.class_counts.iter().sum::<u64>() as usize;
     let total = rows.div_ceil(batch) * config.max_epochs;
-    let mut shuffles = epoch_shuffles(config);
+    let mut orders = EpochOrders::new(config, rows);
     let mut report = TrainReport { epochs: Vec::new(), best_epoch: 0, best_val_macro_f1: f64::NEG_INFINITY };
     let mut best = model.clone();
     let mut step = 0;
@@ -149,7 +149,7 @@ pub fn train<N: Network>(
         let (mut loss_sum, mut lr) = (0.0, 0.0);
         // The optimiser takes the model by value: it goes in and out of a slot.
         let mut slot = Some(model);
-        stream(sides.train, Pass { batch, shuffle: shuffles.next() }, Some(sides.scale), |b| {
+        stream(sides.train, Pass { batch, order: orders.next_epoch() }, Some(sides.scale), |b| {
             let Some(current) = slot.take() else { return };
             let targets: Vec<i64> = b.labels.iter().map(|&l| i64::from(l)).collect();
             let logits = current.logits(&b.x, b.rows(), b.width, device);
@@ -176,12 +176,41 @@ pub fn train<N: Network>(
     Ok((best, report))
 }
 
-/// The order of each epoch's training windows: a seed per epoch, drawn from
-/// the training seed, and the shuffle buffer.
-pub fn epoch_shuffles(config: &TrainConfig) -> impl Iterator<Item = Shuffle> {
-    let mut seeds = SplitMix64::new(config.seed);
-    let buffer = config.shuffle_windows;
-    std::iter::repeat_with(move || Shuffle { seed: seeds.next_u64(), buffer })
+/// Version of how epochs order the training windows: part of every
+/// network's inputs, so a change of order retrains (it changes the weights,
+/// not the settings).
+pub const EPOCH_ORDER_VERSION: u32 = 2;
+
+/// The order of each epoch's training windows, drawn from the training seed
+/// alone. A side that fits in the shuffle buffer (`shuffle_windows`) is
+/// permuted whole, each epoch shuffling the last epoch's permutation (a
+/// uniform shuffle, and the order training in memory had); a larger side
+/// streams through the buffer, with a seed per epoch for its shard order
+/// and its draws.
+pub struct EpochOrders {
+    rng: SplitMix64,
+    buffer: usize,
+    permutation: Option<Vec<usize>>,
+}
+
+impl EpochOrders {
+    /// The orders for a training side of `windows` windows.
+    pub fn new(config: &TrainConfig, windows: usize) -> EpochOrders {
+        let buffer = config.shuffle_windows.max(1);
+        let permutation = (windows <= buffer).then(|| (0..windows).collect());
+        EpochOrders { rng: SplitMix64::new(config.seed), buffer, permutation }
+    }
+
+    /// The next epoch's order.
+    pub fn next_epoch(&mut self) -> Order<'_> {
+        match &mut self.permutation {
+            Some(permutation) => {
+                self.rng.shuffle(permutation);
+                Order::Permuted(permutation)
+            }
+            None => Order::Buffered(Shuffle { seed: self.rng.next_u64(), buffer: self.buffer }),
+        }
+    }
 }
 
 /// Each window's class and the class `model` predicts for it, streamed
@@ -194,7 +223,7 @@ pub fn score<N: Network>(
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
     let (model, device) = without_gradients(model, device);
     let (mut truth, mut predicted) = (Vec::new(), Vec::new());
-    stream(windows, Pass { batch: PREDICT_BATCH, shuffle: None }, Some(scale), |b| {
+    stream(windows, Pass { batch: PREDICT_BATCH, order: Order::Storage }, Some(scale), |b| {
         truth.extend_from_slice(&b.labels);
         predicted.extend(argmax(&probabilities(&model, &b, &device)));
     })?;
