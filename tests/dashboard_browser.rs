@@ -52,6 +52,13 @@ fn the_page_shows_every_scene_with_this_store_s_numbers_and_recovers_from_a_drop
     assert_eq!(page.eval("document.getElementById('status').textContent"), "live");
     let title = page.eval("document.getElementById('replay-title').textContent");
     assert!(title.as_str().unwrap().contains(&episode) && title.as_str().unwrap().contains("gbt-realistic"), "{title}");
+    let selected =
+        page.eval("['replay-episode', 'replay-model', 'replay-speed'].map(id => document.getElementById(id).value)");
+    assert_eq!(
+        selected,
+        serde_json::json!([format!("{host}/{episode}"), "host/gbt-realistic", "40"]),
+        "the selectors show it"
+    );
     let predicted = page.eval("document.querySelector('#replay-predictions tr td:nth-child(2)').textContent");
     let phases = ["clean", "exploiting", "infected_idle", "infected_running", "dormant"];
     assert!(phases.contains(&predicted.as_str().unwrap()), "{predicted}");

@@ -124,7 +124,7 @@ fn every_architecture_learns_both_channel_sets_repeatably_and_retrains_only_what
     std::fs::remove_dir_all(&models).unwrap();
     epiflow_ok(&["train", "--store", s, "--out", o, "--split", "host", "--workers", "1", "-q"], 0);
     let after = files(&models);
-    assert_eq!(before.len(), 24, "weights and card of each of the 12 models");
+    assert_eq!(before.len(), 36, "weights, card and fitted episodes of each of the 12 models");
     assert_eq!(after.keys().collect::<std::collections::BTreeSet<_>>(), before.keys().collect());
     for (path, bytes) in &before {
         if path.ends_with("model.json") {
@@ -191,4 +191,62 @@ fn train_needs_a_split_and_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--split"), "{stderr}");
     assert!(!store.join("derived/models").exists(), "nothing trained");
+}
+
+#[test]
+fn a_test_side_arrival_re_evaluates_and_retrains_nothing_and_a_moved_split_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth_store(&dir.path().join("store"), 40, 5, 40);
+    let out = dir.path().join("out");
+    let (s, o) = (store.to_str().unwrap(), out.to_str().unwrap());
+    // One episode of the test host held back from the index, to arrive later.
+    let lines = index_lines(&store);
+    let host = busiest_host(&lines, None);
+    let clean: Vec<(String, String)> = std::fs::read_to_string(store.join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|t| t["outcome"] == "accepted" && t["quality"].as_array().is_some_and(|q| q.is_empty()))
+        .map(|t| (t["host_id"].as_str().unwrap().to_string(), t["episode_id"].as_str().unwrap().to_string()))
+        .collect();
+    let held = lines.iter().rposition(|l| line_key(l).0 == host && clean.contains(&line_key(l))).unwrap();
+    let without: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != held).map(|(_, l)| l.as_str()).collect();
+    std::fs::write(store.join("index.jsonl"), without.join("\n") + "\n").unwrap();
+    let run = |test_host: &str| -> Value {
+        let args = ["run", "--store", s, "--out", o, "--split", "host", "--arch", "gbt", "--channels", "realistic"];
+        let text = epiflow_ok(&[&args[..], &["--test-host", test_host, "--json", "-q"]].concat(), 0);
+        serde_json::from_str(&text).unwrap()
+    };
+    let report =
+        || -> Value { serde_json::from_slice(&std::fs::read(out.join("eval/host/report.json")).unwrap()).unwrap() };
+    let first = run(&host);
+    assert_eq!(first["operators"]["train"]["computed"], 1);
+    let tested = report()["test"]["episodes"].as_u64().unwrap();
+
+    // The episode arrives on the test side: the model is the same, the
+    // report scores one test episode more.
+    let mut index = std::fs::OpenOptions::new().append(true).open(store.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, format!("{}\n", lines[held]).as_bytes()).unwrap();
+    let second = run(&host);
+    assert_eq!(second["operators"]["train"]["computed"], 0, "a test episode changes no model");
+    assert_eq!(second["operators"]["train"]["cached"], 1);
+    assert_eq!(second["operators"]["eval"]["computed"], 1, "it changes the evaluation");
+    assert_eq!(report()["test"]["episodes"].as_u64().unwrap(), tested + 1);
+
+    // Another host becomes the test host (no model retrained): the model
+    // learned from its episodes, and eval refuses it, naming one.
+    let other = busiest_host(&lines, Some(&host));
+    epiflow_ok(&["run", "--store", s, "--out", o, "--test-host", &other, "-q"], 0);
+    let refused = epiflow(&["eval", "--store", s, "--out", o, "--split", "host"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let named = stderr
+        .split("it learned from ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no episode named: {stderr}"));
+    assert!(named.starts_with(&format!("{other}/")), "{stderr}");
+    let fitted = std::fs::read_to_string(out.join("models/host/gbt-realistic").join(checkpoint::FITTED)).unwrap();
+    assert!(fitted.contains(&named.replacen('/', "\t", 1)), "{named} is listed as learned from");
+    assert!(stderr.contains("which the host split now places on its test side"), "{stderr}");
 }

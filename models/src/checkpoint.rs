@@ -20,18 +20,23 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use epiflow_operators::archive::sha256_hex;
 use epiflow_operators::channels::ChannelSet;
-use epiflow_operators::split::Recipe;
+use epiflow_operators::split::{Recipe, Side};
 use epiflow_pipelines::feature_reader::WindowRows;
 use epiflow_pipelines::normalise::Normalisation;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// The card's file name.
 pub const CARD: &str = "model.json";
+
+/// The file beside the card listing the episodes the model learned from,
+/// one `host_id<TAB>episode_id<TAB>side` line each (train and val), so an
+/// evaluation can refuse it exactly when one of them is now a test episode.
+pub const FITTED: &str = "fitted.tsv";
 
 /// A model's name within its split, `<arch>-<channels>`: its checkpoint
 /// folder and its name in reports.
@@ -94,12 +99,17 @@ pub struct ModelCard {
 pub struct SplitCard {
     /// The recipe.
     pub recipe: Recipe,
-    /// Episodes and windows per side.
+    /// Episodes per side learned from (train, val).
     pub episodes: BTreeMap<String, usize>,
     /// Windows per side.
     pub windows: BTreeMap<String, usize>,
-    /// Fingerprint of the placements (host, episode, side).
+    /// Fingerprint of the training and validation placements and their
+    /// features: what the model learned from.
     pub fingerprint: String,
+    /// sha256 of [`FITTED`], the list of those episodes beside the card
+    /// (absent from cards written before it was kept).
+    #[serde(default)]
+    pub fitted_sha256: Option<String>,
 }
 
 /// Metrics on the validation side.
@@ -126,9 +136,22 @@ pub struct TrainingCard {
     pub best_round: Option<usize>,
 }
 
-/// Writes `model`'s weights, then its card, into `dir`.
-pub fn save(dir: &Path, card: &mut ModelCard, model: &Model) -> io::Result<()> {
+/// Writes the list of the episodes `model` learned from (`fitted`, the
+/// training and validation placements), its weights, then its card, into
+/// `dir`.
+pub fn save(
+    dir: &Path,
+    card: &mut ModelCard,
+    model: &Model,
+    fitted: &HashMap<(String, String), Side>,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let mut lines: Vec<String> =
+        fitted.iter().map(|((host, episode), side)| format!("{host}\t{episode}\t{}\n", side.name())).collect();
+    lines.sort_unstable();
+    let listed = lines.concat();
+    write_atomically(&dir.join(FITTED), |w| w.write_all(listed.as_bytes()))?;
+    card.split.fitted_sha256 = Some(sha256_hex(listed.as_bytes()));
     let (name, bytes) = model.weights().map_err(io::Error::other)?;
     write_atomically(&dir.join(name), |w| w.write_all(&bytes))?;
     card.weights = name.to_string();
@@ -142,6 +165,28 @@ pub fn read_card(dir: &Path) -> Result<ModelCard, String> {
     let path = dir.join(CARD);
     let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The episodes (host, episode) the checkpoint in `dir` learned from, as
+/// its card's [`FITTED`] list names them; an error when the card keeps no
+/// list or the file beside it is not that list.
+pub fn read_fitted(dir: &Path, card: &ModelCard) -> Result<Vec<(String, String)>, String> {
+    let Some(sha256) = &card.split.fitted_sha256 else {
+        return Err("its card does not list the episodes it learned from (an older checkpoint)".into());
+    };
+    let path = dir.join(FITTED);
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if sha256_hex(&text) != *sha256 {
+        return Err(format!("{}: not the list of episodes {CARD} describes", path.display()));
+    }
+    let text = String::from_utf8(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| match line.split('\t').collect::<Vec<_>>()[..] {
+            [host, episode, _side] => Ok((host.to_string(), episode.to_string())),
+            _ => Err(format!("{}:{}: expected host, episode and side separated by tabs", path.display(), n + 1)),
+        })
+        .collect()
 }
 
 /// Whether `dir` holds a whole checkpoint trained on `inputs`: its card

@@ -23,7 +23,7 @@ use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::splits;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -111,7 +111,12 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
     let split_dir = out.join("splits");
     let assignments = splits::read(&split_dir, recipe)?;
     let split = split_fingerprint(recipe, &assignments, &manifest).hex();
-    let (models, skipped) = load_models(out, recipe, &manifest, &split);
+    let tested: HashSet<(&str, &str)> = assignments
+        .iter()
+        .filter(|a| a.side == Side::Test)
+        .map(|a| (a.host_id.as_str(), a.episode_id.as_str()))
+        .collect();
+    let (models, skipped) = load_models(out, recipe, &manifest, &tested);
     if models.is_empty() {
         let why = skipped.iter().map(|s| format!("; {}: {}", s.model, s.reason)).collect::<String>();
         return Err(format!(
@@ -175,8 +180,15 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
 }
 
 /// The checkpoints of `recipe` that can be scored against the current
-/// features and split; the others with the reason.
-fn load_models(out: &Path, recipe: Recipe, manifest: &Manifest, split: &str) -> (Vec<Checkpoint>, Vec<Skipped>) {
+/// features and split; the others with the reason. A model is refused
+/// exactly when an episode it learned from is now among the `tested` ones
+/// (host, episode); one trained before later arrivals is scored as it is.
+fn load_models(
+    out: &Path,
+    recipe: Recipe,
+    manifest: &Manifest,
+    tested: &HashSet<(&str, &str)>,
+) -> (Vec<Checkpoint>, Vec<Skipped>) {
     let (mut models, mut skipped) = (Vec::new(), Vec::new());
     for arch in Arch::ALL {
         for set in ChannelSet::ALL {
@@ -185,16 +197,24 @@ fn load_models(out: &Path, recipe: Recipe, manifest: &Manifest, split: &str) -> 
                 continue;
             }
             let model = checkpoint::model_name(arch, set);
+            let leak = |loaded: &Checkpoint| -> Option<String> {
+                let fitted = match checkpoint::read_fitted(&dir, &loaded.card) {
+                    Ok(fitted) => fitted,
+                    Err(why) => return Some(format!("{why}; retrain it (`epiflow train --split {recipe}`)")),
+                };
+                let (host, episode) =
+                    fitted.iter().find(|(host, episode)| tested.contains(&(host.as_str(), episode.as_str())))?;
+                Some(format!(
+                    "it learned from {host}/{episode}, which the {recipe} split now places on its test side; \
+                     retrain it (`epiflow train --split {recipe}`)"
+                ))
+            };
             match Checkpoint::load(&dir, manifest) {
                 Err(reason) => skipped.push(Skipped { model, reason }),
-                Ok(loaded) if loaded.card.split.fingerprint != split => skipped.push(Skipped {
-                    model,
-                    reason: format!(
-                        "trained on another version of the {recipe} split (episodes have moved between sides since), \
-                         so its test side may hold episodes it trained on; retrain it (`epiflow train --split {recipe}`)"
-                    ),
-                }),
-                Ok(loaded) => models.push(loaded),
+                Ok(loaded) => match leak(&loaded) {
+                    Some(reason) => skipped.push(Skipped { model, reason }),
+                    None => models.push(loaded),
+                },
             }
         }
     }

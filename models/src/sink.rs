@@ -204,13 +204,17 @@ pub(crate) fn by_windows<T>(items: impl IntoIterator<Item = T>, of: impl Fn(&T) 
     groups.into_values().collect()
 }
 
-/// Fingerprint of a split as a model sees it: every placed episode's side,
-/// and the sha256 and window count of its features. A checkpoint records
-/// the one it was trained on; evaluation refuses a model whose split moved,
-/// as the new test side may hold episodes it trained on.
-pub fn split_fingerprint(recipe: Recipe, assignments: &[Assignment], manifest: &Manifest) -> Fingerprint {
+/// Fingerprint of placements: each episode's side, and the sha256 and
+/// window count of its features. Over every placed episode it is the split
+/// an evaluation scores; over the training and validation sides alone
+/// ([`fitting_fingerprint`]), what a model learns from.
+pub fn split_fingerprint<'a>(
+    recipe: Recipe,
+    assignments: impl IntoIterator<Item = &'a Assignment>,
+    manifest: &Manifest,
+) -> Fingerprint {
     let mut lines: Vec<String> = assignments
-        .iter()
+        .into_iter()
         .map(|a| {
             let key = format!("{}/{}", a.host_id, a.episode_id);
             let (sha, windows) = manifest.episodes.get(&key).map_or(("", 0), |e| (e.sha256.as_str(), e.windows));
@@ -221,8 +225,15 @@ pub fn split_fingerprint(recipe: Recipe, assignments: &[Assignment], manifest: &
     Fingerprint::of_parts(&[recipe.name().as_bytes(), lines.join("\n").as_bytes()])
 }
 
-/// A split as training sees it: where each episode goes, and a fingerprint
-/// of the placements and of the features of every placed episode.
+/// Fingerprint of what a model learns from: the training and validation
+/// placements and their features. An episode placed on the test side
+/// changes the evaluation, never the model (SPEC section 13).
+pub fn fitting_fingerprint(recipe: Recipe, assignments: &[Assignment], manifest: &Manifest) -> Fingerprint {
+    split_fingerprint(recipe, assignments.iter().filter(|a| a.side != Side::Test), manifest)
+}
+
+/// A split as training sees it: where each episode goes, and the
+/// fingerprint of the sides it learns from.
 struct SplitInputs {
     recipe: Recipe,
     sides: HashMap<(String, String), Side>,
@@ -232,15 +243,17 @@ struct SplitInputs {
 
 impl SplitInputs {
     fn of(recipe: Recipe, assignments: &[Assignment], manifest: &Manifest) -> SplitInputs {
+        // The card records what the model learned from: the test side's
+        // count would make it depend on arrivals that change no weight.
         let mut episodes = BTreeMap::new();
-        for a in assignments {
+        for a in assignments.iter().filter(|a| a.side != Side::Test) {
             *episodes.entry(a.side.name().to_string()).or_insert(0) += 1;
         }
         SplitInputs {
             recipe,
             sides: assignments.iter().map(|a| ((a.host_id.clone(), a.episode_id.clone()), a.side)).collect(),
             episodes,
-            fingerprint: split_fingerprint(recipe, assignments, manifest),
+            fingerprint: fitting_fingerprint(recipe, assignments, manifest),
         }
     }
 
@@ -506,7 +519,7 @@ impl GroupJob<'_> {
             report,
         };
         let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
-        if let Err(e) = checkpoint::save(&dir, &mut card, &model) {
+        if let Err(e) = checkpoint::save(&dir, &mut card, &model, &windows.sides) {
             return ModelRun::failed(id, format!("cannot write checkpoint {}: {e}", dir.display()), progress);
         }
         tracing::info!("{id}: validation macro F1 {:.3} in {wall_s:.1} s", card.val.macro_f1);
@@ -544,6 +557,7 @@ impl GroupJob<'_> {
                 episodes: self.split.episodes.clone(),
                 windows,
                 fingerprint: self.split.fingerprint.hex(),
+                fitted_sha256: None,
             },
             config: self.settings(id.arch),
             val,

@@ -28,6 +28,7 @@ use epiflow_operators::validate::{Outcome, Validate};
 use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
 use epiflow_pipelines::corpus::{CorpusState, EpisodeReport, OperatorTotals};
+use epiflow_pipelines::work::Status;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,7 +91,9 @@ pub struct Dashboard {
 /// An update under way: when it began and what its episodes went through.
 struct Update {
     started: Instant,
-    episodes: u64,
+    /// Episodes some stage computed (or failed on) rather than found
+    /// cached: the work the rate shows.
+    computed: u64,
     operators: BTreeMap<String, OperatorTotals>,
 }
 
@@ -137,7 +140,7 @@ impl Dashboard {
             let update = update.as_ref()?;
             let corpus = self.corpus();
             let windows = corpus.windows.values().sum::<usize>() as u64;
-            perf::under_way(&update.operators, update.episodes, update.started.elapsed(), &corpus, windows)
+            perf::under_way(&update.operators, update.computed, update.started.elapsed(), &corpus, windows)
         };
         Some(self.publish(event))
     }
@@ -295,13 +298,13 @@ fn unusable(failure: Failure) -> Refused {
 impl Observer for Dashboard {
     /// An update begins.
     fn update_started(&self, _changes: usize) {
-        *lock(&self.update) = Some(Update { started: Instant::now(), episodes: 0, operators: BTreeMap::new() });
+        *lock(&self.update) = Some(Update { started: Instant::now(), computed: 0, operators: BTreeMap::new() });
     }
 
     /// An episode of the update under way is done.
     fn episode(&self, report: &EpisodeReport) {
         if let Some(update) = lock(&self.update).as_mut() {
-            update.episodes += 1;
+            update.computed += u64::from(report.trace.iter().any(|s| s.status != Status::Cached));
             for sample in &report.trace {
                 update.operators.entry(sample.operator.clone()).or_default().add(sample);
             }
@@ -313,7 +316,7 @@ impl Observer for Dashboard {
     fn published(&self, output: &CorpusState, stats: &RunStats, generation: u64) -> Result<(), String> {
         let corpus = Arc::new(Corpus::of(output, generation));
         *self.corpus.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&corpus));
-        lock(&self.update).take();
+        let computed = lock(&self.update).take().map_or(0, |update| update.computed);
         for outcome in Outcome::ALL {
             let n = corpus.records.iter().filter(|r| r.outcome == outcome).count();
             ::metrics::gauge!("epiflow_episodes", "outcome" => outcome.name()).set(n as f64);
@@ -325,7 +328,7 @@ impl Observer for Dashboard {
             }
             ::metrics::gauge!("epiflow_operator_busy_seconds", "operator" => name.clone()).increment(o.wall_s);
         }
-        self.publish(perf::of(stats, output.inserted + output.retracted, generation));
+        self.publish(perf::of(stats, computed, generation));
         self.publish_profiles();
         Ok(())
     }
@@ -338,7 +341,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use epiflow_pipelines::work::{StageSample, Status};
+    use epiflow_pipelines::work::StageSample;
 
     fn dashboard() -> Dashboard {
         Dashboard::new(Settings {
@@ -382,6 +385,34 @@ mod tests {
         let state = dashboard.hub.subscribe(None).backlog;
         let names: Vec<&str> = state.iter().map(|e| e.event.name()).collect();
         assert_eq!(names, ["perf", "profiles"], "the publication's perf replaced the tick's");
+    }
+
+    #[test]
+    fn the_rate_counts_computed_episodes_not_cached_ones() {
+        let dashboard = dashboard();
+        dashboard.update_started(3);
+        for _ in 0..3 {
+            dashboard.episode(&report(Status::Cached));
+        }
+        let rate = |event: &Event| match event {
+            Event::Perf(perf) => perf.episodes_per_s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rate(&dashboard.tick_perf().unwrap().event), 0.0, "nothing computed so far");
+        let stats = RunStats { wall_s: 0.01, ..RunStats::default() };
+        let output = CorpusState { inserted: 3, ..CorpusState::default() };
+        dashboard.published(&output, &stats, 1).unwrap();
+        let state = dashboard.hub.subscribe(None).backlog;
+        let published = state.iter().find(|e| e.event.name() == "perf").unwrap();
+        assert_eq!(rate(&published.event), 0.0, "a cached publication is not 300 episodes/s");
+
+        dashboard.update_started(2);
+        dashboard.episode(&report(Status::Computed));
+        dashboard.episode(&report(Status::Cached));
+        dashboard.published(&output, &stats, 2).unwrap();
+        let state = dashboard.hub.subscribe(None).backlog;
+        let published = state.iter().rfind(|e| e.event.name() == "perf").unwrap();
+        assert_eq!(rate(&published.event), 100.0, "one computed episode in 10 ms");
     }
 
     #[test]

@@ -8,9 +8,9 @@ use epiflow_pipelines::corpus::OperatorTotals;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The `perf` event of an update that went through `processed` episodes
-/// (inserted or retracted) in `stats.wall_s`, for features publication
-/// `generation`.
+/// The `perf` event of an update that computed `processed` episodes (some
+/// stage computed rather than found cached) in `stats.wall_s`, for features
+/// publication `generation`.
 pub fn of(stats: &RunStats, processed: u64, generation: u64) -> Event {
     let operators = stats
         .operators
@@ -29,9 +29,9 @@ pub fn of(stats: &RunStats, processed: u64, generation: u64) -> Event {
     })
 }
 
-/// The `perf` event of an update under way: what its first `episodes`
-/// episodes went through in `elapsed`, against the last publication's
-/// corpus (`corpus`, with `windows` published).
+/// The `perf` event of an update under way: what its episodes so far went
+/// through, `episodes` of them computed, in `elapsed`, against the last
+/// publication's corpus (`corpus`, with `windows` published).
 pub fn under_way(
     operators: &BTreeMap<String, OperatorTotals>,
     episodes: u64,

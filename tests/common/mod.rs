@@ -46,6 +46,16 @@ pub fn line_key(line: &str) -> (String, String) {
     (v["host_id"].as_str().unwrap().to_string(), v["episode_id"].as_str().unwrap().to_string())
 }
 
+/// The host with the most episodes in index `lines`, other than `except`.
+pub fn busiest_host(lines: &[String], except: Option<&str>) -> String {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in lines {
+        *counts.entry(line_key(line).0).or_default() += 1;
+    }
+    counts.retain(|host, _| Some(host.as_str()) != except);
+    counts.into_iter().max_by_key(|(host, n)| (*n, host.clone())).expect("a host").0
+}
+
 /// Copies the episodes `keys` of store `from` into store `to` and appends
 /// their index lines, as the receiver does.
 pub fn append_from(from: &Path, to: &Path, keys: &[(String, String)]) {
