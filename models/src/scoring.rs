@@ -72,10 +72,16 @@ impl Confusion {
 /// absent classes get 0.
 pub fn class_weights(labels: &[u8]) -> [f32; CLASSES] {
     let mut n = [0u64; CLASSES];
-    for &l in labels {
-        n[l as usize] += 1;
-    }
+    count_classes(&mut n, labels);
     weights_of_counts(&n)
+}
+
+/// Adds each of `labels` to its class's count (an id past the last class
+/// counts as the last).
+pub fn count_classes(counts: &mut [u64; CLASSES], labels: &[u8]) {
+    for &label in labels {
+        counts[usize::from(label).min(CLASSES - 1)] += 1;
+    }
 }
 
 /// [`class_weights`] from the windows' count per class (what a streamed

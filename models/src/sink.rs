@@ -21,8 +21,8 @@ use crate::device;
 use crate::gbt::{Gbt, GbtConfig, Sample};
 use crate::memory::{Gate, Memory};
 use crate::net::Net;
-use crate::scoring::{argmax, Confusion};
-use crate::stream::{count_classes, stream, Order, Pass, ShardSide, SideCache};
+use crate::scoring::{argmax, count_classes, Confusion};
+use crate::stream::{stream, Order, Pass, ShardSide, SideCache};
 use crate::train::{train, Epoch, Sides, TrainConfig, EPOCH_ORDER_VERSION, PREDICT_BATCH};
 use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
@@ -236,6 +236,8 @@ pub fn fitting_fingerprint(recipe: Recipe, assignments: &[Assignment], manifest:
 /// fingerprint of the sides it learns from.
 struct SplitInputs {
     recipe: Recipe,
+    /// The training and validation placements (training never reads the
+    /// test side).
     sides: HashMap<(String, String), Side>,
     episodes: BTreeMap<String, usize>,
     fingerprint: Fingerprint,
@@ -243,24 +245,20 @@ struct SplitInputs {
 
 impl SplitInputs {
     fn of(recipe: Recipe, assignments: &[Assignment], manifest: &Manifest) -> SplitInputs {
-        // The card records what the model learned from: the test side's
-        // count would make it depend on arrivals that change no weight.
+        // Training never reads the test side, and the card records what the
+        // model learned from: the test side's count would make it depend on
+        // arrivals that change no weight.
+        let fitting = assignments.iter().filter(|a| a.side != Side::Test);
         let mut episodes = BTreeMap::new();
-        for a in assignments.iter().filter(|a| a.side != Side::Test) {
+        for a in fitting.clone() {
             *episodes.entry(a.side.name().to_string()).or_insert(0) += 1;
         }
         SplitInputs {
             recipe,
-            sides: assignments.iter().map(|a| ((a.host_id.clone(), a.episode_id.clone()), a.side)).collect(),
+            sides: fitting.map(|a| ((a.host_id.clone(), a.episode_id.clone()), a.side)).collect(),
             episodes,
             fingerprint: fitting_fingerprint(recipe, assignments, manifest),
         }
-    }
-
-    /// Only the training and validation placements: training never reads
-    /// the test side.
-    fn fitting_sides(&self) -> HashMap<(String, String), Side> {
-        self.sides.iter().filter(|(_, &s)| s != Side::Test).map(|(k, &s)| (k.clone(), s)).collect()
     }
 }
 
@@ -334,7 +332,7 @@ impl GroupJob<'_> {
         .unwrap_or_default()
     }
 
-    /// The shards `id` reads.
+    /// The shards the group's models read (one input kind, one channel set).
     fn shards(&self, id: ModelId) -> FeatureShards {
         FeatureShards::open(&self.out.join("features"), self.manifest, id.arch.input(), id.channels)
     }
@@ -373,10 +371,12 @@ impl GroupJob<'_> {
     fn run(self, threads: usize, progress: Progress) -> Vec<(ModelId, ModelRun)> {
         let mut done = Vec::new();
         let mut pending = Vec::new();
+        let Some(&any) = self.ids.first() else { return done };
+        let shards = self.shards(any);
         let listed = (self.listed_windows(Side::Train), self.listed_windows(Side::Val));
         for &id in &self.ids {
             let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
-            let allowance = self.allowance(id, &self.shards(id), listed);
+            let allowance = self.allowance(id, &shards, listed);
             let inputs = self.inputs(id, &allowance.bound(&self.config.neural));
             match checkpoint::is_current(&dir, &inputs).then(|| checkpoint::read_card(&dir).ok()).flatten() {
                 Some(card) => {
@@ -388,7 +388,7 @@ impl GroupJob<'_> {
         }
         pending.sort_by_key(|(id, _, _)| std::cmp::Reverse(id.arch.relative_cost()));
         let Some(&(first, _, _)) = pending.first() else { return done };
-        let windows = match self.fit(first) {
+        let windows = match self.fit(first, shards) {
             Ok(windows) => windows,
             Err(why) => {
                 done.extend(pending.into_iter().map(|(id, _, _)| (id, ModelRun::failed(id, why.clone(), progress))));
@@ -425,9 +425,8 @@ impl GroupJob<'_> {
     /// its windows are a few in every shard, so a validation pass from disk
     /// decodes every shard for them while a training shard from disk costs
     /// only its own decoding.
-    fn fit(&self, id: ModelId) -> Result<GroupWindows, String> {
-        let shards = self.shards(id);
-        let sides = self.split.fitting_sides();
+    fn fit(&self, id: ModelId, shards: FeatureShards) -> Result<GroupWindows, String> {
+        let sides = self.split.sides.clone();
         let networks = self.ids.iter().any(|id| id.arch != Arch::Gbt);
         let group = if id.arch.input() == FeatureKind::Tensors { timesteps(self.manifest) } else { 1 };
         let mut moments = Moments::new(shards.width(), group);

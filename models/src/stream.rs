@@ -11,6 +11,7 @@
 //! scoring go through [`stream`]; the trees' matrix and the group's fitting
 //! pass read the same [`WindowSource`]s chunk by chunk.
 
+use crate::scoring::count_classes;
 use crate::CLASSES;
 use epiflow_operators::rng::SplitMix64;
 use epiflow_operators::split::Side;
@@ -203,8 +204,11 @@ pub fn stream(
                     source.chunks(None, &mut |chunk| (0..chunk.rows()).for_each(|i| batches.push(chunk, i)))?
                 }
                 Order::Buffered(shuffle) => {
-                    let mut buffer = ShuffleBuffer::new(shuffle, source.width());
-                    let shard_seed = SplitMix64::new(shuffle.seed).next_u64();
+                    // One generator per pass: its first draw orders the shards,
+                    // the rest are the buffer's.
+                    let mut rng = SplitMix64::new(shuffle.seed);
+                    let shard_seed = rng.next_u64();
+                    let mut buffer = ShuffleBuffer::new(shuffle.buffer, source.width(), rng);
                     source.chunks(Some(shard_seed), &mut |chunk| buffer.take(chunk, &mut batches))?;
                     buffer.drain(&mut batches);
                 }
@@ -236,14 +240,6 @@ pub fn class_counts(source: &dyn WindowSource) -> Result<[u64; CLASSES], String>
     let mut counts = [0u64; CLASSES];
     source.chunks(None, &mut |chunk| count_classes(&mut counts, &chunk.labels))?;
     Ok(counts)
-}
-
-/// Adds each of `labels` to its class's count (an id past the last class
-/// counts as the last).
-pub fn count_classes(counts: &mut [u64; CLASSES], labels: &[u8]) {
-    for &label in labels {
-        counts[usize::from(label).min(CLASSES - 1)] += 1;
-    }
 }
 
 /// Cuts windows into batches (scaling them as it copies them in, when
@@ -292,10 +288,8 @@ struct ShuffleBuffer {
 }
 
 impl ShuffleBuffer {
-    fn new(shuffle: Shuffle, width: usize) -> ShuffleBuffer {
-        let mut rng = SplitMix64::new(shuffle.seed);
-        rng.next_u64(); // the first draw seeds the shard order
-        ShuffleBuffer { held: WindowRows { width, ..WindowRows::default() }, capacity: shuffle.buffer.max(1), rng }
+    fn new(capacity: usize, width: usize, rng: SplitMix64) -> ShuffleBuffer {
+        ShuffleBuffer { held: WindowRows { width, ..WindowRows::default() }, capacity: capacity.max(1), rng }
     }
 
     fn take(&mut self, chunk: &WindowRows, out: &mut Batcher) {

@@ -311,10 +311,18 @@ fn append_batch(
     let episodes = column("episode_id")?.as_string_opt::<i32>().ok_or("episode_id is not a string")?;
     let labels = column("label")?.as_primitive_opt::<Int32Type>().ok_or("label is not int32")?;
     let features = BatchFeatures::of(batch, layout.kind)?;
+    // An episode's rows are consecutive: its side and id are looked up once
+    // per run of them, not (with two owned strings) once per row.
+    let mut last: Option<(&str, &str)> = None;
+    let mut placed: Option<(Side, u32)> = None;
     for row in 0..batch.num_rows() {
-        let key = (hosts.value(row).to_string(), episodes.value(row).to_string());
-        let Some(&side) = sides.get(&key) else { continue };
-        let id = episode_ids.of(key);
+        let key = (hosts.value(row), episodes.value(row));
+        if last != Some(key) {
+            let owned = (key.0.to_string(), key.1.to_string());
+            placed = sides.get(&owned).copied().map(|side| (side, episode_ids.of(owned)));
+            last = Some(key);
+        }
+        let Some((side, id)) = placed else { continue };
         let windows = out.entry(side).or_insert_with(|| WindowRows { width: layout.width, ..WindowRows::default() });
         let label = u8::try_from(labels.value(row)).map_err(|_| format!("label {} out of range", labels.value(row)))?;
         features.append(row, &layout.channels, layout.timesteps, windows)?;

@@ -42,11 +42,9 @@ impl Normalisation {
     /// Appends window `i` of `windows`, scaled as [`Normalisation::apply`]
     /// scales it, to `out`: how streamed batches are scaled as they are cut.
     pub fn extend_scaled(&self, windows: &WindowRows, i: usize, out: &mut Vec<f32>) {
-        let width = windows.width;
-        let mask = windows.mask.as_ref().map(|m| &m[i * width..(i + 1) * width]);
         out.extend(windows.row(i).iter().enumerate().map(|(j, &v)| {
             let g = j / self.group;
-            if v.is_finite() && mask.is_none_or(|m| m[j]) {
+            if present(windows, i, j, v) {
                 (v - self.mean[g]) / self.std[g]
             } else {
                 0.0
