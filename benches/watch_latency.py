@@ -3,12 +3,15 @@
 every output being republished (watch prints its epoch's statistics after
 run.json, the last output, is written).
 
-    python3 benches/watch_latency.py BIN STORE EXTRA [ROUNDS]
+    python3 benches/watch_latency.py BIN STORE EXTRA [ROUNDS [WATCH ARGS...]]
 
 STORE: a receiver store (its outputs go to STORE/derived, so a store that
 was `run` before starts from a warm cache). EXTRA: another store whose
 archives are appended to STORE one at a time, ROUNDS of them (default 10),
-one second apart. STORE is changed: use a copy.
+one second apart. STORE is changed: use a copy. WATCH ARGS go to `watch`
+(e.g. `--split host --config slow.toml`: the models train in the background;
+their lines are told apart from the publications' and skipped, and each
+publication's model states are printed).
 """
 import json
 import shutil
@@ -23,9 +26,19 @@ def main():
     bin_, store, extra = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
     lines = (extra / "index.jsonl").read_text().splitlines()[:rounds]
-    watch = subprocess.Popen([bin_, "watch", "--store", str(store), "--json", "-q"], stdout=subprocess.PIPE, text=True)
+    args = sys.argv[5:]
+    watch = subprocess.Popen([bin_, "watch", "--store", str(store), "--json", "-q", *args],
+                             stdout=subprocess.PIPE, text=True)
+
+    def publication():
+        """The next publication's line (a models line has training counts)."""
+        while True:
+            stats = json.loads(watch.stdout.readline())
+            if "train" not in stats["operators"]:
+                return stats
+
     start = time.monotonic()
-    first = json.loads(watch.stdout.readline())
+    first = publication()
     print(f"epoch 0: {first['episodes']} episodes after {time.monotonic() - start:.2f} s")
     latencies = []
     for line in lines:
@@ -37,13 +50,17 @@ def main():
         t0 = time.monotonic()
         with open(store / "index.jsonl", "a") as index:
             index.write(line + "\n")
-        stats = json.loads(watch.stdout.readline())
+        stats = publication()
         latencies.append(time.monotonic() - t0)
-        print(f"+1 → {stats['episodes']} episodes: {latencies[-1]:.3f} s (epoch wall {stats['wall_s']:.3f} s)")
+        states = sorted(set(stats.get("model_states", {}).values()))
+        print(f"+1 → {stats['episodes']} episodes: {latencies[-1]:.3f} s (epoch wall {stats['wall_s']:.3f} s)"
+              + (f" models {'/'.join(states)}" if states else ""))
     watch.send_signal(2)
     code = watch.wait(timeout=60)
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     print(f"latency over {len(latencies)} appends: min {min(latencies):.3f} s, "
-          f"median {statistics.median(latencies):.3f} s, max {max(latencies):.3f} s; exit {code}")
+          f"median {statistics.median(latencies):.3f} s, p95 {p95:.3f} s, max {max(latencies):.3f} s; exit {code}")
 
 
 if __name__ == "__main__":

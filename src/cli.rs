@@ -280,8 +280,16 @@ pub enum Command {
         train: TrainArgs,
     },
     /// Keep running: bring every output of `run` up to date as episodes are
-    /// appended to the index (or pruned from it). Ctrl-C stops it cleanly.
-    Watch(FollowArgs),
+    /// appended to the index (or pruned from it), the models of --split (or
+    /// [train] splits) in the background. Ctrl-C stops it cleanly.
+    Watch {
+        /// What is followed, and how.
+        #[command(flatten)]
+        follow: FollowArgs,
+        /// Which models follow the store.
+        #[command(flatten)]
+        train: TrainArgs,
+    },
     /// Keep the outputs current as `watch` does and serve the live dashboard
     /// (SPEC section 15): the page, its event stream, Prometheus metrics and
     /// the JSON routes. Ctrl-C stops it cleanly.

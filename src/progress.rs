@@ -66,6 +66,7 @@ impl Observer for Bars {
         let current = self.current();
         let Some(bar) = current.as_ref() else { return };
         match event {
+            TrainEvent::Started => bar.set_message(format!("{id}")),
             TrainEvent::Epoch(e) => bar.set_message(format!("{id} epoch {} F1 {:.3}", e.epoch, e.val_macro_f1)),
             TrainEvent::Finished(_) => bar.inc(1),
         }

@@ -2,7 +2,7 @@
 //! engine's calls return.
 
 use epiflow_engine::evaluation::generalization;
-use epiflow_engine::stats::RunStats;
+use epiflow_engine::stats::{ModelState, RunStats};
 use epiflow_models::eval::EvalRun;
 use epiflow_models::report::ModelScore;
 use epiflow_models::sink::{ModelRun, Status};
@@ -107,7 +107,36 @@ pub fn results_table(runs: &[EvalRun]) -> String {
     s
 }
 
-/// One line per epoch, as a person follows it.
+/// One line for a followed job's models brought up to date: what the pass
+/// trained, where the models stand, and each split's report.
+pub fn models_line(stats: &RunStats) -> String {
+    let count = |status: Status| stats.models.iter().filter(|m| m.status == status).count();
+    let states = |state: ModelState| stats.model_states.values().filter(|s| **s == state).count();
+    let reports: Vec<String> = stats
+        .evals
+        .iter()
+        .map(|e| {
+            let done = match e.status {
+                Status::Computed => "evaluated",
+                Status::Cached => "current",
+                Status::Failed => "failed",
+            };
+            format!("{} {done}", e.recipe)
+        })
+        .collect();
+    format!(
+        "models: {} trained, {} cached, {} failed → {} current, {} stale; reports: {}",
+        count(Status::Computed),
+        count(Status::Cached),
+        count(Status::Failed),
+        states(ModelState::Current),
+        states(ModelState::Stale),
+        reports.join(", ")
+    )
+}
+
+/// One line for a publication of a followed job: the update's episodes and
+/// what it computed.
 pub fn epoch_line(corpus: &CorpusState, stats: &RunStats) -> String {
     let computed: u64 = stats.operators.values().map(|o| o.computed).sum();
     format!(

@@ -5,11 +5,14 @@
 //! `epiflow watch` follows appends and prune while it runs.
 
 mod common;
+#[path = "common/watch.rs"]
+mod watch;
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use watch::Watch;
 
 fn synth(dir: &Path, episodes: usize, seed: u64) -> PathBuf {
     synth_store(&dir.join(format!("store-{seed}")), episodes, seed, 40)
@@ -239,65 +242,17 @@ fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
     column.iter().map(|v| v.unwrap().to_string()).collect()
 }
 
-/// A running `epiflow watch --json`: one line of statistics per epoch.
-/// Killed if the test fails before interrupting it.
-struct Watch {
-    child: std::process::Child,
-    epochs: std::sync::mpsc::Receiver<Value>,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Watch {
-    fn start(store: &Path, out: &Path) -> Watch {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_epiflow"))
-            .args(["watch", "--store", store.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json", "-q"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, epochs) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let Ok(line) = line else { break };
-                if tx.send(serde_json::from_str::<Value>(&line).unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch { child, epochs }
-    }
-
-    /// Sends SIGINT, as Ctrl-C does; returns the exit status.
-    fn interrupt(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "watch stops within a minute of Ctrl-C");
-            std::thread::sleep(std::time::Duration::from_millis(50));
+/// Epochs of `watch` until one reports `episodes`; their operator counts
+/// summed.
+fn until_episodes(watch: &Watch, episodes: u64) -> BTreeMap<String, u64> {
+    let mut computed = BTreeMap::new();
+    loop {
+        let stats = watch.lines.recv_timeout(std::time::Duration::from_secs(120)).expect("an epoch within 2 min");
+        for (op, counts) in stats["operators"].as_object().into_iter().flatten() {
+            *computed.entry(op.clone()).or_default() += counts["computed"].as_u64().unwrap_or(0);
         }
-    }
-
-    /// Epochs until one reports `episodes`; their operator counts summed.
-    fn until_episodes(&self, episodes: u64) -> BTreeMap<String, u64> {
-        let mut computed = BTreeMap::new();
-        loop {
-            let stats = self.epochs.recv_timeout(std::time::Duration::from_secs(120)).expect("an epoch within 2 min");
-            for (op, counts) in stats["operators"].as_object().into_iter().flatten() {
-                *computed.entry(op.clone()).or_default() += counts["computed"].as_u64().unwrap_or(0);
-            }
-            if stats["episodes"] == episodes {
-                return computed;
-            }
+        if stats["episodes"] == episodes {
+            return computed;
         }
     }
 }
@@ -307,8 +262,8 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let store = synth(dir.path(), 20, 51);
     let out = dir.path().join("out");
-    let mut watch = Watch::start(&store, &out);
-    watch.until_episodes(20);
+    let mut watch = Watch::start(&["--store", store.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    until_episodes(&watch, 20);
     assert_equals_scratch(&store, &out, &[]);
 
     // Five episodes arrive while it runs: processed alone, outputs catch up.
@@ -317,7 +272,7 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     run(&other, &other_out, &[]);
     let accepted = keys_with(&other_out, &["accepted"]);
     append_from(&other, &store, &accepted[..5]);
-    let computed = watch.until_episodes(25);
+    let computed = until_episodes(&watch, 25);
     for op in &stages(&store) {
         assert_eq!(computed[op], 5, "{op} computed the 5 new episodes alone");
     }
@@ -329,7 +284,7 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     let after: Vec<_> = index_lines(&store).iter().map(|l| line_key(l)).collect();
     let archived: Vec<_> = before.into_iter().filter(|k| !after.contains(k)).collect();
     assert!(!archived.is_empty(), "the synth store has episodes to prune");
-    let computed = watch.until_episodes(after.len() as u64);
+    let computed = until_episodes(&watch, after.len() as u64);
     assert!(computed.values().all(|n| *n == 0), "a retraction computes nothing: {computed:?}");
     assert_gone(&out, &archived);
     assert_equals_scratch(&store, &out, &[]);

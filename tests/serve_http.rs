@@ -315,3 +315,61 @@ fn a_client_that_stops_reading_never_delays_the_others_or_the_pipeline() {
     reader.until(QUIET, |e| e.event == "perf" && e.data["episodes"] == 23);
     assert!(stalled.closed(QUIET), "the server closed the stalled client's connection");
 }
+
+#[test]
+fn with_train_splits_the_models_follow_the_store_and_api_models_says_where_each_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, out, held) = copy_fixture(dir.path());
+    let config = dir.path().join("follow.toml");
+    std::fs::write(&config, "[train]\nsplits = [\"host\"]\narchs = [\"gbt\"]\nchannels = [\"realistic\"]\n").unwrap();
+    let server = Server::start(&store, &out, &["--config", config.to_str().unwrap()]);
+    let state_of = |wanted: &str| -> BTreeMap<String, Value> {
+        let deadline = std::time::Instant::now() + QUIET;
+        loop {
+            let listed = server.get_json("/api/models");
+            let states: BTreeMap<String, Value> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (format!("{}/{}", m["recipe"].as_str().unwrap(), m["model"].as_str().unwrap()), m["state"].clone())
+                })
+                .collect();
+            if states["host/gbt-realistic"] == wanted {
+                return states;
+            }
+            assert!(std::time::Instant::now() < deadline, "host/gbt-realistic never {wanted}: {states:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The fixture's model was trained on these inputs: found current.
+    let states = state_of("current");
+    assert_eq!(states["host/gbt-oracle"], Value::Null, "a model the configuration does not name has no state");
+    let card = || std::fs::read(out.join("models/host/gbt-realistic/model.json")).unwrap();
+    let trained = card();
+
+    // The held-back episodes arrive: once the split places them, a model
+    // that learns from one of them is retrained in the background and is
+    // current again.
+    let mut index = std::fs::OpenOptions::new().append(true).open(store.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, format!("{}\n", held.join("\n")).as_bytes()).unwrap();
+    let keys: Vec<(String, String)> = held.iter().map(|l| line_key(l)).collect();
+    let deadline = std::time::Instant::now() + QUIET;
+    let fitted = loop {
+        // The dashboard hears of a publication once its split is written.
+        if server.get_json("/api/episodes").as_array().unwrap().len() >= 24 {
+            let split = read_parquet(&out.join("splits/host.parquet"));
+            let placed = strings(&split, "host_id").into_iter().zip(strings(&split, "episode_id"));
+            break placed.zip(strings(&split, "side")).any(|(key, side)| keys.contains(&key) && side != "test");
+        }
+        assert!(std::time::Instant::now() < deadline, "the arrivals were never published");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if fitted {
+        while card() == trained {
+            assert!(std::time::Instant::now() < deadline, "the model was never retrained");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    state_of("current");
+}

@@ -202,13 +202,7 @@ fn a_test_side_arrival_re_evaluates_and_retrains_nothing_and_a_moved_split_is_re
     // One episode of the test host held back from the index, to arrive later.
     let lines = index_lines(&store);
     let host = busiest_host(&lines, None);
-    let clean: Vec<(String, String)> = std::fs::read_to_string(store.join("truth.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|t| t["outcome"] == "accepted" && t["quality"].as_array().is_some_and(|q| q.is_empty()))
-        .map(|t| (t["host_id"].as_str().unwrap().to_string(), t["episode_id"].as_str().unwrap().to_string()))
-        .collect();
+    let clean = clean_episodes(&store);
     let held = lines.iter().rposition(|l| line_key(l).0 == host && clean.contains(&line_key(l))).unwrap();
     let without: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != held).map(|(_, l)| l.as_str()).collect();
     std::fs::write(store.join("index.jsonl"), without.join("\n") + "\n").unwrap();

@@ -4,17 +4,18 @@
 
 use crate::observer::{Observer, Part};
 use crate::stats::OperatorStats;
+use epiflow_models::dirs::Dirs;
 use epiflow_models::eval::{evaluate as evaluate_split, EvalConfig, EvalRun};
 use epiflow_models::generalization::Generalization;
 use epiflow_models::report::Report;
 use epiflow_operators::split::Recipe;
-use std::path::Path;
 use std::time::Instant;
 
 /// Evaluates (or finds current) the report of each split in `recipes` from
-/// the outputs under `out`, and writes `OUT/eval/generalization.*`.
+/// the features and splits under `dirs.inputs` and the checkpoints under
+/// `dirs.out`, and writes `OUT/eval/generalization.*`.
 pub fn evaluate(
-    out: &Path,
+    dirs: &Dirs,
     recipes: &[Recipe],
     config: &EvalConfig,
     observer: &dyn Observer,
@@ -25,13 +26,13 @@ pub fn evaluate(
         .iter()
         .map(|&recipe| {
             observer.evaluating(recipe);
-            let run = evaluate_split(out, recipe, config);
+            let run = evaluate_split(dirs, recipe, config);
             observer.evaluated(&run);
             run
         })
         .collect();
     observer.finished(Part::Evaluation);
-    let dir = out.join("eval");
+    let dir = dirs.out.join("eval");
     if let Err(e) = generalization(&runs).write(&dir) {
         tracing::warn!("cannot write the generalization table in {}: {e}", dir.display());
     }

@@ -2,7 +2,10 @@
 //! and prune replaces it; each change becomes one epoch of the same
 //! dataflow (new episodes processed alone, removed ones retracted), after
 //! which every output is published again and the observer hears of it.
+//! With `[train] splits`, the models follow in the background (see
+//! [`crate::background`]): a publication never waits for them.
 
+use crate::background::BackgroundModels;
 use crate::error::{Error, Result};
 use crate::job::{Job, Mode};
 use crate::observer::Observer;
@@ -17,12 +20,26 @@ const WATCH: &str = "watch";
 
 impl Job {
     /// Follows the index until `stop` is raised (the epoch under way then
-    /// finishes), publishing every output after each change as a `run`
-    /// would, and telling `observer` of each update, episode and
-    /// publication. An error from `observer.published` stops it.
+    /// finishes, and the models' training stops at its next batch or
+    /// round), publishing every output after each change as a `run` would —
+    /// the models of `[train] splits` in the background — and telling
+    /// `observer` of each update, episode and publication. An error from
+    /// `observer.published` stops it.
     pub fn follow(&self, stop: Arc<AtomicBool>, observer: Arc<dyn Observer>) -> Result<()> {
         let stages = self.stages()?;
         let (plan, publisher) = self.prepare(stages, Mode::Run, WATCH, Arc::clone(&observer))?;
+        let models = match self.config.train.splits.is_empty() {
+            true => None,
+            false => Some(BackgroundModels::start(
+                self.out.clone(),
+                self.config.train.clone(),
+                self.config.eval.clone(),
+                self.cluster.workers,
+                Arc::clone(&observer),
+            )?),
+        };
+        let models = Arc::new(models);
+        let background = Arc::clone(&models);
         let problems = Arc::new(AtomicUsize::new(0));
         let feed = Announced {
             follower: IndexFollower::new(&self.index_path(), stop),
@@ -31,14 +48,26 @@ impl Job {
         };
         let published = Arc::clone(&observer);
         let on_epoch: EpochSink = Arc::new(move |corpus| {
-            let stats = publisher
-                .publish(corpus, epoch_start(corpus), problems.load(Ordering::Relaxed))
-                .map_err(|e| e.to_string())?;
-            published.published(corpus, &stats, publisher.generation(corpus))
+            let (start, problems) = (epoch_start(corpus), problems.load(Ordering::Relaxed));
+            let generation = publisher.generation(corpus);
+            let stats = match &*background {
+                Some(models) => {
+                    let stats = {
+                        let _publishing = models.publishing();
+                        publisher.publish_corpus(corpus, start, problems)
+                    };
+                    stats.and_then(|stats| models.published(stats, generation))
+                }
+                None => publisher.publish(corpus, start, problems),
+            };
+            published.published(corpus, &stats.map_err(|e| e.to_string())?, generation)
         });
         let on_episode = Arc::new(move |report: &EpisodeReport| observer.episode(report));
-        follow_dataflow(plan, &self.cluster, on_episode, Box::new(feed), on_epoch).map_err(Error::Dataflow)?;
-        Ok(())
+        let followed = follow_dataflow(plan, &self.cluster, on_episode, Box::new(feed), on_epoch);
+        if let Some(models) = &*models {
+            models.stop();
+        }
+        followed.map(|_| ()).map_err(Error::Dataflow)
     }
 }
 

@@ -15,6 +15,7 @@
 //! Progress, logs and the dashboard's producers hear a run through an
 //! [`Observer`].
 
+mod background;
 pub mod cache;
 pub mod cache_folders;
 pub mod config;
@@ -28,6 +29,7 @@ mod job;
 pub mod observer;
 pub mod prune;
 mod publish;
+mod snapshot;
 pub mod stats;
 pub mod training;
 

@@ -4,13 +4,14 @@
 //! default that does nothing, so an observer implements only what it shows.
 //! Observers combine as a pair: `Arc::new((Logs, bar))`.
 
-use crate::stats::RunStats;
+use crate::stats::{ModelState, RunStats};
 use epiflow_models::eval::EvalRun;
 use epiflow_models::sink::{ModelId, TrainEvent};
 use epiflow_operators::model::Problem;
 use epiflow_operators::split::Recipe;
 use epiflow_operators::validate::{Outcome, ValidationRecord};
 use epiflow_pipelines::corpus::{CorpusState, EpisodeReport};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A part of a run that a progress display counts through (not a phase of
@@ -62,6 +63,13 @@ pub trait Observer: Send + Sync {
     fn published(&self, _corpus: &CorpusState, _stats: &RunStats, _generation: u64) -> Result<(), String> {
         Ok(())
     }
+    /// A followed job's models moved (a publication made them stale, one
+    /// began training, one is done): where each one stands now.
+    fn model_states(&self, _states: &BTreeMap<String, ModelState>) {}
+    /// A followed job's models and reports were brought up to date in the
+    /// background (checkpoints and reports written): `run.json` as it now
+    /// stands, the models' lines and the evaluations included.
+    fn models_published(&self, _stats: &RunStats) {}
 }
 
 /// Hears nothing.
@@ -106,6 +114,14 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.published(corpus, stats, generation)?;
         self.1.published(corpus, stats, generation)
     }
+    fn model_states(&self, states: &BTreeMap<String, ModelState>) {
+        self.0.model_states(states);
+        self.1.model_states(states);
+    }
+    fn models_published(&self, stats: &RunStats) {
+        self.0.models_published(stats);
+        self.1.models_published(stats);
+    }
 }
 
 /// A shared observer hears what it shares.
@@ -136,6 +152,12 @@ impl<O: Observer + ?Sized> Observer for Arc<O> {
     }
     fn published(&self, corpus: &CorpusState, stats: &RunStats, generation: u64) -> Result<(), String> {
         (**self).published(corpus, stats, generation)
+    }
+    fn model_states(&self, states: &BTreeMap<String, ModelState>) {
+        (**self).model_states(states);
+    }
+    fn models_published(&self, stats: &RunStats) {
+        (**self).models_published(stats);
     }
 }
 

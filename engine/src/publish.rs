@@ -9,6 +9,7 @@ use crate::features;
 use crate::observer::Observer;
 use crate::stats::{OperatorStats, RunStats, WorkerStats};
 use crate::training;
+use epiflow_models::dirs::Dirs;
 use epiflow_models::eval::EvalConfig;
 use epiflow_models::sink::ModelsConfig;
 use epiflow_pipelines::corpus::CorpusState;
@@ -18,6 +19,7 @@ use epiflow_pipelines::sinks::manifest::Manifest;
 use epiflow_pipelines::sinks::splits;
 use epiflow_pipelines::stages::{Caching, Stages};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -125,11 +127,13 @@ impl Publisher {
     pub fn finish(&self, mut stats: RunStats, start: Instant) -> Result<RunStats> {
         let out = &self.out;
         if let Some(models) = &self.models {
-            let (trained, totals) = training::train(out, &models.train, self.workers, &*self.observer);
+            let dirs = Dirs::of(out);
+            let never = AtomicBool::new(false);
+            let (trained, totals) = training::train(&dirs, &models.train, self.workers, &never, &*self.observer);
             stats.operators.insert("train".into(), totals);
             stats.models = trained;
             if let Some(eval) = &models.eval {
-                let (evals, totals) = evaluation::evaluate(out, &models.train.splits, eval, &*self.observer);
+                let (evals, totals) = evaluation::evaluate(&dirs, &models.train.splits, eval, &*self.observer);
                 stats.operators.insert("eval".into(), totals);
                 stats.evals = evals;
             }
@@ -141,7 +145,7 @@ impl Publisher {
 }
 
 /// Writes `run.json` atomically.
-fn write_run_json(out: &Path, stats: &RunStats) -> Result<()> {
+pub(crate) fn write_run_json(out: &Path, stats: &RunStats) -> Result<()> {
     let path = out.join("run.json");
     write_atomically(&path, |w| {
         serde_json::to_writer_pretty(&mut *w, stats)?;

@@ -121,6 +121,28 @@ pub struct RunStats {
     /// The splits the run evaluated (or found current), with their reports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evals: Vec<EvalRun>,
+    /// A followed job (`watch`, `serve`) training in the background: where
+    /// each model (`recipe/arch-channels`) stands against the latest
+    /// publication.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_states: BTreeMap<String, ModelState>,
+}
+
+/// Where a followed job's model stands against the latest publication of
+/// the features and splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    /// Its checkpoint and report are those of the latest publication.
+    Current,
+    /// It is being trained now.
+    Training,
+    /// A publication came after it was last brought up to date (it may
+    /// still be found current when its turn comes: its inputs may not
+    /// have changed).
+    Stale,
+    /// Its last training failed (run.json's `models` says why).
+    Failed,
 }
 
 impl RunStats {

@@ -12,6 +12,7 @@ use crate::arch::Arch;
 use crate::bootstrap::{adjust, interval, paired_gap, resamples_to_resolve, Resamples, CONFIDENCE};
 use crate::charts;
 use crate::checkpoint::{self, Checkpoint};
+use crate::dirs::Dirs;
 use crate::report::{self, Breakdown, ConfusionTable, ModelScore, PairScore, Report, Skipped, TestSummary};
 use crate::scoring::{argmax, Calibration, Confusion};
 use crate::sink::{by_windows, split_fingerprint, Status};
@@ -78,11 +79,12 @@ pub struct EvalRun {
     pub scores: Option<Report>,
 }
 
-/// Evaluates the checkpoints of `recipe` under `out` (or finds the report
-/// current) and writes `out/eval/<recipe>/`.
-pub fn evaluate(out: &Path, recipe: Recipe, config: &EvalConfig) -> EvalRun {
+/// Evaluates the checkpoints of `recipe` under `dirs.out` on the features
+/// and split under `dirs.inputs` (or finds the report current) and writes
+/// `OUT/eval/<recipe>/`.
+pub fn evaluate(dirs: &Dirs, recipe: Recipe, config: &EvalConfig) -> EvalRun {
     let start = Instant::now();
-    let (status, error, scores) = match evaluate_split(out, recipe, config) {
+    let (status, error, scores) = match evaluate_split(dirs, recipe, config) {
         Ok((status, report)) => (status, None, Some(report)),
         Err(why) => (Status::Failed, Some(why), None),
     };
@@ -93,7 +95,7 @@ pub fn evaluate(out: &Path, recipe: Recipe, config: &EvalConfig) -> EvalRun {
         recipe,
         status,
         error,
-        report: scores.as_ref().map(|_| report_dir(out, recipe).join(report::MARKDOWN)),
+        report: scores.as_ref().map(|_| report_dir(&dirs.out, recipe).join(report::MARKDOWN)),
         wall_s: start.elapsed().as_secs_f64(),
         scores,
     }
@@ -104,11 +106,11 @@ pub fn report_dir(out: &Path, recipe: Recipe) -> PathBuf {
     out.join("eval").join(recipe.name())
 }
 
-fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(Status, Report), String> {
-    let features = out.join("features");
+fn evaluate_split(dirs: &Dirs, recipe: Recipe, config: &EvalConfig) -> Result<(Status, Report), String> {
+    let features = dirs.features();
     let manifest = Manifest::read(&features)
         .ok_or_else(|| format!("no features in {}: run `epiflow run` first", features.display()))?;
-    let split_dir = out.join("splits");
+    let split_dir = dirs.splits();
     let assignments = splits::read(&split_dir, recipe)?;
     let split = split_fingerprint(recipe, &assignments, &manifest).hex();
     let tested: HashSet<(&str, &str)> = assignments
@@ -116,7 +118,7 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
         .filter(|a| a.side == Side::Test)
         .map(|a| (a.host_id.as_str(), a.episode_id.as_str()))
         .collect();
-    let (models, skipped) = load_models(out, recipe, &manifest, &tested);
+    let (models, skipped) = load_models(&dirs.out, recipe, &manifest, &tested);
     if models.is_empty() {
         let why = skipped.iter().map(|s| format!("; {}: {}", s.model, s.reason)).collect::<String>();
         return Err(format!(
@@ -124,7 +126,7 @@ fn evaluate_split(out: &Path, recipe: Recipe, config: &EvalConfig) -> Result<(St
         ));
     }
     let inputs = inputs_of(config, &split, &models, &skipped);
-    let dir = report_dir(out, recipe);
+    let dir = report_dir(&dirs.out, recipe);
     if let Some(report) = current_report(&dir, &inputs) {
         return Ok((Status::Cached, report));
     }

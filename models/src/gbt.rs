@@ -19,6 +19,8 @@ use hessboost::objective::Multiclass;
 use hessboost::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Boosting settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,12 +66,14 @@ impl Gbt {
     /// [`Gbt::bytes_per_window`]). The training side is
     /// binned as it is gathered and boosted from its bins alone
     /// (hessboost's `BinnedMatrix`, as XGBoost's `QuantileDMatrix`), which
-    /// trains exactly as the matrix of values would.
+    /// trains exactly as the matrix of values would. Raising `stop` ends
+    /// boosting after the round under way.
     pub fn fit(
         train: &dyn WindowSource,
         val: &dyn WindowSource,
         sample: Sample,
         config: &GbtConfig,
+        stop: &AtomicBool,
     ) -> Result<Gbt, String> {
         let binned = {
             let (x, labels) = gather(train, sample.train, config.seed)?;
@@ -90,7 +94,11 @@ impl Gbt {
             .nthread(config.threads.max(1))
             .build()
             .map_err(|e| e.to_string())?;
-        let mut trainer = Trainer::new(&params, &binned, config.rounds.max(1));
+        let mut trainer =
+            Trainer::new(&params, &binned, config.rounds.max(1)).on_round(|_| match stop.load(Ordering::Relaxed) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            });
         if let Some(dval) = &dval {
             trainer = trainer.eval(dval, "val");
             if let Some(patience) = NonZeroUsize::new(config.patience) {
@@ -219,7 +227,7 @@ mod tests {
     fn learns_a_clear_signature_and_stops_on_validation() {
         let (train, val, test) = (windows(600, 1), windows(200, 2), windows(300, 3));
         let config = GbtConfig { rounds: 200, patience: 10, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap();
         let predicted = argmax(&model.predict(&test).unwrap());
         let f1 = Confusion::of(&test.labels, &predicted).macro_f1();
         assert!(f1 > 0.95, "macro F1 {f1}");
@@ -230,7 +238,7 @@ mod tests {
     fn a_booster_read_back_from_its_bytes_predicts_the_same() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 40, patience: 5, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap();
         let back = Gbt::from_bytes(&model.to_bytes().unwrap()).unwrap();
         assert_eq!(back.best_round, model.best_round);
         assert_eq!(back.predict(&val).unwrap(), model.predict(&val).unwrap());
@@ -240,8 +248,8 @@ mod tests {
     fn the_same_seed_gives_the_same_probabilities() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 30, ..GbtConfig::default() };
-        let a = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap().predict(&val).unwrap();
-        let b = Gbt::fit(&train, &val, Sample::ALL, &config).unwrap().predict(&val).unwrap();
+        let a = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
+        let b = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
         assert_eq!(a, b);
     }
 }

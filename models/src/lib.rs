@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod cnn;
 pub mod device;
+pub mod dirs;
 pub mod eval;
 pub mod gbt;
 pub mod generalization;

@@ -45,6 +45,7 @@ mod tests {
     use crate::test_data::windows;
     use crate::train::{predict, train, Sides, TrainConfig};
     use epiflow_pipelines::normalise::Normalisation;
+    use std::sync::atomic::AtomicBool;
 
     fn trained(seed: u64) -> (Vec<f32>, Vec<u8>, f64) {
         let (tr, val, mut test) = (windows(600, 1), windows(200, 2), windows(300, 3));
@@ -54,7 +55,8 @@ mod tests {
         device.seed(seed);
         let config = TrainConfig { max_epochs: 30, batch: 64, seed, ..TrainConfig::default() };
         let sides = Sides { train: &tr, val: &val, scale: &norm, class_counts: class_counts(&tr).unwrap() };
-        let (model, report) = train(Mlp::new(3, &[32, 32], &device), &sides, &config, &device, |_| {}).unwrap();
+        let (model, report) =
+            train(Mlp::new(3, &[32, 32], &device), &sides, &config, &device, &AtomicBool::new(false), |_| {}).unwrap();
         (predict(&model, &test, &device), test.labels, report.best_val_macro_f1)
     }
 

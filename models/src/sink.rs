@@ -18,6 +18,7 @@ use crate::arch::Arch;
 use crate::checkpoint::{self, ModelCard, SplitCard, TrainingCard, ValMetrics};
 use crate::classifier::Model;
 use crate::device;
+use crate::dirs::Dirs;
 use crate::gbt::{Gbt, GbtConfig, Sample};
 use crate::memory::{Gate, Memory};
 use crate::net::Net;
@@ -36,8 +37,7 @@ use epiflow_pipelines::sinks::splits;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -72,6 +72,21 @@ impl Default for ModelsConfig {
             gbt: GbtConfig::default(),
             memory_mb: 512,
         }
+    }
+}
+
+impl ModelsConfig {
+    /// Every model it names, split by split, then channel set, then
+    /// architecture: the order of `run.json`'s lines.
+    pub fn models(&self) -> Vec<ModelId> {
+        self.splits
+            .iter()
+            .flat_map(|&recipe| {
+                self.channels
+                    .iter()
+                    .flat_map(move |&channels| self.archs.iter().map(move |&arch| ModelId { recipe, arch, channels }))
+            })
+            .collect()
     }
 }
 
@@ -147,6 +162,8 @@ impl ModelRun {
 /// What the sink tells its progress display.
 #[derive(Clone, Copy, Debug)]
 pub enum TrainEvent<'a> {
+    /// A model's training begins (it was not current).
+    Started,
     /// A neural model finished an epoch.
     Epoch(&'a Epoch),
     /// A model is done: trained, found cached, or failed.
@@ -157,20 +174,21 @@ pub enum TrainEvent<'a> {
 pub type Progress<'a> = &'a (dyn Fn(ModelId, TrainEvent) + Sync);
 
 /// Trains every model `config` asks for from the features and splits under
-/// `out`, on up to `threads` threads, and checkpoints them under
-/// `out/models`. One line per model, in configuration order.
-pub fn train_models(out: &Path, config: &ModelsConfig, threads: usize, progress: Progress) -> Vec<ModelRun> {
-    let ids: Vec<ModelId> = config
-        .splits
-        .iter()
-        .flat_map(|&recipe| {
-            config
-                .channels
-                .iter()
-                .flat_map(move |&channels| config.archs.iter().map(move |&arch| ModelId { recipe, arch, channels }))
-        })
-        .collect();
-    let features = out.join("features");
+/// `dirs.inputs`, on up to `threads` threads, and checkpoints them under
+/// `OUT/models`. One line per model, in configuration order.
+///
+/// Raising `stop` stops it soon (between batches, rounds or models): a
+/// model that had not finished fails as stopped and its checkpoint is left
+/// as it was; one that had finished is saved whole.
+pub fn train_models(
+    dirs: &Dirs,
+    config: &ModelsConfig,
+    threads: usize,
+    stop: &AtomicBool,
+    progress: Progress,
+) -> Vec<ModelRun> {
+    let ids = config.models();
+    let features = dirs.features();
     let Some(manifest) = Manifest::read(&features) else {
         let why = format!("no features in {}: run `epiflow run` first", features.display());
         return ids.into_iter().map(|id| ModelRun::failed(id, why.clone(), progress)).collect();
@@ -178,12 +196,12 @@ pub fn train_models(out: &Path, config: &ModelsConfig, threads: usize, progress:
     let mut runs: BTreeMap<ModelId, ModelRun> = BTreeMap::new();
     for &recipe in &config.splits {
         let of_recipe: Vec<ModelId> = ids.iter().copied().filter(|id| id.recipe == recipe).collect();
-        match splits::read(&out.join("splits"), recipe) {
+        match splits::read(&dirs.splits(), recipe) {
             Err(why) => runs.extend(of_recipe.into_iter().map(|id| (id, ModelRun::failed(id, why.clone(), progress)))),
             Ok(assignments) => {
                 let split = SplitInputs::of(recipe, &assignments, &manifest);
                 for group in by_windows(of_recipe, |id| (id.arch, id.channels)) {
-                    let job = GroupJob { out, manifest: &manifest, split: &split, config, ids: group };
+                    let job = GroupJob { dirs, manifest: &manifest, split: &split, config, stop, ids: group };
                     runs.extend(job.run(threads, progress));
                 }
             }
@@ -264,10 +282,12 @@ impl SplitInputs {
 
 /// The models of one group of one split.
 struct GroupJob<'a> {
-    out: &'a Path,
+    dirs: &'a Dirs,
     manifest: &'a Manifest,
     split: &'a SplitInputs,
     config: &'a ModelsConfig,
+    /// Raised to stop training (see [`train_models`]).
+    stop: &'a AtomicBool,
     ids: Vec<ModelId>,
 }
 
@@ -334,7 +354,7 @@ impl GroupJob<'_> {
 
     /// The shards the group's models read (one input kind, one channel set).
     fn shards(&self, id: ModelId) -> FeatureShards {
-        FeatureShards::open(&self.out.join("features"), self.manifest, id.arch.input(), id.channels)
+        FeatureShards::open(&self.dirs.features(), self.manifest, id.arch.input(), id.channels)
     }
 
     /// Windows the manifest lists for the episodes placed on `side`.
@@ -375,7 +395,7 @@ impl GroupJob<'_> {
         let shards = self.shards(any);
         let listed = (self.listed_windows(Side::Train), self.listed_windows(Side::Val));
         for &id in &self.ids {
-            let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
+            let dir = checkpoint::dir_of(&self.dirs.out, id.recipe, id.arch, id.channels);
             let allowance = self.allowance(id, &shards, listed);
             let inputs = self.inputs(id, &allowance.bound(&self.config.neural));
             match checkpoint::is_current(&dir, &inputs).then(|| checkpoint::read_card(&dir).ok()).flatten() {
@@ -403,6 +423,10 @@ impl GroupJob<'_> {
             for _ in 0..threads.clamp(1, pending.len()) {
                 scope.spawn(|| {
                     while let Some((id, inputs, allowance)) = pending.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if self.stop.load(Ordering::Relaxed) {
+                            results.lock().unwrap_or_else(|p| p.into_inner()).push((*id, stopped(*id, progress)));
+                            continue;
+                        }
                         let held = gate.enter(allowance.need());
                         let run = self.train_one(*id, inputs, allowance, &windows, progress);
                         drop(held);
@@ -462,12 +486,13 @@ impl GroupJob<'_> {
         windows: &GroupWindows,
         progress: Progress,
     ) -> ModelRun {
+        progress(id, TrainEvent::Started);
         let start = Instant::now();
         let device = device::training();
         let (train_side, val_side) = (windows.side(Side::Train), windows.side(Side::Val));
         let trained = match (id.arch, allowance, &windows.scale) {
             (Arch::Gbt, Allowance::Trees { sample, .. }, _) => {
-                Gbt::fit(&train_side, &val_side, *sample, &self.config.gbt).map(|gbt| {
+                Gbt::fit(&train_side, &val_side, *sample, &self.config.gbt, self.stop).map(|gbt| {
                     let passes = gbt.rounds;
                     (Box::new(gbt) as Model, None, passes)
                 })
@@ -479,7 +504,7 @@ impl GroupJob<'_> {
                     Some(net) => {
                         let sides =
                             Sides { train: &train_side, val: &val_side, scale, class_counts: windows.class_counts };
-                        train(net, &sides, &config, &device, |e| {
+                        train(net, &sides, &config, &device, self.stop, |e| {
                             tracing::info!(
                                 "{id}: epoch {} loss {:.4} validation macro F1 {:.3}",
                                 e.epoch,
@@ -498,6 +523,7 @@ impl GroupJob<'_> {
             (arch, _, _) => Err(format!("no windows prepared for {arch}")),
         };
         let (model, neural, passes) = match trained {
+            _ if self.stop.load(Ordering::Relaxed) => return stopped(id, progress),
             Ok(t) => t,
             Err(why) => return ModelRun::failed(id, why, progress),
         };
@@ -517,7 +543,7 @@ impl GroupJob<'_> {
             best_round: model.best_round().map(|(round, _)| round),
             report,
         };
-        let dir = checkpoint::dir_of(self.out, id.recipe, id.arch, id.channels);
+        let dir = checkpoint::dir_of(&self.dirs.out, id.recipe, id.arch, id.channels);
         if let Err(e) = checkpoint::save(&dir, &mut card, &model, &windows.sides) {
             return ModelRun::failed(id, format!("cannot write checkpoint {}: {e}", dir.display()), progress);
         }
@@ -617,6 +643,12 @@ impl Allowance {
         }
         settings
     }
+}
+
+/// A model whose training `stop` ended before it finished: its checkpoint
+/// is left as it was.
+fn stopped(id: ModelId, progress: Progress) -> ModelRun {
+    ModelRun::failed(id, "stopped before it finished; its checkpoint is as it was".into(), progress)
 }
 
 /// Each validation window's class and the model's probabilities for it,

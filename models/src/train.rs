@@ -19,6 +19,7 @@ use epiflow_operators::rng::SplitMix64;
 use epiflow_pipelines::feature_reader::WindowRows;
 use epiflow_pipelines::normalise::Normalisation;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A model the loop can train: windows in, one logit per class out.
 pub trait Network: Module {
@@ -121,12 +122,15 @@ pub struct Sides<'a> {
 /// Trains `model`, keeping the weights of the epoch with the best
 /// validation macro F1; `progress` hears each epoch. Each epoch streams the
 /// training side in an order drawn from the seed alone (see
-/// [`EpochOrders`]), the same whatever else runs beside it.
+/// [`EpochOrders`]), the same whatever else runs beside it. Raising `stop`
+/// ends it with an error: the batches left in the epoch under way are read
+/// but not learned from.
 pub fn train<N: Network>(
     mut model: N,
     sides: &Sides,
     config: &TrainConfig,
     device: &Device,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&Epoch),
 ) -> Result<(N, TrainReport), String> {
     // CrossEntropyLoss wants every weight positive; a class absent from
@@ -150,6 +154,9 @@ pub fn train<N: Network>(
         // The optimiser takes the model by value: it goes in and out of a slot.
         let mut slot = Some(model);
         stream(sides.train, Pass { batch, order: orders.next_epoch() }, Some(sides.scale), |b| {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let Some(current) = slot.take() else { return };
             let targets: Vec<i64> = b.labels.iter().map(|&l| i64::from(l)).collect();
             let logits = current.logits(&b.x, b.rows(), b.width, device);
@@ -161,6 +168,9 @@ pub fn train<N: Network>(
             slot = Some(optim.step(lr, current, grads));
             step += 1;
         })?;
+        if stop.load(Ordering::Relaxed) {
+            return Err("stopped".into());
+        }
         model = slot.ok_or("the model was lost in a training step")?;
         let (truth, predicted) = score(&model, sides.val, sides.scale, device)?;
         let f1 = Confusion::of(&truth, &predicted).macro_f1();

@@ -8,6 +8,7 @@ use crate::tables::results_table;
 use epiflow_engine::config::Config;
 use epiflow_engine::evaluation::evaluate;
 use epiflow_engine::{Error, Result};
+use epiflow_models::dirs::Dirs;
 use epiflow_pipelines::stages::Registry;
 use std::process::ExitCode;
 
@@ -22,7 +23,7 @@ pub fn run(g: &Global, train: TrainArgs) -> Result<ExitCode> {
     if config.train.splits.is_empty() {
         return Err(Error::Usage("eval needs --split host|sample|time (or [train] splits)".into()));
     }
-    let (runs, _) = evaluate(&out, &config.train.splits, &config.eval, &*super::observer(g));
+    let (runs, _) = evaluate(&Dirs::of(&out), &config.train.splits, &config.eval, &*super::observer(g));
     if g.json {
         print_json(&runs)?;
     } else {

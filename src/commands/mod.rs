@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(g, args, false),
         Command::Train(args) => run::run(g, args, true),
         Command::Eval { train } => eval::run(g, train),
-        Command::Watch(follow) => watch::run(g, follow),
+        Command::Watch { follow, train } => watch::run(g, follow, train),
         Command::Serve { follow, serve } => serve::run(g, follow, serve),
         Command::Explain { window } => explain::run(g, window),
         Command::Infer { model, archives } => infer::run(g, &model, &archives),

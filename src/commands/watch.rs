@@ -1,10 +1,13 @@
 //! `epiflow watch`: `run`, kept running (`Job::follow`): one line (or with
-//! `--json` one `run.json` object) per update. Ctrl-C (or SIGTERM) lets the
-//! epoch under way finish and exits 0; a second one exits at once.
+//! `--json` one `run.json` object) per update, and one more each time the
+//! models of `--split` (trained in the background) and their reports are
+//! brought up to date. Ctrl-C (or SIGTERM) lets the epoch under way finish,
+//! stops training without writing the model it was on, and exits 0; a
+//! second one exits at once.
 
 use super::{config, job, print_json};
-use crate::cli::{FollowArgs, Global};
-use crate::tables::epoch_line;
+use crate::cli::{FollowArgs, Global, TrainArgs};
+use crate::tables::{epoch_line, models_line};
 use epiflow_engine::observer::Observer;
 use epiflow_engine::{Error, Job, Logs, Result, RunStats};
 use epiflow_pipelines::corpus::CorpusState;
@@ -15,8 +18,9 @@ use std::sync::Arc;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: i32 = 130;
 
-pub fn run(g: &Global, follow: FollowArgs) -> Result<ExitCode> {
-    let job = following(g, follow)?;
+pub fn run(g: &Global, follow: FollowArgs, train: TrainArgs) -> Result<ExitCode> {
+    let mut job = following(g, follow)?;
+    job.config.train = train.over(job.config.train);
     announce(g, &job);
     job.follow(stop_on_signals()?, Arc::new((Logs, Printed { json: g.json })))?;
     Ok(ExitCode::SUCCESS)
@@ -49,6 +53,19 @@ impl Observer for Printed {
                 println!("{}", epoch_line(corpus, stats));
                 Ok(())
             }
+        }
+    }
+
+    fn models_published(&self, stats: &RunStats) {
+        let printed = match self.json {
+            true => print_json(stats),
+            false => {
+                println!("{}", models_line(stats));
+                Ok(())
+            }
+        };
+        if let Err(e) = printed {
+            tracing::warn!("{e}");
         }
     }
 }

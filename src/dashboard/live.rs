@@ -13,6 +13,7 @@ use super::hub::Hub;
 use super::replay::Replay;
 use super::{perf, profiles, report_metrics};
 use epiflow_engine::observer::Observer;
+use epiflow_engine::stats::ModelState;
 use epiflow_engine::stats::RunStats;
 use epiflow_models::arch::Arch;
 use epiflow_models::checkpoint::{dir_of, model_name};
@@ -72,6 +73,10 @@ pub struct ModelEntry {
     pub recipe: String,
     /// `<arch>-<channels>`.
     pub model: String,
+    /// Where it stands when the models follow the store in the background
+    /// (`[train] splits`): current, training, stale or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<ModelState>,
 }
 
 /// The dashboard.
@@ -85,6 +90,9 @@ pub struct Dashboard {
     update: Mutex<Option<Update>>,
     reports: Mutex<BTreeMap<Recipe, Seen>>,
     predictors: Mutex<HashMap<(Recipe, Arch, ChannelSet), Arc<Predictor>>>,
+    /// Where each model (`recipe/arch-channels`) stands, when the models
+    /// follow the store.
+    model_states: Mutex<BTreeMap<String, ModelState>>,
     next_replay: AtomicU64,
 }
 
@@ -113,6 +121,7 @@ impl Dashboard {
             update: Mutex::default(),
             reports: Mutex::default(),
             predictors: Mutex::default(),
+            model_states: Mutex::default(),
             next_replay: AtomicU64::new(1),
         }
     }
@@ -200,14 +209,19 @@ impl Dashboard {
         self.publish(event);
     }
 
-    /// The trained models under `OUT/models`, by recipe.
+    /// The trained models under `OUT/models`, by recipe, with where each
+    /// stands when the models follow the store.
     pub fn models(&self) -> Vec<ModelEntry> {
+        let states = lock(&self.model_states).clone();
         Recipe::ALL
             .into_iter()
             .flat_map(|recipe| Arch::ALL.into_iter().map(move |arch| (recipe, arch)))
             .flat_map(|(recipe, arch)| ChannelSet::ALL.into_iter().map(move |set| (recipe, arch, set)))
             .filter(|&(recipe, arch, set)| dir_of(&self.settings.out, recipe, arch, set).join("model.json").is_file())
-            .map(|(recipe, arch, set)| ModelEntry { recipe: recipe.name().into(), model: model_name(arch, set) })
+            .map(|(recipe, arch, set)| {
+                let state = states.get(&format!("{recipe}/{}", model_name(arch, set))).copied();
+                ModelEntry { recipe: recipe.name().into(), model: model_name(arch, set), state }
+            })
             .collect()
     }
 
@@ -331,6 +345,17 @@ impl Observer for Dashboard {
         self.publish(perf::of(stats, computed, generation));
         self.publish_profiles();
         Ok(())
+    }
+
+    /// The models moved: `/api/models` says where each stands.
+    fn model_states(&self, states: &BTreeMap<String, ModelState>) {
+        *lock(&self.model_states) = states.clone();
+    }
+
+    /// New checkpoints were written: a replay loads them afresh (the
+    /// reports are picked up by the next tick).
+    fn models_published(&self, _stats: &RunStats) {
+        lock(&self.predictors).clear();
     }
 }
 

@@ -56,6 +56,18 @@ pub fn busiest_host(lines: &[String], except: Option<&str>) -> String {
     counts.into_iter().max_by_key(|(host, n)| (*n, host.clone())).expect("a host").0
 }
 
+/// The episodes of a synth store that its truth says are accepted with no
+/// quality problem: `(host_id, episode_id)`.
+pub fn clean_episodes(store: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(store.join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|t| t["outcome"] == "accepted" && t["quality"].as_array().is_some_and(|q| q.is_empty()))
+        .map(|t| (t["host_id"].as_str().unwrap().to_string(), t["episode_id"].as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// Copies the episodes `keys` of store `from` into store `to` and appends
 /// their index lines, as the receiver does.
 pub fn append_from(from: &Path, to: &Path, keys: &[(String, String)]) {
