@@ -169,7 +169,11 @@ impl Shared {
             };
             match taken {
                 Ok(()) => self.pass(generation, Dirs { inputs: into.clone(), out: self.out.clone() }),
-                Err(e) => tracing::warn!("models: cannot snapshot the publication in {}: {e}", into.display()),
+                Err(e) => {
+                    tracing::warn!("models: cannot snapshot the publication in {}: {e}", into.display());
+                    // Not retried until the next publication.
+                    lock(&self.sink).done = Some(generation);
+                }
             }
             if let Err(e) = snapshot::remove(&into) {
                 tracing::warn!("models: cannot remove {}: {e}", into.display());
@@ -262,4 +266,29 @@ impl Observer for Heard<'_> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use epiflow_operators::split::Recipe;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_publication_that_cannot_be_snapshotted_is_not_retried_until_the_next() {
+        let out = tempfile::tempdir().unwrap();
+        let train = ModelsConfig { splits: vec![Recipe::Host], ..ModelsConfig::default() };
+        let models =
+            BackgroundModels::start(out.path().to_path_buf(), train, EvalConfig::default(), 1, Arc::new(())).unwrap();
+        // No features were published under `out`: no snapshot can be taken.
+        let stats = models.published(RunStats::default(), 1).unwrap();
+        assert!(stats.model_states.values().all(|s| *s == ModelState::Stale), "{:?}", stats.model_states);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&models.shared.sink).done != Some(1) {
+            assert!(Instant::now() < deadline, "the sink keeps retrying the publication");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(out.path().join("run.json").is_file(), "run.json says where the models stand");
+        models.stop();
+    }
 }
