@@ -13,6 +13,7 @@ use epiflow_models::stream::class_counts;
 use epiflow_models::train::{predict, train, Sides, TrainConfig};
 use epiflow_pipelines::feature_reader::WindowRows;
 use epiflow_pipelines::normalise::Normalisation;
+use std::sync::atomic::AtomicBool;
 
 /// `n` windows of 4 values whose class is set by value 0's band.
 fn windows(n: usize) -> WindowRows {
@@ -39,7 +40,7 @@ fn a_network_trains_and_predicts_on_the_gpu() {
     let net = Net::new(Arch::Mlp, 4, 1, config.seed, &device).unwrap();
     let sides =
         Sides { train: &train_windows, val: &val, scale: &scale, class_counts: class_counts(&train_windows).unwrap() };
-    let (net, report) = train(net, &sides, &config, &device, |_| {}).unwrap();
+    let (net, report) = train(net, &sides, &config, &device, &AtomicBool::new(false), |_| {}).unwrap();
     let f1 = Confusion::of(&test.labels, &argmax(&predict(&net, &test, &device))).macro_f1();
     eprintln!("gpu: test macro F1 {f1:.3}, best validation {:.3}", report.best_val_macro_f1);
     assert!(f1 > 0.9, "macro F1 {f1} on the GPU");
