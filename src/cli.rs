@@ -128,6 +128,10 @@ pub struct TrainArgs {
     /// Only this channel set: realistic or oracle (repeatable; default: both).
     #[arg(long = "channels", value_name = "SET", value_parser = parse_channels)]
     pub channels: Vec<ChannelSet>,
+    /// Train every model that is not current from scratch, never updating
+    /// one from its checkpoint ([train.warm] max_share = 0).
+    #[arg(long)]
+    pub retrain: bool,
 }
 
 impl TrainArgs {
@@ -136,6 +140,9 @@ impl TrainArgs {
         config.splits = pick(self.splits, config.splits);
         config.archs = pick(self.archs, config.archs);
         config.channels = pick(self.channels, config.channels);
+        if self.retrain {
+            config.warm.max_share = 0.0;
+        }
         config
     }
 }

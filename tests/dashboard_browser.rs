@@ -146,3 +146,28 @@ fn the_page_shows_every_scene_with_this_store_s_numbers_and_recovers_from_a_drop
         "document.getElementById('pipeline').innerText",
     );
 }
+
+#[test]
+fn the_models_scene_marks_a_model_that_is_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, out, _) = serve::copy_fixture(dir.path());
+    // Other settings for the fixture's gbt-realistic: it trains again, for
+    // hours (every round runs).
+    let config = dir.path().join("follow.toml");
+    let train = "[train]\nsplits = [\"host\"]\narchs = [\"gbt\"]\nchannels = [\"realistic\"]\n";
+    std::fs::write(&config, format!("{train}[train.gbt]\nrounds = 1000000\npatience = 1000000\n")).unwrap();
+    let server = Server::start(&store, &out, &["--config", config.to_str().unwrap()]);
+    let Some(mut page) = Browser::launch(1600, 1000) else { return };
+    page.goto(&format!("http://{}/?scene=models", server.addr));
+    let cell = |model: &str| format!("document.querySelector('#models-body tr[data-model=\"{model}\"] .model-state')");
+    page.wait_for(
+        &format!("{} && {}.textContent == 'training'", cell("gbt-realistic"), cell("gbt-realistic")),
+        WAIT,
+        "document.getElementById('models').innerText",
+    );
+    let states = page.eval("document.getElementById('models-states').textContent");
+    assert_eq!(states, "host/gbt-realistic training");
+    assert_eq!(page.eval(&format!("{}.textContent", cell("gbt-oracle"))), "", "a model not followed has no mark");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    page.screenshot(&shots.join("models-training.png"));
+}

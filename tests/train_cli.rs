@@ -244,3 +244,91 @@ fn a_test_side_arrival_re_evaluates_and_retrains_nothing_and_a_moved_split_is_re
     assert!(fitted.contains(&named.replacen('/', "\t", 1)), "{named} is listed as learned from");
     assert!(stderr.contains("which the host split now places on its test side"), "{stderr}");
 }
+
+/// Copies every file under `from` to the same place under `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for path in paths_under(from).into_iter().filter(|p| p.is_file()) {
+        let target = to.join(path.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&path, &target).unwrap();
+    }
+}
+
+#[test]
+fn a_small_training_side_arrival_updates_the_models_repeatably_and_a_window_change_or_retrain_trains_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth_store(&dir.path().join("store"), 80, 5, 60);
+    let s = store.to_str().unwrap();
+    // Where the host split places the episodes, from the whole store.
+    let probe = dir.path().join("probe");
+    epiflow_ok(&["run", "--store", s, "--out", probe.to_str().unwrap(), "-q"], 0);
+    let summary: Value = serde_json::from_slice(&std::fs::read(probe.join("splits/host.json")).unwrap()).unwrap();
+    let test_host = summary["test_host"].as_str().unwrap().to_string();
+    let training: Vec<(String, String)> = splits::read(&probe.join("splits"), Recipe::Host)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.side == Side::Train)
+        .map(|a| (a.host_id, a.episode_id))
+        .collect();
+    let clean = clean_episodes(&store);
+    let lines = index_lines(&store);
+    let held = lines.iter().rposition(|l| training.contains(&line_key(l)) && clean.contains(&line_key(l))).unwrap();
+    let kept: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != held).map(|(_, l)| l.as_str()).collect();
+    std::fs::write(store.join("index.jsonl"), kept.join("\n") + "\n").unwrap();
+    let run = |out: &Path, extra: &[&str]| -> Value {
+        let args = ["run", "--store", s, "--out", out.to_str().unwrap(), "--test-host", &test_host];
+        let args = [&args[..], &["--split", "host", "--arch", "gbt", "--arch", "mlp", "--channels", "realistic"]];
+        serde_json::from_str(&epiflow_ok(&[&args.concat()[..], extra, &["--json", "-q"]].concat(), 0)).unwrap()
+    };
+    let card = |out: &Path, model: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join("models/host").join(model).join("model.json")).unwrap()).unwrap()
+    };
+    let first = dir.path().join("first");
+    assert_eq!(run(&first, &[])["operators"]["train"]["computed"], 2);
+    let parents: Vec<Value> = ["gbt-realistic", "mlp-realistic"].iter().map(|m| card(&first, m)).collect();
+    assert!(parents.iter().all(|c| c["training"]["mode"] == "full"));
+
+    // The episode arrives on the training side: both models are updated
+    // from their checkpoints, the same way twice.
+    let mut index = std::fs::OpenOptions::new().append(true).open(store.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, format!("{}\n", lines[held]).as_bytes()).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    copy_tree(&first, &a);
+    copy_tree(&first, &b);
+    let updated = run(&a, &[]);
+    assert_eq!(updated["operators"]["train"]["computed"], 2, "{updated}");
+    assert_eq!(updated["evals"][0]["status"], "computed", "the updated models are evaluated");
+    let manifest = Manifest::read(&a.join("features")).unwrap();
+    let (host, episode) = line_key(&lines[held]);
+    let added = manifest.episodes[&format!("{host}/{episode}")].windows;
+    for (model, parent) in ["gbt-realistic", "mlp-realistic"].iter().zip(&parents) {
+        let warm = card(&a, model);
+        assert_eq!(warm["training"]["mode"], "warm", "{model}: {}", warm["training"]);
+        assert_eq!(warm["training"]["windows_added"], added);
+        assert_eq!(warm["training"]["parent_weights_sha256"], parent["weights_sha256"]);
+        assert_ne!(warm["weights_sha256"], parent["weights_sha256"], "{model} learned from the arrival");
+        assert_eq!(
+            warm["split"]["windows"]["train"],
+            parent["split"]["windows"]["train"].as_u64().unwrap() + added as u64
+        );
+    }
+    run(&b, &[]);
+    let models = |out: &Path| files(&out.join("models"));
+    let (in_a, in_b) = (models(&a), models(&b));
+    assert_eq!(in_a.keys().collect::<std::collections::BTreeSet<_>>(), in_b.keys().collect());
+    for (name, bytes) in &in_a {
+        match name.ends_with(checkpoint::CARD) {
+            true => assert_eq!(without_timing(bytes), without_timing(&in_b[name]), "{name}"),
+            false => assert_eq!(bytes, &in_b[name], "{name}: the same history gives the same weights"),
+        }
+    }
+
+    // --retrain, and a window change (another feature schema): from scratch.
+    let c = dir.path().join("c");
+    copy_tree(&first, &c);
+    run(&c, &["--retrain"]);
+    assert!(["gbt-realistic", "mlp-realistic"].iter().all(|m| card(&c, m)["training"]["mode"] == "full"));
+    let rewindowed = run(&a, &["--window-s", "20"]);
+    assert_eq!(rewindowed["operators"]["train"]["computed"], 2);
+    assert!(["gbt-realistic", "mlp-realistic"].iter().all(|m| card(&a, m)["training"]["mode"] == "full"));
+}

@@ -26,7 +26,7 @@ use epiflow_pipelines::normalise::Normalisation;
 use epiflow_pipelines::output::write_atomically;
 use epiflow_pipelines::sinks::manifest::Manifest;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,9 +34,34 @@ use std::path::{Path, PathBuf};
 pub const CARD: &str = "model.json";
 
 /// The file beside the card listing the episodes the model learned from,
-/// one `host_id<TAB>episode_id<TAB>side` line each (train and val), so an
-/// evaluation can refuse it exactly when one of them is now a test episode.
+/// one `host_id<TAB>episode_id<TAB>side<TAB>sha256<TAB>windows` line each
+/// (train and val; the archive hash and window count of the features it
+/// learned), so an evaluation can refuse it exactly when one of them is now
+/// a test episode, and a later run can tell what was added since.
 pub const FITTED: &str = "fitted.tsv";
+
+/// One episode a model learned from: a line of [`FITTED`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FittedEpisode {
+    /// The lab host.
+    pub host_id: String,
+    /// The episode.
+    pub episode_id: String,
+    /// `train` or `val`.
+    pub side: Side,
+    /// sha256 of the archive its features came from (empty in lists written
+    /// before it was kept).
+    pub sha256: String,
+    /// Its windows (`None` in lists written before they were kept).
+    pub windows: Option<usize>,
+}
+
+impl FittedEpisode {
+    fn line(&self) -> String {
+        let windows = self.windows.map_or(String::new(), |w| w.to_string());
+        format!("{}\t{}\t{}\t{}\t{windows}\n", self.host_id, self.episode_id, self.side.name(), self.sha256)
+    }
+}
 
 /// A model's name within its split, `<arch>-<channels>`: its checkpoint
 /// folder and its name in reports.
@@ -123,9 +148,35 @@ pub struct ValMetrics {
     pub logloss: Option<f64>,
 }
 
+/// How a checkpoint's weights were made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainingMode {
+    /// Trained from scratch.
+    #[default]
+    Full,
+    /// Updated from an earlier checkpoint of the same model (continued
+    /// boosting, fine-tuning) after its training side grew by a small share.
+    Warm,
+}
+
 /// How training went.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCard {
+    /// Trained from scratch, or updated from a parent checkpoint.
+    #[serde(default)]
+    pub mode: TrainingMode,
+    /// A warm update: the parent checkpoint's `weights_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_weights_sha256: Option<String>,
+    /// A warm update: training windows added since the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_added: Option<usize>,
+    /// Training windows when the model was last trained from scratch: warm
+    /// updates stop, and a full training comes, once the side has grown by
+    /// more than the allowed share of these.
+    #[serde(default)]
+    pub full_train_windows: usize,
     /// Seconds spent training.
     pub wall_s: f64,
     /// Training windows per second of wall time, over every epoch or round.
@@ -139,15 +190,9 @@ pub struct TrainingCard {
 /// Writes the list of the episodes `model` learned from (`fitted`, the
 /// training and validation placements), its weights, then its card, into
 /// `dir`.
-pub fn save(
-    dir: &Path,
-    card: &mut ModelCard,
-    model: &Model,
-    fitted: &HashMap<(String, String), Side>,
-) -> io::Result<()> {
+pub fn save(dir: &Path, card: &mut ModelCard, model: &Model, fitted: &[FittedEpisode]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut lines: Vec<String> =
-        fitted.iter().map(|((host, episode), side)| format!("{host}\t{episode}\t{}\n", side.name())).collect();
+    let mut lines: Vec<String> = fitted.iter().map(FittedEpisode::line).collect();
     lines.sort_unstable();
     let listed = lines.concat();
     write_atomically(&dir.join(FITTED), |w| w.write_all(listed.as_bytes()))?;
@@ -167,10 +212,10 @@ pub fn read_card(dir: &Path) -> Result<ModelCard, String> {
     serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The episodes (host, episode) the checkpoint in `dir` learned from, as
-/// its card's [`FITTED`] list names them; an error when the card keeps no
-/// list or the file beside it is not that list.
-pub fn read_fitted(dir: &Path, card: &ModelCard) -> Result<Vec<(String, String)>, String> {
+/// The episodes the checkpoint in `dir` learned from, as its card's
+/// [`FITTED`] list names them; an error when the card keeps no list or the
+/// file beside it is not that list.
+pub fn read_fitted(dir: &Path, card: &ModelCard) -> Result<Vec<FittedEpisode>, String> {
     let Some(sha256) = &card.split.fitted_sha256 else {
         return Err("its card does not list the episodes it learned from (an older checkpoint)".into());
     };
@@ -182,9 +227,30 @@ pub fn read_fitted(dir: &Path, card: &ModelCard) -> Result<Vec<(String, String)>
     let text = String::from_utf8(text).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()
         .enumerate()
-        .map(|(n, line)| match line.split('\t').collect::<Vec<_>>()[..] {
-            [host, episode, _side] => Ok((host.to_string(), episode.to_string())),
-            _ => Err(format!("{}:{}: expected host, episode and side separated by tabs", path.display(), n + 1)),
+        .map(|(n, line)| {
+            let bad = || {
+                format!(
+                    "{}:{}: expected host, episode, side, sha256 and windows separated by tabs",
+                    path.display(),
+                    n + 1
+                )
+            };
+            let fields: Vec<&str> = line.split('\t').collect();
+            // Lists written before the features were kept have three fields.
+            let (host, episode, side, sha256, windows) = match fields[..] {
+                [host, episode, side] => (host, episode, side, "", None),
+                [host, episode, side, sha256, windows] => {
+                    (host, episode, side, sha256, Some(windows.parse().map_err(|_| bad())?))
+                }
+                _ => return Err(bad()),
+            };
+            Ok(FittedEpisode {
+                host_id: host.to_string(),
+                episode_id: episode.to_string(),
+                side: Side::parse(side).ok_or_else(bad)?,
+                sha256: sha256.to_string(),
+                windows,
+            })
         })
         .collect()
 }
@@ -194,6 +260,25 @@ pub fn read_fitted(dir: &Path, card: &ModelCard) -> Result<Vec<(String, String)>
 pub fn is_current(dir: &Path, inputs: &str) -> bool {
     let Ok(card) = read_card(dir) else { return false };
     card.inputs == inputs && std::fs::read(dir.join(&card.weights)).is_ok_and(|b| sha256_hex(&b) == card.weights_sha256)
+}
+
+/// The weights beside the card in `dir`, checked against its sha256.
+pub fn read_weights(dir: &Path, card: &ModelCard) -> Result<Vec<u8>, String> {
+    let path = dir.join(&card.weights);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match sha256_hex(&bytes) == card.weights_sha256 {
+        true => Ok(bytes),
+        false => Err(format!("{}: the weights are not the ones {CARD} describes", path.display())),
+    }
+}
+
+/// The network `card` describes with the weights `bytes`, on `device` (the
+/// inference device to predict, the training device to fine-tune).
+pub fn net_of(card: &ModelCard, bytes: Vec<u8>, device: &Device) -> Result<Net, String> {
+    let net = Net::new(card.arch, card.width, card.timesteps, 0, device)
+        .ok_or_else(|| format!("{} is not a neural network", card.arch))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| format!("{e:?}"))?;
+    net.try_load_record(record).map_err(|e| format!("{e:?}"))
 }
 
 /// A checkpoint loaded for prediction.
@@ -215,20 +300,11 @@ impl Checkpoint {
         if let Some(why) = schema_mismatch(&card, current) {
             return Err(format!("{}: {why}", dir.display()));
         }
+        let bytes = read_weights(dir, &card)?;
         let path = dir.join(&card.weights);
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if sha256_hex(&bytes) != card.weights_sha256 {
-            return Err(format!("{}: the weights are not the ones {CARD} describes", path.display()));
-        }
         let model: Model = match card.arch {
             Arch::Gbt => Box::new(Gbt::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?),
-            arch => {
-                let net = Net::new(arch, card.width, card.timesteps, 0, &device)
-                    .ok_or_else(|| format!("{}: {arch} is not a neural network", path.display()))?;
-                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-                    .map_err(|e| format!("{}: {e:?}", path.display()))?;
-                Box::new(net.try_load_record(record).map_err(|e| format!("{}: {e:?}", path.display()))?)
-            }
+            _ => Box::new(net_of(&card, bytes, &device).map_err(|e| format!("{}: {e}", path.display()))?),
         };
         Ok(Checkpoint { card, model, device })
     }

@@ -204,11 +204,11 @@ fn load_models(
                     Ok(fitted) => fitted,
                     Err(why) => return Some(format!("{why}; retrain it (`epiflow train --split {recipe}`)")),
                 };
-                let (host, episode) =
-                    fitted.iter().find(|(host, episode)| tested.contains(&(host.as_str(), episode.as_str())))?;
+                let leaked = fitted.iter().find(|e| tested.contains(&(e.host_id.as_str(), e.episode_id.as_str())))?;
                 Some(format!(
-                    "it learned from {host}/{episode}, which the {recipe} split now places on its test side; \
-                     retrain it (`epiflow train --split {recipe}`)"
+                    "it learned from {}/{}, which the {recipe} split now places on its test side; \
+                     retrain it (`epiflow train --split {recipe}`)",
+                    leaked.host_id, leaked.episode_id
                 ))
             };
             match Checkpoint::load(&dir, manifest) {

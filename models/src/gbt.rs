@@ -54,7 +54,8 @@ pub struct Gbt {
     pub best_round: usize,
     /// Validation multi-class log loss at that round.
     pub best_val_logloss: Option<f64>,
-    /// Rounds built, the best and those after it that did not improve.
+    /// Rounds this fit built (after those of the booster it continued), the
+    /// best and those after it that did not improve.
     pub rounds: usize,
 }
 
@@ -66,22 +67,34 @@ impl Gbt {
     /// [`Gbt::bytes_per_window`]). The training side is
     /// binned as it is gathered and boosted from its bins alone
     /// (hessboost's `BinnedMatrix`, as XGBoost's `QuantileDMatrix`), which
-    /// trains exactly as the matrix of values would. Raising `stop` ends
-    /// boosting after the round under way.
+    /// trains exactly as the matrix of values would. With `init`, boosting
+    /// continues from that booster's best round (XGBoost's `xgb_model=`)
+    /// for up to `config.rounds` more. Raising `stop` ends boosting after
+    /// the round under way.
     pub fn fit(
         train: &dyn WindowSource,
         val: &dyn WindowSource,
         sample: Sample,
         config: &GbtConfig,
+        init: Option<&Gbt>,
         stop: &AtomicBool,
     ) -> Result<Gbt, String> {
-        let binned = {
+        let dtrain = {
             let (x, labels) = gather(train, sample.train, config.seed)?;
             let weights = class_weights(&labels);
             let row_weights: Vec<f32> = labels.iter().map(|&l| weights[l as usize]).collect();
-            let dtrain = matrix(x, &labels, train.width())?.with_weights(&row_weights).map_err(|e| e.to_string())?;
-            // The values are freed here; the bins stay.
-            BinnedMatrix::new(&dtrain, MAX_BIN).map_err(|e| e.to_string())?
+            matrix(x, &labels, train.width())?.with_weights(&row_weights).map_err(|e| e.to_string())?
+        };
+        // A booster continues on values (its trees split on values, not on
+        // this side's bins; an update's side is small); trees from scratch
+        // train on the bins alone, and the values are freed.
+        let (values, binned) = match init {
+            Some(_) => (Some(dtrain), None),
+            None => {
+                let binned = BinnedMatrix::new(&dtrain, MAX_BIN).map_err(|e| e.to_string())?;
+                drop(dtrain);
+                (None, Some(binned))
+            }
         };
         let (x, labels) = gather(val, sample.val, config.seed ^ 1)?;
         let dval = (!labels.is_empty()).then(|| matrix(x, &labels, val.width())).transpose()?;
@@ -94,11 +107,20 @@ impl Gbt {
             .nthread(config.threads.max(1))
             .build()
             .map_err(|e| e.to_string())?;
+        let init = init.map(|gbt| gbt.model.slice(..=gbt.best_round, 1)).transpose().map_err(|e| e.to_string())?;
+        let data: hessboost::training::TrainingData = match (&values, &binned) {
+            (Some(values), _) => values.into(),
+            (_, Some(binned)) => binned.into(),
+            (None, None) => return Err("no training matrix".into()),
+        };
         let mut trainer =
-            Trainer::new(&params, &binned, config.rounds.max(1)).on_round(|_| match stop.load(Ordering::Relaxed) {
+            Trainer::new(&params, data, config.rounds.max(1)).on_round(|_| match stop.load(Ordering::Relaxed) {
                 true => ControlFlow::Break(()),
                 false => ControlFlow::Continue(()),
             });
+        if let Some(init) = &init {
+            trainer = trainer.init_model(init);
+        }
         if let Some(dval) = &dval {
             trainer = trainer.eval(dval, "val");
             if let Some(patience) = NonZeroUsize::new(config.patience) {
@@ -108,7 +130,7 @@ impl Gbt {
         let result = trainer.train().map_err(|e| e.to_string())?;
         let best_round = result.model.best_iteration().unwrap_or(result.model.num_boost_rounds().saturating_sub(1));
         let best_val_logloss = result.history.round(best_round).and_then(|r| r.score("val", "mlogloss"));
-        let rounds = result.model.num_boost_rounds();
+        let rounds = result.model.num_boost_rounds() - init.as_ref().map_or(0, |m| m.num_boost_rounds());
         Ok(Gbt { model: result.model, best_round, best_val_logloss, rounds })
     }
 
@@ -227,7 +249,7 @@ mod tests {
     fn learns_a_clear_signature_and_stops_on_validation() {
         let (train, val, test) = (windows(600, 1), windows(200, 2), windows(300, 3));
         let config = GbtConfig { rounds: 200, patience: 10, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config, None, &AtomicBool::new(false)).unwrap();
         let predicted = argmax(&model.predict(&test).unwrap());
         let f1 = Confusion::of(&test.labels, &predicted).macro_f1();
         assert!(f1 > 0.95, "macro F1 {f1}");
@@ -238,7 +260,7 @@ mod tests {
     fn a_booster_read_back_from_its_bytes_predicts_the_same() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 40, patience: 5, ..GbtConfig::default() };
-        let model = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap();
+        let model = Gbt::fit(&train, &val, Sample::ALL, &config, None, &AtomicBool::new(false)).unwrap();
         let back = Gbt::from_bytes(&model.to_bytes().unwrap()).unwrap();
         assert_eq!(back.best_round, model.best_round);
         assert_eq!(back.predict(&val).unwrap(), model.predict(&val).unwrap());
@@ -248,8 +270,10 @@ mod tests {
     fn the_same_seed_gives_the_same_probabilities() {
         let (train, val) = (windows(300, 4), windows(100, 5));
         let config = GbtConfig { rounds: 30, ..GbtConfig::default() };
-        let a = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
-        let b = Gbt::fit(&train, &val, Sample::ALL, &config, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
+        let a =
+            Gbt::fit(&train, &val, Sample::ALL, &config, None, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
+        let b =
+            Gbt::fit(&train, &val, Sample::ALL, &config, None, &AtomicBool::new(false)).unwrap().predict(&val).unwrap();
         assert_eq!(a, b);
     }
 }

@@ -31,6 +31,7 @@ pub mod stream;
 mod test_data;
 pub mod train;
 pub mod transformer;
+pub mod warm;
 
 /// Number of phase classes (SPEC section 3).
 pub const CLASSES: usize = epiflow_operators::channels::Phase::ALL.len();

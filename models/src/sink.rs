@@ -15,7 +15,7 @@
 //! together (see [`crate::memory`]).
 
 use crate::arch::Arch;
-use crate::checkpoint::{self, ModelCard, SplitCard, TrainingCard, ValMetrics};
+use crate::checkpoint::{self, FittedEpisode, ModelCard, SplitCard, TrainingCard, TrainingMode, ValMetrics};
 use crate::classifier::Model;
 use crate::device;
 use crate::dirs::Dirs;
@@ -23,8 +23,9 @@ use crate::gbt::{Gbt, GbtConfig, Sample};
 use crate::memory::{Gate, Memory};
 use crate::net::Net;
 use crate::scoring::{argmax, count_classes, Confusion};
-use crate::stream::{stream, Order, Pass, ShardSide, SideCache};
-use crate::train::{train, Epoch, Sides, TrainConfig, EPOCH_ORDER_VERSION, PREDICT_BATCH};
+use crate::stream::{class_counts, stream, Order, Pass, ShardSide, SideCache};
+use crate::train::{train, Epoch, Sides, TrainConfig, TrainReport, EPOCH_ORDER_VERSION, PREDICT_BATCH};
+use crate::warm::{Parent, WarmConfig};
 use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
 use epiflow_operators::fingerprint::Fingerprint;
@@ -60,6 +61,9 @@ pub struct ModelsConfig {
     /// Sized for a laptop; training's memory does not grow with the corpus
     /// past it.
     pub memory_mb: usize,
+    /// When a model is updated from its checkpoint instead of trained anew
+    /// (see [`crate::warm`]).
+    pub warm: WarmConfig,
 }
 
 impl Default for ModelsConfig {
@@ -71,6 +75,7 @@ impl Default for ModelsConfig {
             neural: TrainConfig::default(),
             gbt: GbtConfig::default(),
             memory_mb: 512,
+            warm: WarmConfig::default(),
         }
     }
 }
@@ -257,6 +262,9 @@ struct SplitInputs {
     /// The training and validation placements (training never reads the
     /// test side).
     sides: HashMap<(String, String), Side>,
+    /// The same placements with their features: what a checkpoint lists as
+    /// learned from.
+    fitted: HashMap<(String, String), FittedEpisode>,
     episodes: BTreeMap<String, usize>,
     fingerprint: Fingerprint,
 }
@@ -271,9 +279,23 @@ impl SplitInputs {
         for a in fitting.clone() {
             *episodes.entry(a.side.name().to_string()).or_insert(0) += 1;
         }
+        let fitted: HashMap<(String, String), FittedEpisode> = fitting
+            .map(|a| {
+                let entry = manifest.episodes.get(&format!("{}/{}", a.host_id, a.episode_id));
+                let episode = FittedEpisode {
+                    host_id: a.host_id.clone(),
+                    episode_id: a.episode_id.clone(),
+                    side: a.side,
+                    sha256: entry.map_or(String::new(), |e| e.sha256.clone()),
+                    windows: Some(entry.map_or(0, |e| e.windows)),
+                };
+                ((a.host_id.clone(), a.episode_id.clone()), episode)
+            })
+            .collect();
         SplitInputs {
             recipe,
-            sides: fitting.map(|a| ((a.host_id.clone(), a.episode_id.clone()), a.side)).collect(),
+            sides: fitted.iter().map(|(key, e)| (key.clone(), e.side)).collect(),
+            fitted,
             episodes,
             fingerprint: fitting_fingerprint(recipe, assignments, manifest),
         }
@@ -325,11 +347,18 @@ impl GroupWindows {
 impl GroupJob<'_> {
     /// Fingerprint of everything `id`'s weights depend on.
     fn inputs(&self, id: ModelId, memory: &str) -> String {
+        self.inputs_with(id, memory, &self.split.fingerprint)
+    }
+
+    /// What [`GroupJob::inputs`] would be over the placements `split`
+    /// fingerprints: over a checkpoint's, whether only its placements
+    /// changed since.
+    fn inputs_with(&self, id: ModelId, memory: &str, split: &Fingerprint) -> String {
         let settings = self.settings(id.arch).to_string();
         let (version, order) = (id.arch.version().to_le_bytes(), EPOCH_ORDER_VERSION.to_le_bytes());
         let mut parts: Vec<&[u8]> = vec![
             self.manifest.feature_schema_hash.as_bytes(),
-            &self.split.fingerprint.0,
+            &split.0,
             id.arch.name().as_bytes(),
             &version,
             id.channels.name().as_bytes(),
@@ -403,15 +432,21 @@ impl GroupJob<'_> {
                     progress(id, TrainEvent::Finished(Status::Cached));
                     done.push((id, ModelRun::of_card(id, Status::Cached, &card, 0.0)));
                 }
-                None => pending.push((id, inputs, allowance)),
+                None => {
+                    let bound = allowance.bound(&self.config.neural);
+                    let parent = Parent::find(&dir, &self.config.warm, &self.split.fitted, |split| {
+                        self.inputs_with(id, &bound, split)
+                    });
+                    pending.push((id, inputs, allowance, parent));
+                }
             }
         }
-        pending.sort_by_key(|(id, _, _)| std::cmp::Reverse(id.arch.relative_cost()));
-        let Some(&(first, _, _)) = pending.first() else { return done };
+        pending.sort_by_key(|(id, ..)| std::cmp::Reverse(id.arch.relative_cost()));
+        let Some(&(first, ..)) = pending.first() else { return done };
         let windows = match self.fit(first, shards) {
             Ok(windows) => windows,
             Err(why) => {
-                done.extend(pending.into_iter().map(|(id, _, _)| (id, ModelRun::failed(id, why.clone(), progress))));
+                done.extend(pending.into_iter().map(|(id, ..)| (id, ModelRun::failed(id, why.clone(), progress))));
                 return done;
             }
         };
@@ -422,13 +457,14 @@ impl GroupJob<'_> {
         std::thread::scope(|scope| {
             for _ in 0..threads.clamp(1, pending.len()) {
                 scope.spawn(|| {
-                    while let Some((id, inputs, allowance)) = pending.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    while let Some((id, inputs, allowance, parent)) = pending.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
                         if self.stop.load(Ordering::Relaxed) {
                             results.lock().unwrap_or_else(|p| p.into_inner()).push((*id, stopped(*id, progress)));
                             continue;
                         }
                         let held = gate.enter(allowance.need());
-                        let run = self.train_one(*id, inputs, allowance, &windows, progress);
+                        let run = self.train_one(*id, inputs, allowance, parent.as_ref(), &windows, progress);
                         drop(held);
                         if run.status == Status::Computed {
                             progress(*id, TrainEvent::Finished(Status::Computed));
@@ -483,72 +519,150 @@ impl GroupJob<'_> {
         id: ModelId,
         inputs: &str,
         allowance: &Allowance,
+        parent: Option<&Parent>,
         windows: &GroupWindows,
         progress: Progress,
     ) -> ModelRun {
         progress(id, TrainEvent::Started);
         let start = Instant::now();
         let device = device::training();
-        let (train_side, val_side) = (windows.side(Side::Train), windows.side(Side::Val));
-        let trained = match (id.arch, allowance, &windows.scale) {
-            (Arch::Gbt, Allowance::Trees { sample, .. }, _) => {
-                Gbt::fit(&train_side, &val_side, *sample, &self.config.gbt, self.stop).map(|gbt| {
-                    let passes = gbt.rounds;
-                    (Box::new(gbt) as Model, None, passes)
-                })
-            }
-            (arch, Allowance::Network { buffer, .. }, Some(scale)) => {
-                let config = TrainConfig { shuffle_windows: *buffer, ..self.config.neural.clone() };
-                match Net::new(arch, windows.shards.width(), timesteps(self.manifest), config.seed, &device) {
-                    None => Err(format!("{arch} is not a neural network")),
-                    Some(net) => {
-                        let sides =
-                            Sides { train: &train_side, val: &val_side, scale, class_counts: windows.class_counts };
-                        train(net, &sides, &config, &device, self.stop, |e| {
-                            tracing::info!(
-                                "{id}: epoch {} loss {:.4} validation macro F1 {:.3}",
-                                e.epoch,
-                                e.train_loss,
-                                e.val_macro_f1
-                            );
-                            progress(id, TrainEvent::Epoch(e))
-                        })
-                        .map(|(net, report)| {
-                            let passes = report.epochs.len();
-                            (Box::new(net) as Model, Some((scale.clone(), report)), passes)
-                        })
-                    }
-                }
-            }
-            (arch, _, _) => Err(format!("no windows prepared for {arch}")),
+        let val_side = windows.side(Side::Val);
+        // A network is updated only while its scaling still fits the data.
+        let warm = parent.filter(|p| match (&windows.scale, id.arch) {
+            (_, Arch::Gbt) => true,
+            (Some(now), _) => p.scale_holds(now, &self.config.warm),
+            (None, _) => false,
+        });
+        let trained = match warm {
+            Some(parent) => self.update(id, allowance, parent, windows, &val_side, &device, progress),
+            None => self.fit_anew(id, allowance, windows, &val_side, &device, progress),
         };
-        let (model, neural, passes) = match trained {
+        let trained = match trained {
             _ if self.stop.load(Ordering::Relaxed) => return stopped(id, progress),
             Ok(t) => t,
             Err(why) => return ModelRun::failed(id, why, progress),
         };
         let wall_s = start.elapsed().as_secs_f64();
-        let scale = neural.as_ref().map(|(scale, _)| scale);
+        let model = trained.model;
+        let scale = trained.scale.as_ref();
         let val_metrics = match validate(&model, &val_side, scale, &device) {
             Ok((truth, probs)) => validation_metrics(&truth, &probs, &model),
             Err(why) => return ModelRun::failed(id, why, progress),
         };
-        let (normalisation, report) = neural.map_or((None, None), |(n, r)| (Some(n), Some(r)));
         let rows = (windows.train_rows(), windows.val_rows);
-        let mut card = self.card(id, inputs, rows, windows.shards.width(), normalisation, val_metrics);
+        let mut card = self.card(id, inputs, rows, windows.shards.width(), trained.scale, val_metrics);
         card.config = allowance.recorded(self.settings(id.arch));
         card.training = TrainingCard {
+            mode: TrainingMode::Full,
+            parent_weights_sha256: None,
+            windows_added: None,
+            full_train_windows: rows.0,
             wall_s,
-            windows_per_s: (rows.0 * passes) as f64 / wall_s.max(1e-9),
+            windows_per_s: (trained.pass_windows * trained.passes) as f64 / wall_s.max(1e-9),
             best_round: model.best_round().map(|(round, _)| round),
-            report,
+            report: trained.report,
         };
+        if let Some(parent) = warm {
+            card.training.mode = TrainingMode::Warm;
+            card.training.parent_weights_sha256 = Some(parent.card.weights_sha256.clone());
+            card.training.windows_added = Some(parent.windows_added);
+            card.training.full_train_windows = match parent.card.training.full_train_windows {
+                0 => parent.train_windows,
+                full => full,
+            };
+        }
         let dir = checkpoint::dir_of(&self.dirs.out, id.recipe, id.arch, id.channels);
-        if let Err(e) = checkpoint::save(&dir, &mut card, &model, &windows.sides) {
+        let fitted: Vec<FittedEpisode> = self.split.fitted.values().cloned().collect();
+        if let Err(e) = checkpoint::save(&dir, &mut card, &model, &fitted) {
             return ModelRun::failed(id, format!("cannot write checkpoint {}: {e}", dir.display()), progress);
         }
         tracing::info!("{id}: validation macro F1 {:.3} in {wall_s:.1} s", card.val.macro_f1);
         ModelRun::of_card(id, Status::Computed, &card, wall_s)
+    }
+
+    /// Trains `id` from scratch on the group's training side.
+    fn fit_anew(
+        &self,
+        id: ModelId,
+        allowance: &Allowance,
+        windows: &GroupWindows,
+        val_side: &ShardSide,
+        device: &burn::tensor::Device,
+        progress: Progress,
+    ) -> Result<Trained, String> {
+        let train_side = windows.side(Side::Train);
+        let pass_windows = windows.train_rows();
+        match (id.arch, allowance, &windows.scale) {
+            (Arch::Gbt, Allowance::Trees { sample, .. }, _) => {
+                let gbt = Gbt::fit(&train_side, val_side, *sample, &self.config.gbt, None, self.stop)?;
+                Ok(Trained::trees(gbt, pass_windows))
+            }
+            (arch, Allowance::Network { buffer, .. }, Some(scale)) => {
+                let config = TrainConfig { shuffle_windows: *buffer, ..self.config.neural.clone() };
+                let net = Net::new(arch, windows.shards.width(), timesteps(self.manifest), config.seed, device)
+                    .ok_or_else(|| format!("{arch} is not a neural network"))?;
+                let sides = Sides { train: &train_side, val: val_side, scale, class_counts: windows.class_counts };
+                let (net, report) = train(net, &sides, &config, device, self.stop, |e| epoch(id, e, progress))?;
+                Ok(Trained::network(net, scale.clone(), Some(report), pass_windows))
+            }
+            (arch, _, _) => Err(format!("no windows prepared for {arch}")),
+        }
+    }
+
+    /// Updates `id` from `parent`, its checkpoint (see [`crate::warm`]): on
+    /// the windows added and a seeded replay sample of the earlier ones, the
+    /// trees boost a few rounds more, a network fine-tunes a few epochs with
+    /// the checkpoint's scaling; with no training window added (only the
+    /// validation side changed) the weights stay the parent's.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        id: ModelId,
+        allowance: &Allowance,
+        parent: &Parent,
+        windows: &GroupWindows,
+        val_side: &ShardSide,
+        device: &burn::tensor::Device,
+        progress: Progress,
+    ) -> Result<Trained, String> {
+        let warm = &self.config.warm;
+        let seed = if id.arch == Arch::Gbt { self.config.gbt.seed } else { self.config.neural.seed };
+        let sides = parent.update_sides(&self.split.fitted, warm, seed);
+        let train_side = ShardSide::new(&windows.shards, &sides, Side::Train);
+        let counts = match parent.windows_added {
+            0 => [0; CLASSES],
+            _ => class_counts(&train_side)?,
+        };
+        let pass_windows = counts.iter().sum::<u64>() as usize;
+        match (id.arch, allowance) {
+            (Arch::Gbt, Allowance::Trees { sample, .. }) => {
+                let was = Gbt::from_bytes(&parent.weights)?;
+                if pass_windows == 0 {
+                    return Ok(Trained::trees(was, 0));
+                }
+                let config = GbtConfig { rounds: warm.rounds.max(1), ..self.config.gbt.clone() };
+                let gbt = Gbt::fit(&train_side, val_side, *sample, &config, Some(&was), self.stop)?;
+                Ok(Trained::trees(gbt, pass_windows))
+            }
+            (_, Allowance::Network { buffer, .. }) => {
+                let scale = parent.card.normalisation.clone().ok_or("the checkpoint keeps no normalisation")?;
+                let net = checkpoint::net_of(&parent.card, parent.weights.clone(), device)?;
+                if pass_windows == 0 {
+                    return Ok(Trained::network(net, scale, None, 0));
+                }
+                let config = TrainConfig {
+                    shuffle_windows: *buffer,
+                    max_epochs: warm.epochs.max(1),
+                    patience: warm.epochs.max(1),
+                    lr: self.config.neural.lr * warm.lr_scale,
+                    ..self.config.neural.clone()
+                };
+                let sides = Sides { train: &train_side, val: val_side, scale: &scale, class_counts: counts };
+                let (net, report) = train(net, &sides, &config, device, self.stop, |e| epoch(id, e, progress))?;
+                Ok(Trained::network(net, scale, Some(report), pass_windows))
+            }
+            (arch, _) => Err(format!("no windows prepared for {arch}")),
+        }
     }
 
     fn card(
@@ -586,12 +700,52 @@ impl GroupJob<'_> {
             },
             config: self.settings(id.arch),
             val,
-            training: TrainingCard { wall_s: 0.0, windows_per_s: 0.0, report: None, best_round: None },
+            training: TrainingCard {
+                mode: TrainingMode::Full,
+                parent_weights_sha256: None,
+                windows_added: None,
+                full_train_windows: rows.0,
+                wall_s: 0.0,
+                windows_per_s: 0.0,
+                report: None,
+                best_round: None,
+            },
             inputs: inputs.to_string(),
             weights: String::new(),
             weights_sha256: String::new(),
         }
     }
+}
+
+/// A model just trained or updated, before it is scored and saved.
+struct Trained {
+    model: Model,
+    /// A network's scaling (the trees need none).
+    scale: Option<Normalisation>,
+    /// A network's epochs (none when an update kept the parent's weights).
+    report: Option<TrainReport>,
+    /// Passes over the training windows (epochs or rounds), and the windows
+    /// in each.
+    passes: usize,
+    pass_windows: usize,
+}
+
+impl Trained {
+    fn trees(gbt: Gbt, pass_windows: usize) -> Trained {
+        let passes = if pass_windows == 0 { 0 } else { gbt.rounds };
+        Trained { model: Box::new(gbt), scale: None, report: None, passes, pass_windows }
+    }
+
+    fn network(net: Net, scale: Normalisation, report: Option<TrainReport>, pass_windows: usize) -> Trained {
+        let passes = report.as_ref().map_or(0, |r| r.epochs.len());
+        Trained { model: Box::new(net), scale: Some(scale), report, passes, pass_windows }
+    }
+}
+
+/// A network's epoch, logged and told to `progress`.
+fn epoch(id: ModelId, e: &Epoch, progress: Progress) {
+    tracing::info!("{id}: epoch {} loss {:.4} validation macro F1 {:.3}", e.epoch, e.train_loss, e.val_macro_f1);
+    progress(id, TrainEvent::Epoch(e))
 }
 
 /// What a model may hold under `[train] memory_mb`, and the bytes that is.

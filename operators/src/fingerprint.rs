@@ -37,6 +37,18 @@ impl Fingerprint {
     pub fn hex(&self) -> String {
         crate::archive::hex(&self.0)
     }
+
+    /// The fingerprint [`Fingerprint::hex`] wrote; `None` for any other text.
+    pub fn from_hex(text: &str) -> Option<Fingerprint> {
+        let mut out = [0u8; 16];
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
 }
 
 impl fmt::Display for Fingerprint {
@@ -84,6 +96,14 @@ pub trait Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_reads_back() {
+        let f = Fingerprint::of_parts(&[b"x"]);
+        assert_eq!(Fingerprint::from_hex(&f.hex()), Some(f));
+        assert_eq!(Fingerprint::from_hex("zz"), None);
+        assert_eq!(Fingerprint::from_hex(&"g".repeat(32)), None);
+    }
 
     #[test]
     fn parts_are_length_delimited() {
