@@ -24,7 +24,7 @@ use crate::memory::{Gate, Memory};
 use crate::net::Net;
 use crate::scoring::{argmax, count_classes, Confusion};
 use crate::stream::{class_counts, stream, Order, Pass, ShardSide, SideCache};
-use crate::train::{train, Epoch, Sides, TrainConfig, TrainReport, EPOCH_ORDER_VERSION, PREDICT_BATCH};
+use crate::train::{score, train, Epoch, Sides, TrainConfig, TrainReport, EPOCH_ORDER_VERSION, PREDICT_BATCH};
 use crate::warm::{Parent, WarmConfig};
 use crate::CLASSES;
 use epiflow_operators::channels::{ChannelSet, Phase, CHANNELS};
@@ -657,9 +657,18 @@ impl GroupJob<'_> {
                     lr: self.config.neural.lr * warm.lr_scale,
                     ..self.config.neural.clone()
                 };
+                // The parent's weights are a candidate too: fine-tuning that
+                // never beats them on validation leaves them as they were.
+                let (truth, predicted) = score(&net, val_side, &scale, device)?;
+                let start = Confusion::of(&truth, &predicted).macro_f1();
                 let sides = Sides { train: &train_side, val: val_side, scale: &scale, class_counts: counts };
-                let (net, report) = train(net, &sides, &config, device, self.stop, |e| epoch(id, e, progress))?;
-                Ok(Trained::network(net, scale, Some(report), pass_windows))
+                let (tuned, mut report) =
+                    train(net.clone(), &sides, &config, device, self.stop, |e| epoch(id, e, progress))?;
+                if start >= report.best_val_macro_f1 {
+                    (report.kept_start, report.best_val_macro_f1) = (true, start);
+                    return Ok(Trained::network(net, scale, Some(report), pass_windows));
+                }
+                Ok(Trained::network(tuned, scale, Some(report), pass_windows))
             }
             (arch, _) => Err(format!("no windows prepared for {arch}")),
         }

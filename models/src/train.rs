@@ -94,6 +94,10 @@ pub struct TrainReport {
     pub best_epoch: usize,
     /// The best validation macro F1: the weights kept.
     pub best_val_macro_f1: f64,
+    /// A warm update whose fine-tuning never beat the weights it started
+    /// from on validation: those were kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_start: bool,
 }
 
 /// Learning rate at `step` of `total`: linear warm-up over the first
@@ -146,7 +150,8 @@ pub fn train<N: Network>(
     let rows = sides.class_counts.iter().sum::<u64>() as usize;
     let total = rows.div_ceil(batch) * config.max_epochs;
     let mut orders = EpochOrders::new(config, rows);
-    let mut report = TrainReport { epochs: Vec::new(), best_epoch: 0, best_val_macro_f1: f64::NEG_INFINITY };
+    let mut report =
+        TrainReport { epochs: Vec::new(), best_epoch: 0, best_val_macro_f1: f64::NEG_INFINITY, kept_start: false };
     let mut best = model.clone();
     let mut step = 0;
     for epoch in 0..config.max_epochs {
