@@ -43,7 +43,7 @@ pub struct WarmConfig {
 
 impl Default for WarmConfig {
     fn default() -> Self {
-        WarmConfig { max_share: 0.05, max_drift: 0.1, replay: 4.0, epochs: 3, lr_scale: 0.1, rounds: 50 }
+        WarmConfig { max_share: 0.05, max_drift: 0.1, replay: 20.0, epochs: 3, lr_scale: 0.1, rounds: 50 }
     }
 }
 
