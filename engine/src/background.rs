@@ -17,6 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::evaluation;
+use crate::lock;
 use crate::observer::Observer;
 use crate::publish::write_run_json;
 use crate::snapshot;
@@ -205,15 +206,12 @@ impl Shared {
             return;
         }
         let (evals, evaluated) = evaluation::evaluate(&dirs, &self.train.splits, &self.eval, &*self.observer);
+        // Every model's state was set as it finished (and made stale by
+        // any publication since).
         let mut sink = lock(&self.sink);
         sink.done = Some(generation);
-        let latest = sink.published == Some(generation);
-        for run in &models {
-            sink.states.insert(run.model.clone(), state_after(run.status, latest));
-        }
         sink.models = models;
         sink.evals = evals;
-        self.observer.model_states(&sink.states);
         // The latest publication's statistics with this pass's: what the
         // models' publication writes and tells.
         let Some(mut stats) = sink.stats.clone() else { return };
@@ -225,9 +223,11 @@ impl Shared {
         self.observer.models_published(&stats);
     }
 
-    /// Sets `id`'s state and tells the observer.
-    fn set_state(&self, id: ModelId, state: ModelState) {
+    /// Sets `id`'s state, given the latest publication, and tells the
+    /// observer.
+    fn set_state(&self, id: ModelId, state: impl FnOnce(Option<u64>) -> ModelState) {
         let mut sink = lock(&self.sink);
+        let state = state(sink.published);
         sink.states.insert(id.to_string(), state);
         self.observer.model_states(&sink.states);
     }
@@ -254,18 +254,13 @@ impl Observer for Heard<'_> {
     fn model(&self, id: ModelId, event: TrainEvent) {
         self.shared.observer.model(id, event);
         match event {
-            TrainEvent::Started => self.shared.set_state(id, ModelState::Training),
+            TrainEvent::Started => self.shared.set_state(id, |_| ModelState::Training),
             TrainEvent::Finished(status) => {
-                let latest = lock(&self.shared.sink).published == Some(self.generation);
-                self.shared.set_state(id, state_after(status, latest));
+                self.shared.set_state(id, |latest| state_after(status, latest == Some(self.generation)))
             }
             TrainEvent::Epoch(_) => {}
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

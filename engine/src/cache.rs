@@ -13,6 +13,7 @@
 //! Every read is checked by its decoder; a damaged entry costs a
 //! recomputation, never a wrong result.
 
+use crate::lock;
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::results::{FileIdentity, ResultName, ResultStore};
 use serde::{Deserialize, Serialize};
@@ -185,12 +186,6 @@ fn warn_on_error(path: &Path, result: io::Result<()>) {
     if let Err(e) = result {
         tracing::warn!("cache: cannot write {}: {e} (the result will be computed again next time)", path.display());
     }
-}
-
-/// A poisoned lock only means another worker panicked mid-update of a map
-/// that stays usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

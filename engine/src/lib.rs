@@ -38,3 +38,9 @@ pub use error::{Error, Result};
 pub use job::{Job, Mode};
 pub use observer::{Logs, Observer, Part};
 pub use stats::RunStats;
+
+/// Locks `mutex`, poisoned or not: a poisoned lock only means another
+/// thread panicked mid-update of state that stays usable.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

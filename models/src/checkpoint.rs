@@ -190,9 +190,14 @@ pub struct TrainingCard {
 /// Writes the list of the episodes `model` learned from (`fitted`, the
 /// training and validation placements), its weights, then its card, into
 /// `dir`.
-pub fn save(dir: &Path, card: &mut ModelCard, model: &Model, fitted: &[FittedEpisode]) -> io::Result<()> {
+pub fn save<'a>(
+    dir: &Path,
+    card: &mut ModelCard,
+    model: &Model,
+    fitted: impl IntoIterator<Item = &'a FittedEpisode>,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut lines: Vec<String> = fitted.iter().map(FittedEpisode::line).collect();
+    let mut lines: Vec<String> = fitted.into_iter().map(FittedEpisode::line).collect();
     lines.sort_unstable();
     let listed = lines.concat();
     write_atomically(&dir.join(FITTED), |w| w.write_all(listed.as_bytes()))?;

@@ -59,6 +59,28 @@ pub struct Gbt {
     pub rounds: usize,
 }
 
+/// The training side as the trees boost on it. A booster continues on
+/// values (its trees split on values, not on this side's bins; an update's
+/// side is small); trees from scratch boost on the bins alone.
+enum Boosted {
+    Values(DMatrix),
+    Bins(BinnedMatrix),
+}
+
+impl Boosted {
+    /// The bins of `values`, which are freed.
+    fn bins_of(values: DMatrix) -> Result<Boosted, String> {
+        BinnedMatrix::new(&values, MAX_BIN).map(Boosted::Bins).map_err(|e| e.to_string())
+    }
+
+    fn data(&self) -> hessboost::training::TrainingData<'_> {
+        match self {
+            Boosted::Values(values) => values.into(),
+            Boosted::Bins(bins) => bins.into(),
+        }
+    }
+}
+
 impl Gbt {
     /// Trains on `train` (class-weighted by inverse frequency), stopping when
     /// `val`'s log loss has not improved for `config.patience` rounds. Each
@@ -85,16 +107,9 @@ impl Gbt {
             let row_weights: Vec<f32> = labels.iter().map(|&l| weights[l as usize]).collect();
             matrix(x, &labels, train.width())?.with_weights(&row_weights).map_err(|e| e.to_string())?
         };
-        // A booster continues on values (its trees split on values, not on
-        // this side's bins; an update's side is small); trees from scratch
-        // train on the bins alone, and the values are freed.
-        let (values, binned) = match init {
-            Some(_) => (Some(dtrain), None),
-            None => {
-                let binned = BinnedMatrix::new(&dtrain, MAX_BIN).map_err(|e| e.to_string())?;
-                drop(dtrain);
-                (None, Some(binned))
-            }
+        let dtrain = match init {
+            Some(_) => Boosted::Values(dtrain),
+            None => Boosted::bins_of(dtrain)?,
         };
         let (x, labels) = gather(val, sample.val, config.seed ^ 1)?;
         let dval = (!labels.is_empty()).then(|| matrix(x, &labels, val.width())).transpose()?;
@@ -108,16 +123,12 @@ impl Gbt {
             .build()
             .map_err(|e| e.to_string())?;
         let init = init.map(|gbt| gbt.model.slice(..=gbt.best_round, 1)).transpose().map_err(|e| e.to_string())?;
-        let data: hessboost::training::TrainingData = match (&values, &binned) {
-            (Some(values), _) => values.into(),
-            (_, Some(binned)) => binned.into(),
-            (None, None) => return Err("no training matrix".into()),
-        };
-        let mut trainer =
-            Trainer::new(&params, data, config.rounds.max(1)).on_round(|_| match stop.load(Ordering::Relaxed) {
+        let mut trainer = Trainer::new(&params, dtrain.data(), config.rounds.max(1)).on_round(|_| {
+            match stop.load(Ordering::Relaxed) {
                 true => ControlFlow::Break(()),
                 false => ControlFlow::Continue(()),
-            });
+            }
+        });
         if let Some(init) = &init {
             trainer = trainer.init_model(init);
         }

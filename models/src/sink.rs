@@ -388,13 +388,7 @@ impl GroupJob<'_> {
 
     /// Windows the manifest lists for the episodes placed on `side`.
     fn listed_windows(&self, side: Side) -> usize {
-        let key = |(host, episode): &(String, String)| format!("{host}/{episode}");
-        self.split
-            .sides
-            .iter()
-            .filter(|(_, &s)| s == side)
-            .filter_map(|(k, _)| self.manifest.episodes.get(&key(k)).map(|e| e.windows))
-            .sum()
+        self.split.fitted.values().filter(|e| e.side == side).filter_map(|e| e.windows).sum()
     }
 
     /// How `memory_mb` bounds `id`'s training, in the words its inputs and
@@ -566,14 +560,10 @@ impl GroupJob<'_> {
             card.training.mode = TrainingMode::Warm;
             card.training.parent_weights_sha256 = Some(parent.card.weights_sha256.clone());
             card.training.windows_added = Some(parent.windows_added);
-            card.training.full_train_windows = match parent.card.training.full_train_windows {
-                0 => parent.train_windows,
-                full => full,
-            };
+            card.training.full_train_windows = parent.full_train_windows();
         }
         let dir = checkpoint::dir_of(&self.dirs.out, id.recipe, id.arch, id.channels);
-        let fitted: Vec<FittedEpisode> = self.split.fitted.values().cloned().collect();
-        if let Err(e) = checkpoint::save(&dir, &mut card, &model, &fitted) {
+        if let Err(e) = checkpoint::save(&dir, &mut card, &model, self.split.fitted.values()) {
             return ModelRun::failed(id, format!("cannot write checkpoint {}: {e}", dir.display()), progress);
         }
         tracing::info!("{id}: validation macro F1 {:.3} in {wall_s:.1} s", card.val.macro_f1);

@@ -97,25 +97,26 @@ impl Parent {
         }
         let learned: HashSet<(&str, &str)> =
             fitted.iter().map(|e| (e.host_id.as_str(), e.episode_id.as_str())).collect();
-        let added: HashSet<(String, String)> = now
-            .values()
-            .filter(|e| e.side == Side::Train && !learned.contains(&(e.host_id.as_str(), e.episode_id.as_str())))
-            .map(|e| (e.host_id.clone(), e.episode_id.clone()))
-            .collect();
-        let windows_added: usize = now
-            .values()
-            .filter(|e| added.contains(&(e.host_id.clone(), e.episode_id.clone())))
-            .filter_map(|e| e.windows)
-            .sum();
-        let base = match card.training.full_train_windows {
-            0 => train_windows,
-            full => full,
-        };
-        if (train_windows + windows_added) as f64 > base as f64 * (1.0 + config.max_share) {
-            return None;
+        let (mut added, mut windows_added) = (HashSet::new(), 0);
+        for (key, e) in now {
+            if e.side == Side::Train && !learned.contains(&(e.host_id.as_str(), e.episode_id.as_str())) {
+                added.insert(key.clone());
+                windows_added += e.windows.unwrap_or(0);
+            }
         }
         let weights = checkpoint::read_weights(dir, &card).ok()?;
-        Some(Parent { card, weights, added, windows_added, train_windows })
+        let parent = Parent { card, weights, added, windows_added, train_windows };
+        let grown = (train_windows + windows_added) as f64;
+        (grown <= parent.full_train_windows() as f64 * (1.0 + config.max_share)).then_some(parent)
+    }
+
+    /// Training windows when the model was last trained from scratch (the
+    /// parent's own, for a card written before they were recorded).
+    pub fn full_train_windows(&self) -> usize {
+        match self.card.training.full_train_windows {
+            0 => self.train_windows,
+            full => full,
+        }
     }
 
     /// The placements an update learns from: the validation side as it is

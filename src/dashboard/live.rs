@@ -19,6 +19,7 @@ use epiflow_models::arch::Arch;
 use epiflow_models::checkpoint::{dir_of, model_name};
 use epiflow_models::predictor::Predictor;
 use epiflow_models::report::Report;
+use epiflow_models::sink::ModelId;
 use epiflow_operators::align::Align;
 use epiflow_operators::channels::ChannelSet;
 use epiflow_operators::decode::Decode;
@@ -219,7 +220,7 @@ impl Dashboard {
             .flat_map(|(recipe, arch)| ChannelSet::ALL.into_iter().map(move |set| (recipe, arch, set)))
             .filter(|&(recipe, arch, set)| dir_of(&self.settings.out, recipe, arch, set).join("model.json").is_file())
             .map(|(recipe, arch, set)| {
-                let state = states.get(&format!("{recipe}/{}", model_name(arch, set))).copied();
+                let state = states.get(&ModelId { recipe, arch, channels: set }.to_string()).copied();
                 ModelEntry { recipe: recipe.name().into(), model: model_name(arch, set), state }
             })
             .collect()
