@@ -257,12 +257,16 @@ fn until_episodes(watch: &Watch, episodes: u64) -> BTreeMap<String, u64> {
     }
 }
 
-#[test]
-fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
+/// `watch` follows an append, prune's rename into place and a truncation,
+/// and stops on Ctrl-C, with `[watch]` set to `watch_section`.
+fn watch_follows_appends_prune_and_truncation(watch_section: &str) {
     let dir = tempfile::tempdir().unwrap();
     let store = synth(dir.path(), 20, 51);
     let out = dir.path().join("out");
-    let mut watch = Watch::start(&["--store", store.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let config = dir.path().join("watch.toml");
+    std::fs::write(&config, format!("[watch]\n{watch_section}\n")).unwrap();
+    let (store_arg, out_arg) = (store.to_str().unwrap(), out.to_str().unwrap());
+    let mut watch = Watch::start(&["--store", store_arg, "--out", out_arg, "--config", config.to_str().unwrap()]);
     until_episodes(&watch, 20);
     assert_equals_scratch(&store, &out, &[]);
 
@@ -280,7 +284,7 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
 
     // prune --archive replaces the index: the archived episodes disappear.
     let before: Vec<_> = index_lines(&store).iter().map(|l| line_key(l)).collect();
-    epiflow_ok(&["prune", "--store", store.to_str().unwrap(), "--archive", "-q"], 1);
+    epiflow_ok(&["prune", "--store", store_arg, "--archive", "-q"], 1);
     let after: Vec<_> = index_lines(&store).iter().map(|l| line_key(l)).collect();
     let archived: Vec<_> = before.into_iter().filter(|k| !after.contains(k)).collect();
     assert!(!archived.is_empty(), "the synth store has episodes to prune");
@@ -289,9 +293,31 @@ fn watch_follows_appends_and_prune_and_stops_on_ctrl_c() {
     assert_gone(&out, &archived);
     assert_equals_scratch(&store, &out, &[]);
 
+    // The index cut short where it is (same file): its last two rows leave.
+    let lines = index_lines(&store);
+    let kept: u64 = lines[..lines.len() - 2].iter().map(|l| l.len() as u64 + 1).sum();
+    std::fs::OpenOptions::new().write(true).open(store.join("index.jsonl")).unwrap().set_len(kept).unwrap();
+    let cut: Vec<_> = lines[lines.len() - 2..].iter().map(|l| line_key(l)).collect();
+    until_episodes(&watch, lines.len() as u64 - 2);
+    assert_gone(&out, &cut);
+    assert_equals_scratch(&store, &out, &[]);
+
     // Ctrl-C: the watch finishes cleanly.
     let status = watch.interrupt();
     assert!(status.success(), "Ctrl-C ends watch with status 0: {status:?}");
+}
+
+/// With notifications the poll is set to an hour: every change must reach
+/// the follower by a notification (`until_episodes` waits 2 minutes).
+#[test]
+fn watch_wakes_on_notifications_for_an_append_a_prune_and_a_truncation() {
+    watch_follows_appends_prune_and_truncation("poll_ms = 3600000");
+}
+
+/// Notifications off (as on a network filesystem): the poll alone follows.
+#[test]
+fn watch_follows_by_polling_when_notifications_are_off() {
+    watch_follows_appends_prune_and_truncation("notifications = false\npoll_ms = 50");
 }
 
 #[test]

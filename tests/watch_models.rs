@@ -40,8 +40,8 @@ fn watch_trains_in_the_background_and_ctrl_c_leaves_the_checkpoint_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = synth_store(&dir.path().join("store"), 40, 5, 40);
     let out = dir.path().join("out");
-    // Three clean episodes held back: two of training hosts, one of the
-    // test host.
+    // Clean episodes held back: four of training hosts, one of the test
+    // host.
     let lines = index_lines(&store);
     let test_host = busiest_host(&lines, None);
     let clean = clean_episodes(&store);
@@ -49,7 +49,7 @@ fn watch_trains_in_the_background_and_ctrl_c_leaves_the_checkpoint_whole() {
         let matching = |l: &String| (line_key(l).0 == test_host) == on_test_host && clean.contains(&line_key(l));
         lines.iter().enumerate().filter(|(_, l)| matching(l)).map(|(i, _)| i).rev().nth(skip).unwrap()
     };
-    let held = [held_back(false, 0), held_back(false, 1), held_back(true, 0)];
+    let held = [held_back(false, 0), held_back(true, 0), held_back(false, 1), held_back(false, 2), held_back(false, 3)];
     let kept: Vec<&str> =
         lines.iter().enumerate().filter(|(i, _)| !held.contains(i)).map(|(_, l)| l.as_str()).collect();
     std::fs::write(store.join("index.jsonl"), kept.join("\n") + "\n").unwrap();
@@ -98,7 +98,7 @@ fn watch_trains_in_the_background_and_ctrl_c_leaves_the_checkpoint_whole() {
     assert_ne!(checkpoint(&model_dir), before, "a new checkpoint");
 
     // A test-side arrival: nothing retrained, the report re-evaluated.
-    append(&store, &lines[held[2]]);
+    append(&store, &lines[held[1]]);
     assert!(!is_models_line(&watch.next()));
     let evaluated = watch.next();
     assert_eq!(evaluated["operators"]["train"]["computed"], 0, "{evaluated}");
@@ -113,9 +113,20 @@ fn watch_trains_in_the_background_and_ctrl_c_leaves_the_checkpoint_whole() {
     let whole = checkpoint(&model_dir);
     let mut watch = Watch::start(&args(&slow));
     assert!(!is_models_line(&watch.next()));
-    append(&store, &lines[held[1]]);
-    let during = watch.next();
-    assert!(!is_models_line(&during), "{during}");
+    // The training starts from the snapshot once its inputs are read; an
+    // arrival seen before that (notifications are quick) publishes the
+    // model as stale, so up to three arrive, a second apart.
+    wait_for(&out.join(".snapshot"));
+    let mut during = Value::Null;
+    for &arrival in &held[2..] {
+        append(&store, &lines[arrival]);
+        during = watch.next();
+        assert!(!is_models_line(&during), "{during}");
+        if during["model_states"][name] == "training" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
     assert_eq!(during["model_states"][name], "training", "published while the model trains: {during}");
     let status = watch.interrupt();
     assert!(status.success(), "Ctrl-C ends watch with status 0: {status:?}");
@@ -129,6 +140,15 @@ fn watch_trains_in_the_background_and_ctrl_c_leaves_the_checkpoint_whole() {
     let resumed = watch.next();
     assert_eq!(resumed["models"][0]["status"], "computed", "the next start trains it: {resumed}");
     assert_ne!(checkpoint(&model_dir), whole);
+}
+
+/// Waits (up to a minute) for `path` to exist.
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} within a minute", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Test episodes in the host split's report.

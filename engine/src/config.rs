@@ -1,6 +1,6 @@
 //! Run configuration: a TOML file of sections. The engine's own settings
 //! have a field each (`[decode]`, `[features]`, `[split]`, `[train]`,
-//! `[eval]`); every other section belongs to a registered stage, named by
+//! `[eval]`, `[watch]`); every other section belongs to a registered stage, named by
 //! the stage, and reaches that stage's `configure` through the registry —
 //! the standard stages and those registered out of tree alike. A section no
 //! one claims is an error listing the known ones, and unknown keys inside a
@@ -14,6 +14,7 @@ use epiflow_operators::split::SplitConfig;
 use epiflow_operators::tensor::Tensor;
 use epiflow_operators::window::Window;
 use epiflow_operators::Operator;
+use epiflow_pipelines::index_watch::WatchConfig;
 use epiflow_pipelines::stages::{Registry, Sections, Stages};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct Config {
     pub train: ModelsConfig,
     /// How test-side figures are resampled (`[eval]`: `resamples`, `seed`).
     pub eval: EvalConfig,
+    /// How `watch` and `serve` hear of index changes (`[watch]`:
+    /// `notifications`, `poll_ms`).
+    pub watch: WatchConfig,
     /// Every other section, by name: a registered stage's configuration
     /// (`[validate]`, `[classify]`, `[window]`, `[tensor]`, or one
     /// registered out of tree), read only by that stage.
@@ -76,7 +80,7 @@ pub struct WindowOverrides {
 
 impl Config {
     /// The sections the engine reads itself; every other one is a stage's.
-    pub const SECTIONS: [&'static str; 5] = ["decode", "features", "split", "train", "eval"];
+    pub const SECTIONS: [&'static str; 6] = ["decode", "features", "split", "train", "eval", "watch"];
 
     /// Reads a configuration file; `None` gives the defaults. The stages'
     /// sections are read when a registry is configured with them
@@ -177,7 +181,7 @@ mod tests {
         assert_eq!(
             err,
             "configuration: unknown section [unknown]; known sections: classify, decode, eval, features, split, \
-             tensor, train, validate, window"
+             tensor, train, validate, watch, window"
         );
     }
 

@@ -11,9 +11,10 @@ use crate::job::{Job, Mode};
 use crate::observer::Observer;
 use epiflow_pipelines::corpus::{follow as follow_dataflow, CorpusState, EpisodeReport, EpochSink};
 use epiflow_pipelines::index_feed::{IndexFeed, IndexFollower, Poll};
+use epiflow_pipelines::index_watch::{Listening, Wake};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The command a followed run's `run.json` names.
 const WATCH: &str = "watch";
@@ -42,7 +43,7 @@ impl Job {
         let background = Arc::clone(&models);
         let problems = Arc::new(AtomicUsize::new(0));
         let feed = Announced {
-            follower: IndexFollower::new(&self.index_path(), stop),
+            follower: IndexFollower::new(&self.index_path(), stop, self.config.watch.clone()),
             problems: Arc::clone(&problems),
             observer: Arc::clone(&observer),
         };
@@ -86,6 +87,17 @@ impl IndexFeed for Announced {
         self.problems.store(self.follower.malformed_lines(), Ordering::Relaxed);
         if let Poll::Changes(changes) = &poll {
             self.observer.update_started(changes.len());
+        }
+        poll
+    }
+
+    fn listen(&mut self, wake: Wake) -> Duration {
+        let poll = self.follower.listen(wake);
+        match self.follower.listening() {
+            Listening::Notifications => {
+                tracing::info!("following the index on file notifications (and a look every {poll:?})")
+            }
+            Listening::Poll(why) => tracing::info!("following the index every {poll:?} ({why})"),
         }
         poll
     }

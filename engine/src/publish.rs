@@ -72,25 +72,44 @@ impl Publisher {
     /// with `corpus` can free it before [`Publisher::finish`].
     pub fn publish_corpus(&self, corpus: &CorpusState, start: Instant, index_problems: usize) -> Result<RunStats> {
         let out = &self.out;
-        let windows = match &self.manifest {
-            Some(base) => features::publish(out, base.clone(), corpus)?,
-            None => 0,
-        };
-        for stage in self.tables.iter().filter(|s| s.caching() == Caching::Record) {
-            let Some(table) = stage.publishes() else { continue };
-            let path = out.join(table);
-            stage.write_table(&path, &corpus.table(stage.name())).map_err(|e| Error::io("cannot write", &path, e))?;
-        }
-        let dir = out.join("splits");
-        for (recipe, split) in &corpus.splits {
-            if let Err(e) = split {
-                tracing::warn!("no {recipe} split: {e}");
+        // Independent outputs, written side by side: their syncs overlap
+        // (one journal commit for several files), which is most of an
+        // epoch's publication in `watch`.
+        let (windows, written) = std::thread::scope(|s| {
+            let mut writing = Vec::new();
+            for stage in self.tables.iter().filter(|s| s.caching() == Caching::Record) {
+                let Some(table) = stage.publishes() else { continue };
+                writing.push(s.spawn(move || {
+                    let path = out.join(table);
+                    stage
+                        .write_table(&path, &corpus.table(stage.name()))
+                        .map_err(|e| Error::io("cannot write", &path, e))
+                }));
             }
-            splits::write(&dir, *recipe, split).map_err(|e| Error::io("cannot write", &dir, e))?;
-        }
-        if let Some(cache) = &self.cache {
-            cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))?;
-        }
+            for (recipe, split) in &corpus.splits {
+                if let Err(e) = split {
+                    tracing::warn!("no {recipe} split: {e}");
+                }
+                writing.push(s.spawn(move || {
+                    let dir = out.join("splits");
+                    splits::write(&dir, *recipe, split).map_err(|e| Error::io("cannot write", &dir, e))
+                }));
+            }
+            if let Some(cache) = &self.cache {
+                writing
+                    .push(s.spawn(move || cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))));
+            }
+            let windows = match &self.manifest {
+                Some(base) => features::publish(out, base.clone(), corpus),
+                None => Ok(0),
+            };
+            let written: Result<()> = writing.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| Err(Error::Dataflow("a publishing thread panicked".into())))
+            });
+            (windows, written)
+        });
+        let windows = windows?;
+        written?;
         let mut stats = RunStats {
             command: self.command.into(),
             episodes: corpus.episodes.len() as u64,

@@ -256,9 +256,6 @@ type SplitFacts<'scope> = Stream<'scope, u64, Vec<((u8, SplitFact), u64, isize)>
 /// Net diff per ((counter, key), value) seen by this worker's count collection.
 type CountDiffs = BTreeMap<((String, String), isize), isize>;
 
-/// How long an idle leader waits between polls of its [`IndexFeed`].
-const IDLE_POLL: Duration = Duration::from_millis(200);
-
 /// Called on worker 0 with the corpus as it stands after each epoch; an
 /// error stops the run.
 pub type EpochSink = Arc<dyn Fn(&CorpusState) -> Result<(), String> + Send + Sync>;
@@ -477,11 +474,13 @@ fn execute(
         let shards = plan.features.as_ref().map(|f| f.shards);
         let mut balancer = Balancer::new(worker.peers(), shards, archive_weigher(plan.episodes_root.clone()));
         let (mut epoch, mut last, mut failure) = (0u64, None, None);
+        let leader = std::thread::current();
+        let idle = feed.listen(Arc::new(move || leader.unpark()));
         loop {
             match feed.poll() {
                 Poll::Closed => break,
                 Poll::Idle => {
-                    worker.step_or_park(Some(IDLE_POLL));
+                    worker.step_or_park(Some(idle));
                 }
                 Poll::Changes(changes) => {
                     let start = Instant::now();

@@ -1,8 +1,10 @@
 //! Where a corpus dataflow's index changes come from. A batch run hands in
 //! the whole index once ([`Once`]); `epiflow watch` follows `index.jsonl` as
 //! the receiver appends to it and prune replaces it ([`IndexFollower`]), and
-//! turns what changed into insertions and retractions of index entries.
+//! turns what changed into insertions and retractions of index entries,
+//! woken by file notifications where it can be ([`crate::index_watch`]).
 
+use crate::index_watch::{IndexWatch, Listening, Wake, WatchConfig};
 use crate::results::FileIdentity;
 use epiflow_operators::index::{parse_index, parse_index_line, IndexEntry};
 use epiflow_operators::model::{EpisodeKey, Problem};
@@ -11,6 +13,11 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest an idle leader parks without looking at the stop flag (and so
+/// how soon Ctrl-C is heard, whatever the poll's pace).
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// What the index did since the last poll.
 #[derive(Debug, PartialEq)]
@@ -27,6 +34,15 @@ pub enum Poll {
 pub trait IndexFeed: Send {
     /// Returns at once with what changed.
     fn poll(&mut self) -> Poll;
+
+    /// Called once before the first poll: the feed may call `wake` (from
+    /// any thread) when it may have changes, and returns how long an idle
+    /// leader waits for that before polling anyway (a poll may still find
+    /// it is not time to look).
+    fn listen(&mut self, wake: Wake) -> Duration {
+        let _ = wake;
+        WatchConfig::default().poll()
+    }
 }
 
 /// The whole index, once: a batch run.
@@ -64,6 +80,14 @@ fn same_episode(a: &IndexEntry, b: &IndexEntry) -> bool {
 pub struct IndexFollower {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    config: WatchConfig,
+    /// The file notifications waking the leader, while they last.
+    watch: Option<IndexWatch>,
+    listening: Listening,
+    /// Set by a notification: look at the index now.
+    notified: Arc<AtomicBool>,
+    /// When the index was last looked at: the poll looks again after `config.poll()`.
+    last_look: Option<Instant>,
     /// Identity of the file read so far, and how far (just past a newline).
     identity: Option<FileIdentity>,
     offset: u64,
@@ -79,11 +103,16 @@ pub struct IndexFollower {
 }
 
 impl IndexFollower {
-    /// Follows the index at `path` until `stop` is set.
-    pub fn new(path: &Path, stop: Arc<AtomicBool>) -> IndexFollower {
+    /// Follows the index at `path` until `stop` is set, watched as `config` says.
+    pub fn new(path: &Path, stop: Arc<AtomicBool>, config: WatchConfig) -> IndexFollower {
         IndexFollower {
             path: path.to_path_buf(),
             stop,
+            config,
+            watch: None,
+            listening: Listening::Poll("not listening yet".into()),
+            notified: Arc::new(AtomicBool::new(false)),
+            last_look: None,
             identity: None,
             offset: 0,
             lines: 0,
@@ -92,6 +121,11 @@ impl IndexFollower {
             problems: Vec::new(),
             malformed: 0,
         }
+    }
+
+    /// How changes reach it: notifications, or the poll alone and why.
+    pub fn listening(&self) -> &Listening {
+        &self.listening
     }
 
     /// Malformed lines in the index as it now stands (a batch run skips as many).
@@ -204,6 +238,11 @@ impl IndexFeed for IndexFollower {
         if self.stop.load(Ordering::Relaxed) {
             return Poll::Closed;
         }
+        let due = self.last_look.is_none_or(|at| at.elapsed() >= self.config.poll());
+        if !self.notified.swap(false, Ordering::AcqRel) && !due && self.deferred.is_empty() {
+            return Poll::Idle;
+        }
+        self.last_look = Some(Instant::now());
         let first_read = self.identity.is_none();
         let changes = match self.read_changes() {
             Ok(Some(index)) => self.diff(index),
@@ -220,12 +259,32 @@ impl IndexFeed for IndexFollower {
             false => Poll::Changes(changes),
         }
     }
+
+    fn listen(&mut self, wake: Wake) -> Duration {
+        let notified = Arc::clone(&self.notified);
+        let wake: Wake = Arc::new(move || {
+            notified.store(true, Ordering::Release);
+            wake();
+        });
+        let started = match self.config.notifications {
+            true => IndexWatch::start(&self.path, wake),
+            false => Err("[watch] notifications = false".to_string()),
+        };
+        (self.watch, self.listening) = match started {
+            Ok(watch) => (Some(watch), Listening::Notifications),
+            Err(why) => (None, Listening::Poll(why)),
+        };
+        self.config.poll().clamp(Duration::from_millis(1), STOP_CHECK)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Looks at the index at every poll.
+    const EVERY_POLL: WatchConfig = WatchConfig { notifications: false, poll_ms: 0 };
 
     fn row(ep: &str, sha: &str) -> String {
         format!("{{\"host_id\":\"h\",\"episode_id\":\"{ep}\",\"sha256\":\"{sha}\"}}\n")
@@ -263,7 +322,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.jsonl");
         let stop = Arc::new(AtomicBool::new(false));
-        let mut feed = IndexFollower::new(&path, Arc::clone(&stop));
+        let mut feed = IndexFollower::new(&path, Arc::clone(&stop), EVERY_POLL);
         assert_eq!(feed.poll(), Poll::Idle, "no index yet");
         append(&path, "");
         assert_eq!(feed.poll(), Poll::Changes(Vec::new()), "an empty index is a first epoch");
@@ -304,7 +363,7 @@ mod tests {
     fn a_replacement_during_a_deferred_insert_keeps_the_latest_row() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.jsonl");
-        let mut feed = IndexFollower::new(&path, Arc::new(AtomicBool::new(false)));
+        let mut feed = IndexFollower::new(&path, Arc::new(AtomicBool::new(false)), EVERY_POLL);
         append(&path, &row("a", "01"));
         assert_eq!(changes(&mut feed), vec![c("a", "01", 1)]);
         append(&path, &row("a", "02"));

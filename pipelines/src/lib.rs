@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod episode_map;
 pub mod feature_reader;
 pub mod index_feed;
+pub mod index_watch;
 pub mod lineage;
 pub mod normalise;
 pub mod output;
