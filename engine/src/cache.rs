@@ -3,7 +3,8 @@
 //! ```text
 //! files.jsonl                               archive identity → sha256 (append-only)
 //! <operator>/<fingerprint>/records.jsonl    small results: "<key>\t<json>" lines (append-only)
-//! <operator>/<fingerprint>/<sha[..2]>/<sha>.arrow   large results, one file each
+//! <operator>/<fingerprint>/<sha[..2]>/<sha>.bin     large results, one file each
+//!                                           (`.arrow` before issue 28: still read)
 //! ```
 //!
 //! One folder per (operator, fingerprint) makes `gc` exact: a folder no
@@ -27,6 +28,11 @@ use std::sync::Mutex;
 pub(crate) const MEMO: &str = "files.jsonl";
 /// A records log's file name.
 pub(crate) const RECORDS: &str = "records.jsonl";
+/// A large result's extension: its bytes say their form (the codec's magic).
+const BLOB: &str = "bin";
+/// A large result's extension before issue 28's compact entries (Arrow IPC):
+/// such entries are still read, and replaced when the result is written again.
+const OLD_BLOB: &str = "arrow";
 
 /// One line of `files.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,9 +81,14 @@ impl DiskCache {
         self.root.join(operator).join(fingerprint.hex())
     }
 
+    /// Where `name`'s large result is written.
     fn blob_path(&self, name: ResultName) -> PathBuf {
+        self.blob_path_with(name, BLOB)
+    }
+
+    fn blob_path_with(&self, name: ResultName, extension: &str) -> PathBuf {
         let shard = name.key.get(..2).unwrap_or("__");
-        self.dir(name.operator, name.fingerprint).join(shard).join(format!("{}.arrow", name.key))
+        self.dir(name.operator, name.fingerprint).join(shard).join(format!("{}.{extension}", name.key))
     }
 
     /// Makes every log line written so far durable.
@@ -110,7 +121,7 @@ impl ResultStore for DiskCache {
     }
 
     fn get_blob(&self, name: ResultName) -> Option<Vec<u8>> {
-        std::fs::read(self.blob_path(name)).ok()
+        std::fs::read(self.blob_path(name)).or_else(|_| std::fs::read(self.blob_path_with(name, OLD_BLOB))).ok()
     }
 
     fn put_blob(&self, name: ResultName, bytes: &[u8]) {
@@ -121,7 +132,10 @@ impl ResultStore for DiskCache {
             let mut tmp = tempfile::Builder::new().prefix(".").suffix(".tmp").tempfile_in(dir)?;
             tmp.write_all(bytes)?;
             tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
+            match std::fs::remove_file(self.blob_path_with(name, OLD_BLOB)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
         };
         warn_on_error(&path, write());
     }
@@ -220,6 +234,20 @@ mod tests {
             cut.is_none_or(|v| serde_json::from_str::<serde_json::Value>(&v).is_err()),
             "a cut record never parses"
         );
+    }
+
+    #[test]
+    fn a_large_result_written_by_an_earlier_version_is_read_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path()).unwrap();
+        let blob = ResultName { operator: "align", ..name("cd34") };
+        let old = cache.blob_path_with(blob, OLD_BLOB);
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, b"old form").unwrap();
+        assert_eq!(cache.get_blob(blob).as_deref(), Some(&b"old form"[..]));
+        cache.put_blob(blob, b"new form");
+        assert_eq!(cache.get_blob(blob).as_deref(), Some(&b"new form"[..]));
+        assert!(!old.exists(), "the old entry went with the new one's writing");
     }
 
     #[test]

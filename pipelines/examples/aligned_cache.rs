@@ -2,7 +2,7 @@
 //! store, the time to decode + align it from the `.tar.zst`, against the time
 //! to read it back from its cache form (`cache_codec`), and the bytes of each.
 //!
-//! `cargo run --release -p epiflow-pipelines --example aligned_cache -- /tmp/b500`
+//! `cargo run --release -p epiflow-pipelines --example aligned_cache -- STORE`
 
 use epiflow_operators::align::Align;
 use epiflow_operators::decode::Decode;

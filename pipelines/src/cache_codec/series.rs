@@ -1,0 +1,272 @@
+//! One float series as compact bytes, exactly: the aligned episode's series
+//! are mostly integers (counters, sizes, `bucket_ms`) or decimals of a few
+//! places (times are nanoseconds over 1e9, load averages hundredths), which
+//! are stored as integers — the difference to the previous value, zigzag
+//! and LEB128 varint, so a slowly moving counter takes a byte or two instead
+//! of eight. What does not come back bit for bit that way is stored as f32
+//! when f32 holds it exactly, else as the f64 it is. Missing values are the
+//! canonical NaN, stored as their positions. Reading never panics: damaged
+//! bytes are an error.
+
+use std::io;
+
+/// The largest integer every f64 below it holds exactly (2^53).
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+/// Decimal places tried: nanoseconds as seconds need nine.
+const MAX_SCALE: u8 = 9;
+
+/// How a series is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Form {
+    /// Integers `k` with `v = k / 10^scale`, as varint deltas.
+    Decimal = 0,
+    /// Little-endian f32.
+    F32 = 1,
+    /// Little-endian f64.
+    F64 = 2,
+}
+
+/// Appends `values` to `out`.
+pub fn encode(values: &[f64], out: &mut Vec<u8>) {
+    let missing: Vec<usize> = values.iter().enumerate().filter(|(_, v)| is_missing(**v)).map(|(i, _)| i).collect();
+    if let Some(scale) = decimal_scale(values) {
+        out.push(Form::Decimal as u8);
+        out.push(scale);
+        put_varint(out, values.len() as u64);
+        put_varint(out, missing.len() as u64);
+        let mut previous = 0usize;
+        for &i in &missing {
+            put_varint(out, (i - previous) as u64);
+            previous = i;
+        }
+        let power = 10f64.powi(scale as i32);
+        let mut last = 0i64;
+        for &v in values.iter().filter(|v| !is_missing(**v)) {
+            let k = (v * power).round() as i64;
+            put_varint(out, zigzag(k.wrapping_sub(last)));
+            last = k;
+        }
+    } else if values.iter().all(|v| (*v as f32) as f64 == *v || is_missing(*v)) {
+        out.push(Form::F32 as u8);
+        put_varint(out, values.len() as u64);
+        out.extend(values.iter().flat_map(|v| (*v as f32).to_le_bytes()));
+    } else {
+        out.push(Form::F64 as u8);
+        put_varint(out, values.len() as u64);
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    }
+}
+
+/// Reads one series written by [`encode`] from the front of `bytes`,
+/// advancing it past the series.
+pub fn decode(bytes: &mut &[u8]) -> io::Result<Vec<f64>> {
+    let form = take(bytes, 1)?[0];
+    match form {
+        f if f == Form::Decimal as u8 => {
+            let scale = take(bytes, 1)?[0];
+            if scale > MAX_SCALE {
+                return Err(bad(format!("scale {scale}")));
+            }
+            let n = length(bytes, 1)?;
+            let gaps = length(bytes, 1)?;
+            if gaps > n {
+                return Err(bad(format!("{gaps} missing of {n}")));
+            }
+            let mut missing = Vec::with_capacity(gaps);
+            let mut at = 0usize;
+            for _ in 0..gaps {
+                at = at
+                    .checked_add(varint(bytes)? as usize)
+                    .filter(|i| *i < n)
+                    .ok_or_else(|| bad("a missing value past the end".into()))?;
+                missing.push(at);
+            }
+            let power = 10f64.powi(scale as i32);
+            let (mut values, mut next_missing, mut last) = (Vec::with_capacity(n), missing.iter().peekable(), 0i64);
+            for i in 0..n {
+                if next_missing.next_if(|m| **m == i).is_some() {
+                    values.push(f64::NAN);
+                    continue;
+                }
+                last = last.wrapping_add(unzigzag(varint(bytes)?));
+                values.push(last as f64 / power);
+            }
+            Ok(values)
+        }
+        f if f == Form::F32 as u8 => {
+            let n = length(bytes, 4)?;
+            let raw = take(bytes, n * 4)?;
+            Ok(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect())
+        }
+        f if f == Form::F64 as u8 => {
+            let n = length(bytes, 8)?;
+            let raw = take(bytes, n * 8)?;
+            Ok(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+        }
+        other => Err(bad(format!("unknown series form {other}"))),
+    }
+}
+
+/// A missing value: the canonical NaN the decoder writes (any other NaN is
+/// kept as its bits, in f32 or f64 form).
+fn is_missing(v: f64) -> bool {
+    v.to_bits() == f64::NAN.to_bits()
+}
+
+/// The fewest decimal places that give back every present value bit for
+/// bit as an integer over a power of ten, if any do.
+fn decimal_scale(values: &[f64]) -> Option<u8> {
+    let present = || values.iter().copied().filter(|v| !is_missing(*v));
+    (0..=MAX_SCALE).find(|&scale| {
+        let power = 10f64.powi(scale as i32);
+        present().all(|v| {
+            let k = (v * power).round();
+            k.abs() < EXACT_INTEGERS && (k as i64 as f64 / power).to_bits() == v.to_bits()
+        })
+    })
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends `v` as an LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an LEB128 varint from the front of `bytes`.
+#[inline]
+pub fn varint(bytes: &mut &[u8]) -> io::Result<u64> {
+    // One byte: most deltas of counters and every missing position in a row.
+    match bytes.split_first() {
+        Some((&byte, rest)) if byte < 0x80 => {
+            *bytes = rest;
+            Ok(byte as u64)
+        }
+        _ => longer_varint(bytes),
+    }
+}
+
+fn longer_varint(bytes: &mut &[u8]) -> io::Result<u64> {
+    let mut v = 0u64;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        v |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Ok(v);
+        }
+    }
+    Err(bad("a number cut short".into()))
+}
+
+/// A count of items of `width` bytes at least each (a decimal series' value
+/// or missing position takes one at least), checked against what is left so
+/// that a damaged count cannot ask for a huge allocation.
+fn length(bytes: &mut &[u8], width: usize) -> io::Result<usize> {
+    let n = varint(bytes)? as usize;
+    match n.checked_mul(width).is_some_and(|b| b <= bytes.len()) {
+        true => Ok(n),
+        false => Err(bad(format!("{n} values, more than the entry holds"))),
+    }
+}
+
+/// The first `n` bytes, advancing past them.
+pub fn take<'a>(bytes: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
+    if bytes.len() < n {
+        return Err(bad("cut short".into()));
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+/// A damaged entry.
+pub fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("aligned cache entry: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(values: &[f64]) -> (Vec<f64>, u8) {
+        let mut out = Vec::new();
+        encode(values, &mut out);
+        let mut bytes = &out[..];
+        let back = decode(&mut bytes).unwrap();
+        assert!(bytes.is_empty(), "the whole series is read");
+        (back, out[0])
+    }
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn each_kind_of_series_takes_its_form_and_comes_back_bit_for_bit() {
+        let t0 = 1_777_000_804_867_742_048i64;
+        let times: Vec<f64> = [t0 - 1_995_104_292, t0 + 3, t0 + 100_000_007]
+            .iter()
+            .map(|ns| epiflow_operators::align::seconds_since(*ns, t0))
+            .collect();
+        let cases: [(Vec<f64>, Form); 7] = [
+            (vec![1_049_966_429.0, 1_050_349_973.0, f64::NAN, 0.0, 3_400_000_000.0], Form::Decimal),
+            (times, Form::Decimal),
+            (vec![0.22, 0.25, 1.5, f64::NAN], Form::Decimal),
+            (vec![-0.0, 1.0], Form::F32),
+            (vec![0.1f32 as f64, 1e-30f32 as f64], Form::F32),
+            (vec![std::f64::consts::PI, 1e300], Form::F64),
+            (vec![f64::from_bits(f64::NAN.to_bits() | 1), 2.0], Form::F64),
+        ];
+        for (values, form) in cases {
+            let (back, stored) = round_trip(&values);
+            assert_eq!(bits(&back), bits(&values), "{values:?}");
+            assert_eq!(stored, form as u8, "{values:?}");
+        }
+        assert_eq!(round_trip(&[]).0, Vec::<f64>::new());
+    }
+
+    #[test]
+    fn a_slow_counter_takes_about_a_byte_a_value() {
+        let counter: Vec<f64> = (0..1000).map(|i| (5_000_000_000u64 + i * 37) as f64).collect();
+        let mut out = Vec::new();
+        encode(&counter, &mut out);
+        assert!(out.len() < 1020, "{} bytes", out.len());
+    }
+
+    #[test]
+    fn damaged_bytes_are_errors() {
+        let mut out = Vec::new();
+        encode(&[1.0, 2.0, f64::NAN, 300.0], &mut out);
+        for cut in 0..out.len() {
+            assert!(decode(&mut &out[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode(&mut &[7u8, 0][..]).is_err(), "unknown form");
+        assert!(decode(&mut &[0u8, 0, 0xff, 0xff, 0xff, 0xff, 0x0f][..]).is_err(), "a huge count");
+    }
+
+    proptest! {
+        #[test]
+        fn any_series_comes_back_bit_for_bit(values in prop::collection::vec(prop_oneof![
+            any::<f64>(),
+            (-1_000_000i64..1_000_000).prop_map(|k| k as f64),
+            (-100_000i64..100_000).prop_map(|k| k as f64 / 100.0),
+            Just(f64::NAN),
+            any::<f32>().prop_map(|f| f as f64),
+        ], 0..64)) {
+            let (back, _) = round_trip(&values);
+            prop_assert_eq!(bits(&back), bits(&values));
+        }
+    }
+}
