@@ -10,8 +10,6 @@
 
 use std::io;
 
-/// The largest integer every f64 below it holds exactly (2^53).
-const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 /// Decimal places tried: nanoseconds as seconds need nine.
 const MAX_SCALE: u8 = 9;
 
@@ -29,21 +27,20 @@ enum Form {
 
 /// Appends `values` to `out`.
 pub fn encode(values: &[f64], out: &mut Vec<u8>) {
-    let missing: Vec<usize> = values.iter().enumerate().filter(|(_, v)| is_missing(**v)).map(|(i, _)| i).collect();
-    if let Some(scale) = decimal_scale(values) {
+    let mut integers = Vec::with_capacity(values.len());
+    if let Some(scale) = (0..=MAX_SCALE).find(|&scale| as_integers(values, scale, &mut integers)) {
+        out.reserve(3 + 10 * (2 + values.len()));
         out.push(Form::Decimal as u8);
         out.push(scale);
         put_varint(out, values.len() as u64);
-        put_varint(out, missing.len() as u64);
+        put_varint(out, (values.len() - integers.len()) as u64);
         let mut previous = 0usize;
-        for &i in &missing {
+        for (i, _) in values.iter().enumerate().filter(|(_, v)| is_missing(**v)) {
             put_varint(out, (i - previous) as u64);
             previous = i;
         }
-        let power = 10f64.powi(scale as i32);
         let mut last = 0i64;
-        for &v in values.iter().filter(|v| !is_missing(**v)) {
-            let k = (v * power).round() as i64;
+        for &k in &integers {
             put_varint(out, zigzag(k.wrapping_sub(last)));
             last = k;
         }
@@ -114,17 +111,21 @@ fn is_missing(v: f64) -> bool {
     v.to_bits() == f64::NAN.to_bits()
 }
 
-/// The fewest decimal places that give back every present value bit for
-/// bit as an integer over a power of ten, if any do.
-fn decimal_scale(values: &[f64]) -> Option<u8> {
-    let present = || values.iter().copied().filter(|v| !is_missing(*v));
-    (0..=MAX_SCALE).find(|&scale| {
-        let power = 10f64.powi(scale as i32);
-        present().all(|v| {
-            let k = (v * power).round();
-            k.abs() < EXACT_INTEGERS && (k as i64 as f64 / power).to_bits() == v.to_bits()
-        })
-    })
+/// Fills `integers` with every present value as an integer `k` over
+/// `10^scale`, when each comes back bit for bit as [`decode`] computes it
+/// (`k as f64 / 10^scale`); tried from scale 0 up, so an integer column is
+/// one pass.
+fn as_integers(values: &[f64], scale: u8, integers: &mut Vec<i64>) -> bool {
+    integers.clear();
+    let power = 10f64.powi(scale as i32);
+    for &v in values.iter().filter(|v| !is_missing(**v)) {
+        let k = if scale == 0 { v as i64 } else { (v * power).round() as i64 };
+        if (k as f64 / power).to_bits() != v.to_bits() {
+            return false;
+        }
+        integers.push(k);
+    }
+    true
 }
 
 fn zigzag(v: i64) -> u64 {
