@@ -219,6 +219,7 @@ mod tests {
         assert_eq!((c.features.shards, stages.stage::<Classify>().unwrap().config.guest_min_load_delta), (32, 0.3));
         // The README documents the true defaults of the training settings.
         assert_eq!(c.eval, EvalConfig::default());
+        assert_eq!(c.watch, WatchConfig::default());
         assert_eq!(c.train, ModelsConfig { splits: vec![Recipe::Host], ..ModelsConfig::default() });
     }
 }
