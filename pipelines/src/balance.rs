@@ -34,7 +34,11 @@ use std::path::PathBuf;
 pub const PER_EPISODE: u64 = 16 << 10;
 
 /// How much work an index entry is.
-pub type Weigher = Box<dyn Fn(&IndexEntry) -> u64 + Send>;
+pub type Weigher = Box<dyn Fn(&IndexEntry) -> u64 + Send + Sync>;
+
+/// Entries weighed per thread at least: below this a thread costs more than
+/// the `stat`s it would share.
+const WEIGHED_PER_THREAD: usize = 2048;
 
 /// Weighs entries by the size of their archive under `episodes_root` (the
 /// index's `bytes` only when the archive cannot be read), plus
@@ -81,13 +85,9 @@ impl Balancer {
             self.load[worker] -= weight.min(self.load[worker]);
             placed.push(((worker as u64, entry), diff));
         }
-        let mut inserted: Vec<(IndexEntry, isize, u64)> = inserted
-            .into_iter()
-            .map(|(entry, diff)| {
-                let weight = (self.weigh)(&entry);
-                (entry, diff, weight)
-            })
-            .collect();
+        let weights = self.weigh_all(&inserted);
+        let mut inserted: Vec<(IndexEntry, isize, u64)> =
+            inserted.into_iter().zip(weights).map(|((entry, diff), weight)| (entry, diff, weight)).collect();
         inserted.sort_by(|(a, _, wa), (b, _, wb)| (Reverse(wa), &a.key).cmp(&(Reverse(wb), &b.key)));
         if let Some(shards) = self.shards {
             self.own_new_shards(&inserted, shards);
@@ -102,6 +102,27 @@ impl Balancer {
             placed.push(((worker as u64, entry), diff));
         }
         placed
+    }
+
+    /// Each entry's weight, in order. A whole index is weighed on every
+    /// core: a `stat` per archive, serial, held the first episodes back by
+    /// a tenth of a second at 16,000 episodes.
+    fn weigh_all(&self, entries: &[(IndexEntry, isize)]) -> Vec<u64> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (entries.len() / WEIGHED_PER_THREAD).clamp(1, cores);
+        let weigh =
+            |chunk: &[(IndexEntry, isize)]| chunk.iter().map(|(entry, _)| (self.weigh)(entry)).collect::<Vec<_>>();
+        if threads == 1 {
+            return weigh(entries);
+        }
+        let chunks = entries.chunks(entries.len().div_ceil(threads));
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = chunks.map(|chunk| scope.spawn(move || weigh(chunk))).collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        })
     }
 
     /// Gives each shard without a worker one: heaviest shard first, on the
@@ -215,6 +236,15 @@ mod tests {
         // empty and the missing archive (fixed cost only) one each.
         assert_eq!(on(0), vec!["a", "b", "e"]);
         assert_eq!(on(1), vec!["c", "d", "missing"]);
+    }
+
+    #[test]
+    fn a_large_epoch_is_weighed_on_several_threads_in_order() {
+        let balancer = Balancer::new(2, None, Box::new(|e: &IndexEntry| 3 * e.bytes.unwrap_or(0) + 1));
+        let entries: Vec<_> = (0..3 * WEIGHED_PER_THREAD as u64).map(|i| (entry(&format!("e{i}"), i), 1)).collect();
+        let expected: Vec<u64> = (0..3 * WEIGHED_PER_THREAD as u64).map(|i| 3 * i + 1).collect();
+        assert_eq!(balancer.weigh_all(&entries), expected);
+        assert_eq!(balancer.weigh_all(&entries[..5]), expected[..5]);
     }
 
     #[test]

@@ -53,9 +53,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator as _;
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::vec::{Filter, Map, Partition};
 use timely::dataflow::operators::{Capability, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
@@ -166,8 +167,9 @@ pub struct CorpusState {
     /// Which epoch this is: 0 for a batch run.
     pub epoch: u64,
     /// Every indexed episode's records (one per stage cached as records),
-    /// sorted by key.
-    pub episodes: Vec<(IndexKey, Results)>,
+    /// sorted by key; shared with the dataflow's own view, which the next
+    /// epoch changes only where episodes arrive or go.
+    pub episodes: Vec<(IndexKey, Arc<Results>)>,
     /// Every shard's content as last published, by shard.
     pub shard_updates: BTreeMap<usize, ShardUpdate>,
     /// Shard writes that failed in this epoch (fatal).
@@ -227,11 +229,44 @@ impl EpisodeReport {
 pub type OnEpisode = Arc<dyn Fn(&EpisodeReport) + Send + Sync>;
 
 /// What leaves the report stage: every episode's report (with its diff),
-/// and what its features do in the sink of its shard.
+/// what its features do in the sink of its shard, and the facts the
+/// corpus-level collections count and split. Each goes to its own stream by
+/// [`Partition`], moved, not cloned: a stream read by several operators
+/// copies every item for all but one of them.
 #[derive(Clone, Debug)]
 enum Reported {
     Report(Box<EpisodeReport>),
     Features(FeatureEvent),
+    Dimension((String, String)),
+    Candidate(Candidate),
+}
+
+impl Reported {
+    /// The number of [`Reported`] kinds: the report stage's output streams.
+    const KINDS: u64 = 4;
+
+    /// Which of the report stage's output streams this goes to.
+    fn stream(&self) -> u64 {
+        match self {
+            Reported::Report(_) => 0,
+            Reported::Features(_) => 1,
+            Reported::Dimension(_) => 2,
+            Reported::Candidate(_) => 3,
+        }
+    }
+
+    /// An episode's report and what is derived from it: its counted
+    /// dimensions and, when splits are asked for (`candidates` holds their
+    /// `include_degraded`), its training candidate.
+    fn of(report: EpisodeReport, candidates: Option<bool>) -> impl Iterator<Item = Reported> {
+        let dims = dimensions(&report).into_iter().map(Reported::Dimension);
+        let candidate = candidates.and_then(|include_degraded| {
+            let validation = report.validation()?;
+            let quality = report.records.get::<Classify>();
+            Candidate::of(&validation, quality.as_deref(), include_degraded).map(Reported::Candidate)
+        });
+        dims.chain(candidate).chain(std::iter::once(Reported::Report(Box::new(report))))
+    }
 }
 
 /// The (dimension, value) pairs an episode contributes to the corpus counts.
@@ -263,7 +298,7 @@ pub type EpochSink = Arc<dyn Fn(&CorpusState) -> Result<(), String> + Send + Syn
 /// Worker 0's view of the corpus, updated by each epoch's diffs.
 #[derive(Default)]
 struct Gathered {
-    episodes: BTreeMap<IndexKey, Results>,
+    episodes: BTreeMap<IndexKey, Arc<Results>>,
     shard_updates: BTreeMap<usize, ShardUpdate>,
     shard_errors: Vec<String>,
     /// The split facts, when the plan asks for splits.
@@ -276,7 +311,7 @@ struct Gathered {
 }
 
 impl Gathered {
-    fn report(&mut self, report: &EpisodeReport, diff: isize) {
+    fn report(&mut self, report: EpisodeReport, diff: isize) {
         if diff < 0 {
             self.retracted += 1;
             self.episodes.remove(&report.key);
@@ -286,13 +321,16 @@ impl Gathered {
         let worker = self.workers.entry(report.worker).or_default();
         worker.episodes += 1;
         for sample in &report.trace {
-            self.operators.entry(sample.operator.clone()).or_default().add(sample);
+            match self.operators.get_mut(&*sample.operator) {
+                Some(totals) => totals.add(sample),
+                None => self.operators.entry(sample.operator.to_string()).or_default().add(sample),
+            }
             worker.nanos += sample.nanos;
             if sample.operator == Decode::NAME && sample.status != Status::Cached {
                 worker.decoded += 1;
             }
         }
-        self.episodes.insert(report.key.clone(), report.records.clone());
+        self.episodes.insert(report.key, Arc::new(report.records));
     }
 
     /// The corpus after `epoch`, which took `elapsed`; per-epoch tallies
@@ -301,7 +339,7 @@ impl Gathered {
         self.counts.retain(|_, diff| *diff != 0);
         CorpusState {
             epoch,
-            episodes: self.episodes.iter().map(|(key, results)| (key.clone(), results.clone())).collect(),
+            episodes: self.episodes.iter().map(|(key, results)| (key.clone(), Arc::clone(results))).collect(),
             shard_updates: self.shard_updates.clone(),
             shard_errors: std::mem::take(&mut self.shard_errors),
             splits: self.splits.as_ref().map(SplitState::splits).unwrap_or_default(),
@@ -315,21 +353,16 @@ impl Gathered {
     }
 }
 
-/// The split facts of the training candidates among `reports`: every
-/// candidate under one key, so the split operator sees the whole corpus and
-/// its output changes by the facts an arrival or a removal moves.
+/// The split facts of the training `candidates`: every candidate under one
+/// key, so the split operator sees the whole corpus and its output changes
+/// by the facts an arrival or a removal moves.
 fn splits<'scope>(
-    reports: Stream<'scope, u64, Vec<(EpisodeReport, u64, isize)>>,
+    candidates: Stream<'scope, u64, Vec<(Candidate, u64, isize)>>,
     config: SplitConfig,
 ) -> SplitFacts<'scope> {
-    let include_degraded = config.include_degraded;
-    reports
+    candidates
         .as_collection()
-        .flat_map(move |r| {
-            let validation = r.validation()?;
-            let quality = r.records.get::<Classify>();
-            Candidate::of(&validation, quality.as_deref(), include_degraded).map(|c| (0u8, c))
-        })
+        .map(|c| (0u8, c))
         .reduce(move |_, candidates, facts| {
             let candidates = candidates.iter().filter(|(_, n)| *n > 0).map(|(c, _)| (*c).clone()).collect();
             facts.extend(split_facts(&config, candidates).into_iter().map(|fact| (fact, 1)));
@@ -406,12 +439,18 @@ fn execute(
                 episodes = episode_map(episodes, stage.name(), move |w| st.stage(&*stage, w));
             }
             let (st, worker) = (Arc::clone(&steps), scope.index() as u64);
-            let out = report_stage(episodes, retracted, live, move |w| report(w, &st, worker));
+            let candidates = plan_w.splits.as_ref().map(|config| config.include_degraded);
+            let out = report_stage(episodes, retracted, live, candidates, move |w| report(w, &st, worker));
+            let [reports, events, dimensions, candidates] = partition(out);
+            let reports = reports.flat_map(|(o, t, r)| match o {
+                Reported::Report(report) => Some((*report, t, r)),
+                _ => None,
+            });
 
             if let Some(features) = &plan_w.features {
-                let events = out.clone().flat_map(|(o, t, r)| match o {
+                let events = events.flat_map(|(o, t, r)| match o {
                     Reported::Features(event) => Some((event, t, r)),
-                    Reported::Report(_) => None,
+                    _ => None,
                 });
                 let timesteps = plan_w.stages.stage::<Tensor>().map_or(0, |t| t.config.timesteps());
                 feature_sink(events, features, timesteps)
@@ -426,23 +465,28 @@ fn execute(
                     .probe_with(&probe);
             }
 
-            let reports = out.flat_map(|(o, t, r)| match o {
-                Reported::Report(report) => Some((*report, t, r)),
-                Reported::Features(_) => None,
-            });
             reports
-                .clone()
                 .exchange(|_| 0)
-                .inspect(move |(report, _, diff): &(EpisodeReport, u64, isize)| {
-                    if *diff > 0 {
-                        on_episode(report);
+                .unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "gather", move |_, _| {
+                    move |input, _| {
+                        input.for_each(|_, batch| {
+                            for (report, _, diff) in batch.drain(..) {
+                                if diff > 0 {
+                                    on_episode(&report);
+                                }
+                                g.borrow_mut().report(report, diff);
+                            }
+                        })
                     }
-                    g.borrow_mut().report(report, *diff);
                 })
                 .probe_with(&probe);
 
             if let Some(config) = plan_w.splits.clone() {
-                splits(reports.clone(), config)
+                let candidates = candidates.flat_map(|(o, t, r)| match o {
+                    Reported::Candidate(candidate) => Some((candidate, t, r)),
+                    _ => None,
+                });
+                splits(candidates, config)
                     .exchange(|_| 0)
                     .inspect(move |((_, fact), _, diff): &((u8, SplitFact), u64, isize)| {
                         if let Some(state) = &mut sp.borrow_mut().splits {
@@ -452,9 +496,12 @@ fn execute(
                     .probe_with(&probe);
             }
 
-            reports
+            dimensions
+                .flat_map(|(o, t, r)| match o {
+                    Reported::Dimension(dimension) => Some((dimension, t, r)),
+                    _ => None,
+                })
                 .as_collection()
-                .flat_map(|report| dimensions(&report))
                 .count()
                 .inner
                 .exchange(|_| 0)
@@ -520,13 +567,15 @@ fn execute(
 /// the fact that its published rows are kept) with `report`. In a followed
 /// run (`live`) it remembers each report, without its trace, so that a
 /// retracted index entry replays its report with diff -1 and removes its
-/// rows.
+/// rows. With `candidates` (splits asked for) each report also yields its
+/// training candidate; every report yields its counted dimensions.
 fn report_stage<'scope>(
     episodes: Stream<'scope, u64, Vec<(Work<Episode>, u64, isize)>>,
     retractions: Stream<'scope, u64, Vec<(IndexEntry, u64, isize)>>,
     live: bool,
+    candidates: Option<bool>,
     report: impl Fn(Work<Episode>) -> (EpisodeReport, Option<FeatureEvent>) + 'static,
-) -> Stream<'scope, u64, Vec<(Reported, u64, isize)>> {
+) -> ReportedStream<'scope> {
     let mut remembered: HashMap<IndexEntry, EpisodeReport> = HashMap::new();
     episodes.binary(retractions, Pipeline, Pipeline, "report", move |_, _| {
         move |arrivals, retractions, output| {
@@ -539,7 +588,7 @@ fn report_stage<'scope>(
                         remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
                     }
                     session.give_iterator(event.map(|e| (Reported::Features(e), t, r)).into_iter());
-                    session.give((Reported::Report(Box::new(report)), t, r));
+                    session.give_iterator(Reported::of(report, candidates).map(|o| (o, t, r)));
                 }
             });
             retractions.for_each_stamp(|cap, batches| {
@@ -551,11 +600,21 @@ fn report_stage<'scope>(
                             FeatureEvent { key: entry.key, sha256: String::new(), change: FeatureChange::Remove };
                         session.give((Reported::Features(event), t, r));
                     }
-                    session.give((Reported::Report(Box::new(report)), t, r));
+                    session.give_iterator(Reported::of(report, candidates).map(|o| (o, t, r)));
                 }
             });
         }
     })
+}
+
+/// The report stage's output.
+type ReportedStream<'scope> = Stream<'scope, u64, Vec<(Reported, u64, isize)>>;
+
+/// The report stage's output split by kind, moved: reports, feature
+/// events, dimensions, candidates (see [`Reported::stream`]).
+fn partition(out: ReportedStream<'_>) -> [ReportedStream<'_>; 4] {
+    let streams = out.partition(Reported::KINDS, |(o, t, r)| (o.stream(), (o, t, r)));
+    streams.try_into().unwrap_or_else(|_| unreachable!("partition makes Reported::KINDS streams"))
 }
 
 /// One worker's publication of the shards an epoch touched, or why it failed.

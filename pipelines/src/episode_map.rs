@@ -1,20 +1,24 @@
-//! A timely operator that applies a function to each episode, a few per
-//! activation. Yielding every few episodes lets downstream operators consume
-//! those batches before more are decoded, so memory stays flat however many
-//! episodes a worker is handed at once.
+//! A timely operator that applies a function to each episode, for a short
+//! time per activation. Yielding every few milliseconds lets downstream
+//! operators consume those batches before more are decoded, so memory stays
+//! flat however many episodes a worker is handed at once; episodes that cost
+//! microseconds (every result reused) still go through in batches of
+//! hundreds, not one scheduling round each.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-/// Episodes processed per activation before yielding: enough to amortise
-/// scheduling, few enough that a worker holds only a handful of episodes.
-const FUEL: usize = 4;
+/// Time spent per activation before yielding (at least one episode is
+/// processed): long enough to amortise scheduling over cheap episodes, short
+/// enough that a worker holds only a few episodes that took real work.
+const BUDGET: Duration = Duration::from_millis(2);
 
 /// Applies `logic` to every `(data, time, diff)` update of `stream`, keeping time
-/// and diff, processing at most `FUEL` episodes per activation.
+/// and diff, for about [`BUDGET`] per activation.
 pub fn episode_map<'scope, D, D2, F>(
     stream: Stream<'scope, u64, Vec<(D, u64, isize)>>,
     name: &str,
@@ -37,11 +41,12 @@ where
                     }
                 }
             });
-            for _ in 0..FUEL {
-                let Some((cap, (data, time, diff))) = stash.pop_front() else {
-                    break;
-                };
+            let start = Instant::now();
+            while let Some((cap, (data, time, diff))) = stash.pop_front() {
                 output.session(&cap).give((logic(data), time, diff));
+                if start.elapsed() >= BUDGET {
+                    break;
+                }
             }
             if !stash.is_empty() {
                 activator.activate();

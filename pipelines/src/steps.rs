@@ -54,8 +54,10 @@ pub struct Steps {
 pub struct Episode {
     /// sha256 of the archive's bytes.
     pub sha: String,
-    decoded: Option<DecodedEpisode>,
-    aligned: Option<AlignedEpisode>,
+    // Boxed: an episode is moved between operators several times, and an
+    // inline decoded or aligned episode is a large memcpy each time.
+    decoded: Option<Box<DecodedEpisode>>,
+    aligned: Option<Box<AlignedEpisode>>,
     /// Each stage's result, reused or computed.
     pub results: Results,
 }
@@ -211,7 +213,7 @@ impl Steps {
                 return (Ok(ep), Status::Cached);
             }
             if let Some(aligned) = self.cached_aligned(&ep.sha, &entry) {
-                ep.aligned = Some(aligned);
+                ep.aligned = Some(Box::new(aligned));
                 return (Ok(ep), Status::Cached);
             }
             let bytes = match bytes.take().map_or_else(|| self.decode.read_archive(&path), Ok) {
@@ -221,7 +223,7 @@ impl Steps {
             let file = path.display().to_string();
             match self.decode.decode_hashed(&bytes, ep.sha.clone(), entry.key.clone(), entry.sha256.clone(), &file) {
                 Ok(decoded) => {
-                    ep.decoded = Some(decoded);
+                    ep.decoded = Some(Box::new(decoded));
                     (Ok(ep), Status::Computed)
                 }
                 Err(failure) => {
@@ -249,7 +251,7 @@ impl Steps {
     pub fn align(&self, w: Work<Episode>) -> Work<Episode> {
         w.step(Align::NAME, |mut ep| match ep.decoded.take() {
             Some(decoded) => {
-                let aligned = Align.apply(&decoded);
+                let aligned = Box::new(Align.apply(&decoded));
                 if self.store.keeps_results() {
                     if let Ok(bytes) = encode_aligned(&aligned) {
                         self.store.put_blob(self.name(Align::NAME, &ep.sha), &bytes);

@@ -321,7 +321,7 @@ impl Observer for Dashboard {
         if let Some(update) = lock(&self.update).as_mut() {
             update.computed += u64::from(report.trace.iter().any(|s| s.status != Status::Cached));
             for sample in &report.trace {
-                update.operators.entry(sample.operator.clone()).or_default().add(sample);
+                update.operators.entry(sample.operator.to_string()).or_default().add(sample);
             }
         }
     }
