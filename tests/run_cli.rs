@@ -166,6 +166,92 @@ fn nothing_changed_computes_nothing() {
     assert_equals_scratch(&store, &out, &[]);
 }
 
+/// Episodes that went through the dataflow's workers on a run.
+fn through_workers(stats: &Value) -> u64 {
+    stats["per_worker"].as_array().unwrap().iter().map(|w| w["episodes"].as_u64().unwrap()).sum()
+}
+
+/// A run's statistics without what differs between two runs that reuse
+/// everything: times and the workers' lines.
+fn counted(stats: &Value) -> Value {
+    let mut stats = stats.clone();
+    for field in ["wall_s", "corpus_s", "per_worker"] {
+        stats.as_object_mut().unwrap().remove(field);
+    }
+    for op in stats["operators"].as_object_mut().unwrap().values_mut() {
+        op.as_object_mut().unwrap().remove("wall_s");
+    }
+    stats
+}
+
+#[test]
+fn a_run_with_nothing_changed_is_not_run_again_and_any_change_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path(), 24, 45);
+    let out = dir.path().join("out");
+    run(&store, &out, &[]);
+    let memo = out.join("cache/last-run.json");
+    assert!(memo.exists(), "a complete run is remembered");
+    let full = |stats: &Value, why: &str| assert_eq!(through_workers(stats), 24, "{why}: the dataflow ran: {stats}");
+    let fresh = |why: &str| {
+        let stats = run(&store, &out, &[]);
+        assert_eq!(through_workers(&stats), 0, "{why}: nothing went through the dataflow: {stats}");
+        stats
+    };
+
+    // Nothing changed: run.json says what a run through the dataflow says,
+    // but for the times and the workers' lines.
+    let remembered = fresh("nothing changed");
+    std::fs::remove_file(&memo).unwrap();
+    let through = run(&store, &out, &[]);
+    full(&through, "without the memo");
+    assert_eq!(counted(&remembered), counted(&through));
+    fresh("remembered again");
+
+    // An archive rewritten with the same bytes (a new inode): through the
+    // dataflow, every result reused.
+    let (host, episode) = keys_with(&out, &["accepted"]).remove(0);
+    let archive = store.join("episodes").join(&host).join(format!("{episode}.tar.zst"));
+    std::fs::copy(&archive, archive.with_extension("copy")).unwrap();
+    std::fs::rename(archive.with_extension("copy"), &archive).unwrap();
+    let touched = run(&store, &out, &[]);
+    full(&touched, "an archive touched");
+    assert_eq!(counted(&touched), counted(&through));
+    fresh("after the archive");
+
+    // An output deleted comes back.
+    std::fs::remove_file(out.join("quality.parquet")).unwrap();
+    full(&run(&store, &out, &[]), "an output deleted");
+    assert!(out.join("quality.parquet").exists());
+    fresh("after the output");
+
+    // An index line written again (the later row wins: the same entry).
+    let mut index = std::fs::OpenOptions::new().append(true).open(store.join("index.jsonl")).unwrap();
+    std::io::Write::write_all(&mut index, format!("{}\n", index_lines(&store)[0]).as_bytes()).unwrap();
+    full(&run(&store, &out, &[]), "the index rewritten");
+    fresh("after the index");
+
+    // Another configuration, and back.
+    for window in [&["--window-s", "20"][..], &[]] {
+        let changed = run(&store, &out, window);
+        full(&changed, "another window");
+        assert!(computed(&changed, "window") > 0);
+        let again = run(&store, &out, window);
+        assert_eq!(through_workers(&again), 0, "the new configuration remembered");
+    }
+    assert_equals_scratch(&store, &out, &[]);
+
+    // A missing archive fails its episode on every run: such a run is not
+    // remembered, so the next one tries the archive again.
+    std::fs::remove_file(&archive).unwrap();
+    for _ in 0..2 {
+        let missing = run(&store, &out, &[]);
+        full(&missing, "an archive missing");
+        assert_eq!(counts(&missing, "decode").2, 1, "{missing}");
+    }
+    assert!(!memo.exists());
+}
+
 #[test]
 fn a_new_window_length_recomputes_only_windows_and_tensors() {
     // Episodes of 180 s, as the lab's: the window change reads every one

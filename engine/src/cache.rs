@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! files.jsonl                               archive identity → sha256 (append-only)
+//! last-run.json                             the last complete run (crate::run_memo)
 //! <operator>/<fingerprint>/records.jsonl    small results: "<key>\t<json>" lines (append-only)
 //! <operator>/<fingerprint>/<sha[..2]>/<sha>.bin     large results, one file each
 //!                                           (`.arrow` before issue 28: still read)

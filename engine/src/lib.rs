@@ -29,6 +29,7 @@ mod job;
 pub mod observer;
 pub mod prune;
 mod publish;
+mod run_memo;
 mod snapshot;
 pub mod stats;
 pub mod training;

@@ -143,24 +143,38 @@ impl Publisher {
 
     /// Trains and evaluates the models when the run asks for them, and
     /// writes `run.json` with `stats`, which it returns.
-    pub fn finish(&self, mut stats: RunStats, start: Instant) -> Result<RunStats> {
-        let out = &self.out;
-        if let Some(models) = &self.models {
-            let dirs = Dirs::of(out);
-            let never = AtomicBool::new(false);
-            let (trained, totals) = training::train(&dirs, &models.train, self.workers, &never, &*self.observer);
-            stats.operators.insert("train".into(), totals);
-            stats.models = trained;
-            if let Some(eval) = &models.eval {
-                let (evals, totals) = evaluation::evaluate(&dirs, &models.train.splits, eval, &*self.observer);
-                stats.operators.insert("eval".into(), totals);
-                stats.evals = evals;
-            }
-            stats.wall_s = start.elapsed().as_secs_f64();
-        }
-        write_run_json(out, &stats)?;
-        Ok(stats)
+    pub fn finish(&self, stats: RunStats, start: Instant) -> Result<RunStats> {
+        finish(&self.out, self.models.as_ref(), self.workers, &*self.observer, stats, start)
     }
+}
+
+/// Trains and evaluates `models` (on `workers` threads) from the outputs
+/// under `out`, when a run asks for them, and writes `run.json` with
+/// `stats` — the corpus's, completed with the models' — which it returns.
+/// `start`: when the run began.
+pub(crate) fn finish(
+    out: &Path,
+    models: Option<&Downstream>,
+    workers: usize,
+    observer: &dyn Observer,
+    mut stats: RunStats,
+    start: Instant,
+) -> Result<RunStats> {
+    if let Some(models) = models {
+        let dirs = Dirs::of(out);
+        let never = AtomicBool::new(false);
+        let (trained, totals) = training::train(&dirs, &models.train, workers, &never, observer);
+        stats.operators.insert("train".into(), totals);
+        stats.models = trained;
+        if let Some(eval) = &models.eval {
+            let (evals, totals) = evaluation::evaluate(&dirs, &models.train.splits, eval, observer);
+            stats.operators.insert("eval".into(), totals);
+            stats.evals = evals;
+        }
+        stats.wall_s = start.elapsed().as_secs_f64();
+    }
+    write_run_json(out, &stats)?;
+    Ok(stats)
 }
 
 /// Writes `run.json` atomically.

@@ -5,12 +5,12 @@ use epiflow_models::eval::EvalRun;
 use epiflow_models::sink::{ModelRun, Status};
 use epiflow_operators::fingerprint::Fingerprint;
 use epiflow_pipelines::corpus::{OperatorTotals, WorkerTotals};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One operator's counts over a run. `wall_s` is time spent inside the operator,
 /// summed over workers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OperatorStats {
     /// Episodes whose result it computed.
     pub computed: u64,
@@ -54,7 +54,7 @@ impl OperatorStats {
 }
 
 /// What one dataflow worker did over a run: whether the work was spread.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
     /// The worker's index across all processes (process `p` of `n` with
     /// `w` workers each holds `p * w .. (p + 1) * w`).
@@ -74,8 +74,9 @@ impl WorkerStats {
     }
 }
 
-/// The statistics of one run, as written to `run.json`.
-#[derive(Clone, Debug, Default, Serialize)]
+/// The statistics of one run, as written to `run.json`; read back (without
+/// the models' parts) from the memo of the last run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunStats {
     /// The command that ran (`validate`, `features`, `run`, `train`, `watch`).
     pub command: String,
@@ -113,18 +114,18 @@ pub struct RunStats {
     /// Malformed index lines skipped.
     pub index_problems: usize,
     /// Recipes that could not be split, and why (also in `splits/<recipe>.json`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub split_errors: BTreeMap<String, String>,
     /// The models the run trained or found cached (none unless asked for).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub models: Vec<ModelRun>,
     /// The splits the run evaluated (or found current), with their reports.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", skip_deserializing)]
     pub evals: Vec<EvalRun>,
     /// A followed job (`watch`, `serve`) training in the background: where
     /// each model (`recipe/arch-channels`) stands against the latest
     /// publication.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", skip_deserializing)]
     pub model_states: BTreeMap<String, ModelState>,
 }
 

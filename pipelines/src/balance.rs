@@ -21,6 +21,7 @@
 //! loaded worker. A retraction goes where its entry went, where the
 //! episode's report is remembered.
 
+use crate::parallel::map_in_order;
 use crate::sinks::features::shard_of;
 use epiflow_operators::archive::archive_path;
 use epiflow_operators::index::IndexEntry;
@@ -108,21 +109,7 @@ impl Balancer {
     /// core: a `stat` per archive, serial, held the first episodes back by
     /// a tenth of a second at 16,000 episodes.
     fn weigh_all(&self, entries: &[(IndexEntry, isize)]) -> Vec<u64> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (entries.len() / WEIGHED_PER_THREAD).clamp(1, cores);
-        let weigh =
-            |chunk: &[(IndexEntry, isize)]| chunk.iter().map(|(entry, _)| (self.weigh)(entry)).collect::<Vec<_>>();
-        if threads == 1 {
-            return weigh(entries);
-        }
-        let chunks = entries.chunks(entries.len().div_ceil(threads));
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = chunks.map(|chunk| scope.spawn(move || weigh(chunk))).collect();
-            parts
-                .into_iter()
-                .flat_map(|part| part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect()
-        })
+        map_in_order(entries, WEIGHED_PER_THREAD, |(entry, _)| (self.weigh)(entry))
     }
 
     /// Gives each shard without a worker one: heaviest shard first, on the

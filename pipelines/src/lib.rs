@@ -17,6 +17,7 @@ pub mod index_watch;
 pub mod lineage;
 pub mod normalise;
 pub mod output;
+pub mod parallel;
 pub mod record_codec;
 pub mod results;
 pub mod sinks;
