@@ -116,6 +116,15 @@ fn every_architecture_learns_both_channel_sets_repeatably_and_retrains_only_what
     assert!(statuses(&second).values().all(|s| s == "cached"), "{:?}", statuses(&second));
     assert_eq!(second["operators"]["train"]["cached"], 12);
     assert_eq!(second["operators"]["train"]["computed"], 0);
+    // Nor was the corpus run again, then or after the models' sinks looked.
+    let through = |stats: &Value| -> u64 {
+        stats["per_worker"].as_array().unwrap().iter().map(|w| w["episodes"].as_u64().unwrap()).sum()
+    };
+    assert_eq!(through(&second), 0, "the dataflow is not started: {second}");
+    let third: Value =
+        serde_json::from_str(&epiflow_ok(&["run", "--store", s, "--out", o, "--split", "host", "--json", "-q"], 0))
+            .unwrap();
+    assert_eq!((through(&third), &third["operators"]["train"]["cached"]), (0, &12.into()));
 
     // The same seed again, on one worker: the same weights, byte for byte,
     // and the same cards but for how long training took.

@@ -13,6 +13,7 @@
 //! each episode's results are still reused one by one. A run that failed on
 //! an episode is not remembered, so its next run tries again.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::stats::{RunStats, WorkerStats};
 use epiflow_operators::archive::archive_path;
@@ -47,16 +48,19 @@ pub(crate) struct Inputs {
     pub archives: Option<String>,
 }
 
+/// The configuration's sections a corpus run does not read: the models'
+/// (whose sinks remember their own inputs) and `watch`'s. Every other
+/// section, a future one included, is part of a run's settings.
+const NOT_READ: [&str; 3] = ["train", "eval", "watch"];
+
 /// The settings part of a run's [`Inputs`]: `None` when the program's own
 /// file cannot be `stat`ed (a rebuilt program might then go unnoticed).
-pub(crate) fn settings(
-    config: &impl Serialize,
-    lineage: &Lineage,
-    cluster: (usize, usize),
-    store: &Path,
-) -> Option<String> {
+pub(crate) fn settings(config: &Config, lineage: &Lineage, cluster: (usize, usize), store: &Path) -> Option<String> {
     let program = FileIdentity::of(&std::env::current_exe().ok()?)?;
-    let config = serde_json::to_vec(config).ok()?;
+    let mut config = serde_json::to_value(config).ok()?;
+    for section in NOT_READ {
+        config.as_object_mut()?.remove(section);
+    }
     let lineage: Vec<u8> = lineage
         .names()
         .flat_map(|name| [name.as_bytes(), &lineage.get(name).map_or([0; 16], |f| f.0)].concat())
@@ -64,7 +68,7 @@ pub(crate) fn settings(
     let parts: [&[u8]; 7] = [
         &VERSION.to_le_bytes(),
         &serde_json::to_vec(&program).ok()?,
-        &config,
+        &serde_json::to_vec(&config).ok()?,
         &lineage,
         &(cluster.0 as u64).to_le_bytes(),
         &(cluster.1 as u64).to_le_bytes(),
@@ -234,6 +238,30 @@ mod tests {
             std::fs::write(out.path().join(file), file).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn settings_follow_what_the_corpus_reads_and_not_the_models_sections() {
+        let of = |config: &Config| {
+            let stages = config.stages(&epiflow_pipelines::stages::Registry::standard()).unwrap();
+            settings(config, &Lineage::of(&config.decode(), &stages), (2, 1), Path::new("store")).unwrap()
+        };
+        let base = Config::default();
+        let mut models = base.clone();
+        models.train.memory_mb += 1;
+        models.eval.resamples += 1;
+        models.watch.poll_ms += 1;
+        assert_eq!(of(&models), of(&base));
+        let mut shards = base.clone();
+        shards.features.shards += 1;
+        assert_ne!(of(&shards), of(&base));
+        let mut window = base.clone();
+        window.stages.insert("window".into(), toml::toml! { window_s = 20.0 }.into());
+        assert_ne!(of(&window), of(&base));
+        let stages = base.stages(&epiflow_pipelines::stages::Registry::standard()).unwrap();
+        let lineage = Lineage::of(&base.decode(), &stages);
+        assert_ne!(settings(&base, &lineage, (1, 1), Path::new("store")), Some(of(&base)), "another cluster");
+        assert_ne!(settings(&base, &lineage, (2, 1), Path::new("other")), Some(of(&base)), "another store");
     }
 
     #[test]

@@ -585,7 +585,14 @@ fn report_stage<'scope>(
                     let entry = live.then(|| w.entry.clone());
                     let (report, event) = report(w);
                     if let Some(entry) = entry {
-                        remembered.insert(entry, EpisodeReport { trace: Vec::new(), ..report.clone() });
+                        let kept = EpisodeReport {
+                            key: report.key.clone(),
+                            records: report.records.clone(),
+                            windows: report.windows,
+                            trace: Vec::new(),
+                            worker: report.worker,
+                        };
+                        remembered.insert(entry, kept);
                     }
                     session.give_iterator(event.map(|e| (Reported::Features(e), t, r)).into_iter());
                     session.give_iterator(Reported::of(report, candidates).map(|o| (o, t, r)));
