@@ -100,22 +100,52 @@ impl Operator for Tensor {
     fn apply(&self, ep: &AlignedEpisode) -> TensorFeatures {
         let windows = self.config.window.windows(ep);
         let steps = self.config.timesteps();
-        let mut x = vec![0.0; windows.len() * N_CHANNELS * steps];
+        let width = N_CHANNELS * steps;
+        let mut x = vec![0.0; windows.len() * width];
         let mut mask = vec![false; x.len()];
-        // Where each channel's points at or after the window start begin.
+        // Per channel: where its points at or after the window start begin,
+        // and where they stood at the end of the window before.
         let mut cursors = vec![0; ep.channels.len()];
-        let mut edges = Vec::with_capacity(steps + 1);
-        let mut cells = x.chunks_exact_mut(steps.max(1)).zip(mask.chunks_exact_mut(steps.max(1)));
-        for &start in &windows.starts {
+        let mut ends = vec![0; ep.channels.len()];
+        let (mut edges, mut before) = (Vec::with_capacity(steps + 1), Vec::with_capacity(steps + 1));
+        for (w, &start) in windows.starts.iter().enumerate() {
             edges.clear();
             edges.extend((0..=steps).map(|i| start + i as f64 / self.config.tensor.hz));
-            for ((series, cursor), (x, mask)) in ep.channels.iter().zip(&mut cursors).zip(&mut cells) {
-                *cursor = skip_before(&series.t, *cursor, start);
-                self.fill_bins(series, *cursor, &edges, x, mask);
+            // Overlapping windows share bins: a bin whose two edges are those
+            // of a bin of the window before, bit for bit, holds the same
+            // points and the same hold, so its cells are copied, not swept.
+            let shift = overlap(&before, &edges);
+            let kept = shift.map_or(0, |shift| steps - shift);
+            for (c, series) in ep.channels.iter().enumerate().take(N_CHANNELS) {
+                let channel = w * width + c * steps;
+                cursors[c] = skip_before(&series.t, cursors[c], start);
+                let from = match shift {
+                    Some(shift) => {
+                        let earlier = channel - width + shift;
+                        x.copy_within(earlier..earlier + kept, channel);
+                        mask.copy_within(earlier..earlier + kept, channel);
+                        ends[c]
+                    }
+                    None => cursors[c],
+                };
+                let (x, mask) = (&mut x[channel + kept..channel + steps], &mut mask[channel + kept..channel + steps]);
+                ends[c] = self.fill_bins(series, from, &edges[kept..], x, mask);
             }
+            std::mem::swap(&mut edges, &mut before);
         }
         TensorFeatures { windows, timesteps: steps, x, mask }
     }
+}
+
+/// How many bins `edges` starts after `before` when the bins they share
+/// have the same edges bit for bit (and at least one bin is shared); `None`
+/// otherwise.
+fn overlap(before: &[f64], edges: &[f64]) -> Option<usize> {
+    let first = edges.first()?.to_bits();
+    let shift = before.iter().position(|e| e.to_bits() == first)?;
+    let shared = before.len() - shift;
+    let same = before[shift..].iter().zip(edges).all(|(a, b)| a.to_bits() == b.to_bits());
+    (shared >= 2 && shift > 0 && same).then_some(shift)
 }
 
 impl Tensor {
@@ -140,7 +170,8 @@ impl Tensor {
     /// consecutive `edges`) from its points, of which those from index `k` on
     /// are not before the first edge: one forward sweep over the sorted points.
     /// Cells start as 0 / false, which is what a bin with nothing to show keeps.
-    fn fill_bins(&self, series: &Series, mut k: usize, edges: &[f64], x: &mut [f32], mask: &mut [bool]) {
+    /// Returns where the points at or after the last edge begin.
+    fn fill_bins(&self, series: &Series, mut k: usize, edges: &[f64], x: &mut [f32], mask: &mut [bool]) -> usize {
         let (t, v) = (&series.t[..series.v.len()], &series.v[..]);
         for ((bin, x), present) in edges.windows(2).zip(x).zip(mask) {
             let (lo, hi) = (bin[0], bin[1]);
@@ -161,6 +192,7 @@ impl Tensor {
                 }
             }
         }
+        k
     }
 
     /// Tensors straight from archive bytes, without shards or a dataflow: the
@@ -208,6 +240,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Each window swept whole, as before overlapping windows shared bins.
+    fn swept(tensor: &Tensor, ep: &AlignedEpisode) -> TensorFeatures {
+        let windows = tensor.config.window.windows(ep);
+        let steps = tensor.config.timesteps();
+        let mut x = vec![0.0; windows.len() * N_CHANNELS * steps];
+        let mut mask = vec![false; x.len()];
+        let mut cells = x.chunks_exact_mut(steps).zip(mask.chunks_exact_mut(steps));
+        for &start in &windows.starts {
+            let edges: Vec<f64> = (0..=steps).map(|i| start + i as f64 / tensor.config.tensor.hz).collect();
+            for (series, (x, mask)) in ep.channels.iter().zip(&mut cells) {
+                tensor.fill_bins(series, skip_before(&series.t, 0, start), &edges, x, mask);
+            }
+        }
+        TensorFeatures { windows, timesteps: steps, x, mask }
+    }
+
+    #[test]
+    fn shared_bins_are_the_bins_a_whole_sweep_gives_bit_for_bit() {
+        let mut ep = crate::test_support::aligned_from(&seed_episode(60.0, &SEED_PHASES, 100.0, false));
+        // Irregular points: gaps longer than the hold, repeated times, points
+        // on bin edges (multiples of 0.25 s) and between them, NaN values.
+        let mut rng = crate::rng::SplitMix64::new(7);
+        let mut uniform = move || rng.below(1 << 20) as f64 / (1 << 20) as f64;
+        for series in &mut ep.channels {
+            let mut t = 0.0;
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            while t < 60.0 {
+                ts.push(t);
+                vs.push(if uniform() < 0.02 { f64::NAN } else { uniform() * 100.0 });
+                t += match uniform() {
+                    u if u < 0.1 => 0.0,
+                    u if u < 0.2 => 3.0,
+                    u if u < 0.6 => 0.25,
+                    u => u * 0.4,
+                };
+            }
+            *series = Series { t: ts, v: vs };
+        }
+        let mut shared = 0;
+        for (window_s, stride_s, hz) in
+            [(10.0, 5.0, 2.0), (20.0, 5.0, 2.0), (10.0, 2.5, 4.0), (7.3, 1.1, 3.0), (10.0, 3.0, 0.7), (6.0, 0.3, 10.0)]
+        {
+            let mut tensor = Tensor::default();
+            tensor.config.window.window_s = window_s;
+            tensor.config.window.stride_s = stride_s;
+            tensor.config.tensor.hz = hz;
+            let (fast, whole) = (tensor.apply(&ep), swept(&tensor, &ep));
+            assert!(!whole.windows.starts.is_empty());
+            let bits = |f: &TensorFeatures| f.x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&whole), "{window_s} s every {stride_s} s at {hz} Hz");
+            assert_eq!(fast.mask, whole.mask, "{window_s} s every {stride_s} s at {hz} Hz");
+            let mut edges = Vec::new();
+            for &start in &fast.windows.starts {
+                let next: Vec<f64> = (0..=fast.timesteps).map(|i| start + i as f64 / hz).collect();
+                shared += overlap(&edges, &next).is_some() as usize;
+                edges = next;
+            }
+        }
+        assert!(shared > 20, "most configurations share bins: {shared} windows did");
     }
 
     #[test]
