@@ -22,7 +22,7 @@ use crate::observer::{Observer, Part};
 use crate::publish::{self, Downstream, Publisher};
 use crate::run_memo::{self, Inputs, Remembered};
 use crate::stats::RunStats;
-use epiflow_operators::index::{parse_index, read_index, IndexEntry};
+use epiflow_operators::index::{parse_index, IndexEntry};
 use epiflow_pipelines::corpus::{run as run_dataflow, CorpusPlan, CorpusState, EpisodeReport};
 use epiflow_pipelines::lineage::Lineage;
 use epiflow_pipelines::results::NoStore;
@@ -246,14 +246,13 @@ impl Job {
             // Nobody waits when no memo was found.
             let _ = digest.try_send(index.clone());
         }
-        let scan = parse_index(&bytes, &path.display().to_string());
-        observer.index_problems(&scan.problems);
+        let (entries, problems) = parse_entries(&bytes, &path, observer);
         let inputs = settings.zip(index).map(|(settings, index)| Inputs {
             settings: settings.to_string(),
             index,
-            archives: run_memo::archives(&self.episodes_root(), &scan.entries),
+            archives: run_memo::archives(&self.episodes_root(), &entries),
         });
-        Ok(IndexRead { entries: scan.entries, problems: scan.problems.len(), inputs })
+        Ok(IndexRead { entries, problems, inputs })
     }
 
     /// The sinks after the corpus that `mode` runs: the models of `[train]
@@ -363,9 +362,16 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
 /// Reads the index, telling `observer` of each malformed line; returns the
 /// entries and how many lines were skipped.
 pub(crate) fn read_entries(index_path: &Path, observer: &dyn Observer) -> Result<(Vec<IndexEntry>, usize)> {
-    let scan = read_index(index_path).map_err(|e| Error::io("cannot read index", index_path, e))?;
+    let bytes = std::fs::read(index_path).map_err(|e| Error::io("cannot read index", index_path, e))?;
+    Ok(parse_entries(&bytes, index_path, observer))
+}
+
+/// The entries of the index's `bytes` read from `index_path`, telling
+/// `observer` of each malformed line, and how many lines were skipped.
+fn parse_entries(bytes: &[u8], index_path: &Path, observer: &dyn Observer) -> (Vec<IndexEntry>, usize) {
+    let scan = parse_index(bytes, &index_path.display().to_string());
     observer.index_problems(&scan.problems);
-    Ok((scan.entries, scan.problems.len()))
+    (scan.entries, scan.problems.len())
 }
 
 /// Runs `plan` over `entries` once, telling `observer` of each episode.
