@@ -160,8 +160,12 @@ pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
     for_lanes(t, v, |lane, a, b| {
         sum_t[lane] += a;
         sum_v[lane] += b;
-        min[lane] = min[lane].min(b);
-        max[lane] = max[lane].max(b);
+        // What `f64::min` / `max` gave here, without their NaN checks: the
+        // extreme so far starts infinite and only ever takes a value that
+        // compared below or above it, so it is never NaN; on ties (±0) it
+        // is kept, as before. One `minpd` / `maxpd` each.
+        min[lane] = if b < min[lane] { b } else { min[lane] };
+        max[lane] = if b > max[lane] { b } else { max[lane] };
     });
     let (t_mean, mean) = (sum_t.iter().sum::<f64>() / n, sum_v.iter().sum::<f64>() / n);
     let (min, max) = (min.into_iter().fold(f64::INFINITY, f64::min), max.into_iter().fold(f64::NEG_INFINITY, f64::max));

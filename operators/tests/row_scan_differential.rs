@@ -3,7 +3,9 @@
 //! scan as with serde alone. Lines are rows of the four sources with their
 //! fields reordered, repeated, nested, spaced and garbled: extra keys with
 //! nested values, exponents, negative zero, huge integers, escapes in keys
-//! and strings, NaN tokens, truncation, bytes that are not UTF-8.
+//! and strings, NaN tokens, truncation, bytes that are not UTF-8. Lines also
+//! come in runs, each row its predecessor edited, so that the scan's
+//! prediction of repeated values is tried against serde row by row.
 
 use epiflow_operators::decode::parse_telemetry;
 use epiflow_operators::rows::scan::RowScanner;
@@ -184,41 +186,161 @@ fn line() -> BoxedStrategy<Vec<u8>> {
                 let at = spacing as usize % (members.len() + 1);
                 members.insert(at, ("t_wall_ns".to_string(), t));
             }
-            let mut state = spacing | 1;
-            let mut space = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                match state % 16 {
-                    0 => " ",
-                    1 => "\t",
-                    2 => "  ",
-                    3 => "\r",
-                    4 => "\n",
-                    _ => "",
+            damaged(render(&members, spacing), &damage)
+        })
+        .boxed()
+}
+
+/// A row's text: its members in order, with white space between tokens
+/// drawn from `spacing` (the same seed spaces the same members alike).
+fn render(members: &[(String, String)], spacing: u64) -> Vec<u8> {
+    let mut state = spacing | 1;
+    let mut space = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        match state % 16 {
+            0 => " ",
+            1 => "\t",
+            2 => "  ",
+            3 => "\r",
+            4 => "\n",
+            _ => "",
+        }
+    };
+    let mut text = String::from(space());
+    text.push('{');
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text += &format!("{}\"{k}\"{}:{}{v}{}", space(), space(), space(), space());
+    }
+    text.push('}');
+    text.push_str(space());
+    text.into_bytes()
+}
+
+fn damaged(mut bytes: Vec<u8>, damage: &Damage) -> Vec<u8> {
+    match *damage {
+        Damage::None => {}
+        Damage::Truncate(i) => bytes.truncate(i % (bytes.len() + 1)),
+        Damage::Replace(i, b) => {
+            let i = i % bytes.len();
+            bytes[i] = b;
+        }
+        Damage::Insert(i, b) => bytes.insert(i % (bytes.len() + 1), b),
+    }
+    bytes
+}
+
+/// A member as telemetry writes it: a registry field with a plain number,
+/// an object of them, a list, or an ignored key with a string, a literal or
+/// a list of process records.
+fn plain_field() -> BoxedStrategy<(String, String)> {
+    let plain_number = prop_oneof![3 => any::<u32>().prop_map(|v| v.to_string()), 1 => (0u32..10_000, 0u32..100).prop_map(|(a, b)| format!("{a}.{b:02}"))];
+    let procs = prop::collection::vec(("[a-z]{1,8}", any::<u16>()), 0..4).prop_map(|ps| {
+        let ps: Vec<String> =
+            ps.iter().map(|(n, pid)| format!(r#"{{"pid": {pid}, "name": "{n}", "cpu_pct": 0.1}}"#)).collect();
+        format!("[{}]", ps.join(", "))
+    });
+    prop_oneof![
+        6 => (prop::sample::select(NUM_FIELDS).prop_map(String::from), plain_number.clone()),
+        1 => plain_number.clone().prop_map(|v| ("t_wall_ns".to_string(), v)),
+        1 => prop::collection::vec(plain_number.clone(), 5).prop_map(|v| (
+            "cpu_total_jiffies".to_string(),
+            format!(r#"{{"user": {}, "system": {}, "idle": {}, "iowait": {}, "softirq": {}}}"#, v[0], v[1], v[2], v[3], v[4]),
+        )),
+        1 => prop::collection::vec(plain_number, 3).prop_map(|v| ("load_1m_5m_15m".to_string(), format!("[{}]", v.join(", ")))),
+        1 => procs.clone().prop_map(|p| ("top_procs".to_string(), p)),
+        1 => procs.prop_map(|p| ("listen_ports".to_string(), p)),
+        2 => (key(), prop::sample::select(vec![r#""guest_agent""#, "true", "false", "null", r#""é""#, "123456789012"]).prop_map(String::from)),
+    ]
+    .boxed()
+}
+
+/// How one row of a member differs from the row before.
+#[derive(Clone, Debug)]
+enum Edit {
+    /// The same members.
+    Same,
+    /// A member's value replaced.
+    Value(usize, String),
+    /// A member's value with a digit or a word after it (`12` → `120`, `true` → `truex`).
+    Longer(usize, char),
+    /// A member's value one byte shorter (`123` → `12`).
+    Shorter(usize),
+    /// Two members swap places.
+    Swap(usize, usize),
+    /// A member goes.
+    Remove(usize),
+    /// A member comes (again, if it is there already).
+    Add(usize, (String, String)),
+    /// This row only is damaged.
+    Damaged(Damage),
+}
+
+fn edit() -> BoxedStrategy<Edit> {
+    prop_oneof![
+        6 => Just(Edit::Same),
+        6 => (any::<usize>(), plain_field()).prop_map(|(i, (_, v))| Edit::Value(i, v)),
+        1 => (any::<usize>(), num_value()).prop_map(|(i, v)| Edit::Value(i, v)),
+        1 => (any::<usize>(), prop::sample::select(vec!['0', '7', '.', 'e', 'x', ' '])).prop_map(|(i, c)| Edit::Longer(i, c)),
+        1 => any::<usize>().prop_map(Edit::Shorter),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Edit::Swap(i, j)),
+        1 => any::<usize>().prop_map(Edit::Remove),
+        1 => (any::<usize>(), plain_field()).prop_map(|(i, f)| Edit::Add(i, f)),
+        1 => (any::<usize>(), field()).prop_map(|(i, f)| Edit::Add(i, f)),
+        2 => damage().prop_map(Edit::Damaged),
+    ]
+    .boxed()
+}
+
+/// The rows of one member: a first row, then each row the one before it
+/// edited, so that most values repeat at their place, as telemetry's do.
+fn run() -> BoxedStrategy<Vec<Vec<u8>>> {
+    (prop::collection::vec(plain_field(), 1..10), any::<u64>(), prop::collection::vec(edit(), 1..60))
+        .prop_map(|(mut members, spacing, edits)| {
+            // A first row serde reads: no key twice.
+            let mut keys = std::collections::HashSet::new();
+            members.retain(|(k, _)| keys.insert(k.clone()));
+            let mut lines = vec![render(&members, spacing)];
+            for e in edits {
+                let n = members.len().max(1);
+                let mut damage = Damage::None;
+                match e {
+                    Edit::Same => {}
+                    Edit::Value(i, v) => {
+                        if let Some(m) = members.get_mut(i % n) {
+                            m.1 = v;
+                        }
+                    }
+                    Edit::Longer(i, c) => {
+                        if let Some(m) = members.get_mut(i % n) {
+                            m.1.push(c);
+                        }
+                    }
+                    Edit::Shorter(i) => {
+                        if let Some(m) = members.get_mut(i % n) {
+                            m.1.pop();
+                        }
+                    }
+                    Edit::Swap(i, j) => {
+                        if !members.is_empty() {
+                            members.swap(i % n, j % n);
+                        }
+                    }
+                    Edit::Remove(i) => {
+                        if !members.is_empty() {
+                            members.remove(i % n);
+                        }
+                    }
+                    Edit::Add(i, f) => members.insert(i % (members.len() + 1), f),
+                    Edit::Damaged(d) => damage = d,
                 }
-            };
-            let mut text = String::from(space());
-            text.push('{');
-            for (i, (k, v)) in members.iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                text += &format!("{}\"{k}\"{}:{}{v}{}", space(), space(), space(), space());
+                lines.push(damaged(render(&members, spacing), &damage));
             }
-            text.push('}');
-            text.push_str(space());
-            let mut bytes = text.into_bytes();
-            match damage {
-                Damage::None => {}
-                Damage::Truncate(i) => bytes.truncate(i % (bytes.len() + 1)),
-                Damage::Replace(i, b) => {
-                    let i = i % bytes.len();
-                    bytes[i] = b;
-                }
-                Damage::Insert(i, b) => bytes.insert(i % (bytes.len() + 1), b),
-            }
-            bytes
+            lines
         })
         .boxed()
 }
@@ -270,4 +392,39 @@ fn the_scan_and_serde_agree_on_hostile_lines() {
         accepted > 10_000 && rejected > 10_000 && scanned > 7_500,
         "{accepted} read ({scanned} by the scan), {rejected} refused"
     );
+}
+
+/// One scanner reads each member's rows in order, as decode does, and
+/// predicts the values that repeat from the row before: rows whose values
+/// repeat, grow, shrink, move, vanish, come back twice or break must still
+/// read as serde reads them, row by row.
+#[test]
+fn the_scan_and_serde_agree_on_rows_that_repeat_their_values() {
+    let (lines, scanned) = (Cell::new(0u32), Cell::new(0u32));
+    let config = Config { cases: 3_000, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    runner
+        .run(&run(), |rows| {
+            let mut scanner = RowScanner::default();
+            for (k, line) in rows.iter().enumerate() {
+                let serde = outcome(line, None);
+                let scan = outcome(line, Some(&mut scanner));
+                if scan != serde {
+                    let before: Vec<_> = rows[..k].iter().map(|l| String::from_utf8_lossy(l)).collect();
+                    return Err(TestCaseError::fail(format!(
+                        "row {k}: {}\n  scan:  {scan}\n  serde: {serde}\n  rows before: {before:#?}",
+                        String::from_utf8_lossy(line)
+                    )));
+                }
+                lines.set(lines.get() + 1);
+                if RowScanner::default().scan_into(line, &mut Default::default()) {
+                    scanned.set(scanned.get() + 1);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (lines, scanned) = (lines.get(), scanned.get());
+    println!("{lines} rows, {scanned} answered by the scan");
+    assert!(scanned > lines / 4, "{scanned} of {lines} rows answered by the scan");
 }

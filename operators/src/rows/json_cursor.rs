@@ -317,6 +317,19 @@ impl<'a> Cursor<'a> {
         self.i - start
     }
 
+    /// Whether the line holds `value` here, followed by what may follow a
+    /// value in an object (a comma, its `}` or white space), so that a number
+    /// or a literal there is no longer than `value`.
+    pub(super) fn value_at(&self, value: &[u8]) -> bool {
+        let end = self.i + value.len();
+        let same = match value.len() {
+            // A call to `memcmp` costs more than the comparison of a short value.
+            ..=16 => starts_with_at(self.s, self.i, value),
+            _ => self.s.get(self.i..end) == Some(value),
+        };
+        same && matches!(self.s.get(end), Some(b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+    }
+
     /// Whether the line holds `key` here, compared eight bytes at a time
     /// (keys are short: a call to `memcmp` costs more than the comparison).
     #[inline]

@@ -268,7 +268,7 @@ pub struct KvmStats {
 /// One telemetry line of any source. Every field is optional; `t_wall_ns` must be
 /// an integer when present (a float or a string makes the line unparseable, as the
 /// contract requires an integer timestamp).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct TelemetryRow {
     /// CLOCK_REALTIME of the sample: the one time every source is aligned on.

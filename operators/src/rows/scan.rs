@@ -4,8 +4,12 @@
 //! rows of one member share their shape): the row's own, and those of each
 //! kind of object in it (`cpu_total_jiffies`, each interface of `net`, ...),
 //! so a key is compared eight bytes at a time instead of scanned and
-//! looked up. The JSON itself is read by `super::json_cursor`.
-//! BENCHMARKS.md has its speed against serde_json, sonic-rs and simd-json.
+//! looked up. Values of the row's own members are predicted too: a member
+//! whose bytes repeat the row before's at the same place (a source name, a
+//! total, a process list that did not change) is stepped over and its
+//! field copied, not read again ([`Remembered`]). The JSON itself is read
+//! by `super::json_cursor`. BENCHMARKS.md has its speed against serde_json,
+//! sonic-rs and simd-json, and `examples/scan_lines.rs` measures it alone.
 //!
 //! It must never give another answer than
 //! `serde_json::from_str::<TelemetryRow>`, so it answers only when it is
@@ -45,44 +49,54 @@ const KVM: usize = 4;
 const IFACES: usize = 5;
 const DEVICES: usize = 6;
 
-const ROW_FIELDS: &[&[u8]] = &[
-    b"t_wall_ns",
-    b"cpu_user_jiffies",
-    b"cpu_sys_jiffies",
-    b"rss_bytes",
-    b"vsize_bytes",
-    b"io_read_bytes",
-    b"io_write_bytes",
-    b"voluntary_ctxsw",
-    b"involuntary_ctxsw",
-    b"minor_faults",
-    b"major_faults",
-    b"cpu_total_jiffies",
-    b"load_1m_5m_15m",
-    b"mem_available_bytes",
-    b"mem_buffers_bytes",
-    b"mem_cached_bytes",
-    b"swap_used_bytes",
-    b"net",
-    b"listen_ports",
-    b"top_procs",
-    b"blockstats",
-    b"kvm_stats",
-    b"bucket_ms",
-    b"pkts_in",
-    b"pkts_out",
-    b"bytes_in",
-    b"bytes_out",
-    b"syn_count",
-    b"fin_count",
-    b"rst_count",
-    b"udp_count",
-    b"tcp_count",
-    b"dns_query_count",
-    b"tcp_new_flows",
-    b"unique_dst_ips",
-    b"unique_dst_ports",
-];
+/// Declares the row's fields in one list: their names ([`ROW_FIELDS`], in
+/// the order of [`Scan::row_field`]'s arms) and, for a value predicted from
+/// the row before, how each is copied from that row ([`COPY_FIELD`]).
+macro_rules! row_fields {
+    ($($field:ident),* $(,)?) => {
+        const ROW_FIELDS: &[&[u8]] = &[$(stringify!($field).as_bytes()),*];
+        const COPY_FIELD: &[fn(&TelemetryRow, &mut TelemetryRow)] = &[$(|from, to| to.$field = from.$field),*];
+    };
+}
+
+row_fields!(
+    t_wall_ns,
+    cpu_user_jiffies,
+    cpu_sys_jiffies,
+    rss_bytes,
+    vsize_bytes,
+    io_read_bytes,
+    io_write_bytes,
+    voluntary_ctxsw,
+    involuntary_ctxsw,
+    minor_faults,
+    major_faults,
+    cpu_total_jiffies,
+    load_1m_5m_15m,
+    mem_available_bytes,
+    mem_buffers_bytes,
+    mem_cached_bytes,
+    swap_used_bytes,
+    net,
+    listen_ports,
+    top_procs,
+    blockstats,
+    kvm_stats,
+    bucket_ms,
+    pkts_in,
+    pkts_out,
+    bytes_in,
+    bytes_out,
+    syn_count,
+    fin_count,
+    rst_count,
+    udp_count,
+    tcp_count,
+    dns_query_count,
+    tcp_new_flows,
+    unique_dst_ips,
+    unique_dst_ports,
+);
 const CPU_FIELDS: &[&[u8]] = &[b"user", b"system", b"idle", b"iowait", b"softirq"];
 const NET_FIELDS: &[&[u8]] = &[b"rx_bytes", b"tx_bytes", b"rx_pkts", b"tx_pkts"];
 const BLOCK_FIELDS: &[&[u8]] = &[b"rd_ops", b"wr_ops", b"rd_bytes", b"wr_bytes"];
@@ -95,11 +109,79 @@ const UNKNOWN: u8 = u8::MAX;
 const MAX_SHAPE: usize = 64;
 
 /// Rows of one archive member, scanned one after another: remembers each
-/// kind of object's keys, in order, to predict the next row's.
-#[derive(Debug, Default)]
+/// kind of object's keys, in order, to predict the next row's, and the
+/// row's values, to predict those that repeat.
+#[derive(Debug)]
 pub struct RowScanner {
     shapes: [Shape; KINDS.len()],
+    /// Per member position of the row: the value the last row held there.
+    values: Vec<Remembered>,
+    /// Each remembered value's field as read: a predicted value's field is
+    /// copied from here.
+    last: TelemetryRow,
+    /// Per field of the row, the position whose remembered value `last`
+    /// holds ([`NO_POSITION`] for none): a field read at another position
+    /// since then makes the older memo's copy stale.
+    owners: [u8; ROW_FIELDS.len()],
 }
+
+impl Default for RowScanner {
+    fn default() -> Self {
+        RowScanner {
+            shapes: Default::default(),
+            values: Vec::new(),
+            last: TelemetryRow::default(),
+            owners: [NO_POSITION; ROW_FIELDS.len()],
+        }
+    }
+}
+
+/// No position holds this field's remembered value.
+const NO_POSITION: u8 = u8::MAX;
+
+/// A row value as the last row wrote it, to be taken whole when the next
+/// row has the same bytes at the same position under the same key. The
+/// bytes were one complete JSON value at the row's top level, so the same
+/// bytes followed by a delimiter are the same value: the scan reuses what
+/// they gave instead of reading them again. Telemetry repeats much of each
+/// row (`source`, totals, process lists); a counter that changes every row
+/// stops being compared for a while after each miss.
+#[derive(Debug, Default)]
+struct Remembered {
+    /// The field the key named ([`UNKNOWN`] for one the row ignores).
+    field: u8,
+    /// The value's bytes; empty when nothing is remembered.
+    bytes: Vec<u8>,
+    /// Rows left before this position is remembered again after a miss.
+    rest: u8,
+}
+
+impl Remembered {
+    /// Forgets the value after a miss, or a value too short to be worth
+    /// remembering, for [`REST_AFTER_MISS`] rows.
+    fn rest(&mut self) {
+        self.bytes.clear();
+        self.rest = REST_AFTER_MISS;
+    }
+}
+
+/// What [`Scan::predict`] found at a member of the row.
+enum Prediction {
+    /// The row before's value, already stepped over.
+    Taken,
+    /// A value to read, and whether to remember it then.
+    Read { remember: bool },
+}
+
+/// Rows a position is read without prediction after a miss (a value that
+/// changes every row is then compared once in 16 rows; longer rests
+/// measured no faster on such rows and slower on process lists that
+/// change now and then).
+const REST_AFTER_MISS: u8 = 15;
+
+/// Shortest value worth remembering: shorter ones (`0`, `true`, `12`) are
+/// read again about as fast as they are compared.
+const MIN_REMEMBERED: usize = 6;
 
 impl RowScanner {
     /// Parses one telemetry line into `row` as serde would, or returns
@@ -109,8 +191,20 @@ impl RowScanner {
     /// much as parsing its numbers.
     pub fn scan_into(&mut self, line: &[u8], row: &mut TelemetryRow) -> bool {
         *row = TelemetryRow::default();
-        let mut scan = Scan { c: Cursor { s: line, i: 0, non_ascii: false }, shapes: &mut self.shapes };
-        scan.row(row).is_some()
+        let mut scan = Scan {
+            c: Cursor { s: line, i: 0, non_ascii: false },
+            shapes: &mut self.shapes,
+            values: &mut self.values,
+            last: &mut self.last,
+            owners: &mut self.owners,
+        };
+        let scanned = scan.row(row).is_some();
+        if !scanned {
+            // Only a line the scan answered is known valid (its UTF-8 too):
+            // values are remembered from those alone.
+            self.values.iter_mut().for_each(|v| v.bytes.clear());
+        }
+        scanned
     }
 }
 
@@ -125,10 +219,13 @@ fn once(seen: &mut u64, bit: u32) -> Option<()> {
     Some(())
 }
 
-/// One line being scanned, with the scanner's remembered keys.
+/// One line being scanned, with the scanner's remembered keys and values.
 struct Scan<'a, 'b> {
     c: Cursor<'a>,
     shapes: &'b mut [Shape; KINDS.len()],
+    values: &'b mut Vec<Remembered>,
+    last: &'b mut TelemetryRow,
+    owners: &'b mut [u8; ROW_FIELDS.len()],
 }
 
 impl Scan<'_, '_> {
@@ -137,7 +234,7 @@ impl Scan<'_, '_> {
         self.c.ws();
         self.c.eat(b'{')?;
         let mut seen = 0u64;
-        self.object(ROW, 1, |s, field| s.row_field(field, row, &mut seen))?;
+        self.object(ROW, 1, |s, field, position| s.row_value(field, position, row, &mut seen))?;
         self.c.ws();
         let line = self.c.s;
         if self.c.i != line.len() || (self.c.non_ascii && std::str::from_utf8(line).is_err()) {
@@ -149,7 +246,12 @@ impl Scan<'_, '_> {
     /// The members of an object of `kind` whose `{` was just read: `field`
     /// parses each value given the index of its key in the kind's table.
     #[inline(always)]
-    fn object(&mut self, kind: usize, depth: u32, mut field: impl FnMut(&mut Self, u8) -> Option<()>) -> Option<()> {
+    fn object(
+        &mut self,
+        kind: usize,
+        depth: u32,
+        mut field: impl FnMut(&mut Self, u8, usize) -> Option<()>,
+    ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -163,7 +265,7 @@ impl Scan<'_, '_> {
             self.c.ws();
             self.c.eat(b':')?;
             self.c.ws();
-            field(self, key)?;
+            field(self, key, position)?;
             self.c.ws();
             match self.c.bump()? {
                 b',' => self.c.ws(),
@@ -217,7 +319,7 @@ impl Scan<'_, '_> {
             b'{' => {
                 self.c.i += 1;
                 let mut total = T::default();
-                self.object(kind, depth, |s, _| {
+                self.object(kind, depth, |s, _, _| {
                     (s.c.peek() == b'{').then_some(())?;
                     total.add_fields(device(s, depth + 1)?);
                     Some(())
@@ -233,7 +335,7 @@ impl Scan<'_, '_> {
     fn nums(&mut self, kind: usize, depth: u32, slots: &mut [&mut Num]) -> Option<()> {
         self.c.eat(b'{')?;
         let mut seen = 0;
-        self.object(kind, depth, |s, field| match slots.get_mut(usize::from(field)) {
+        self.object(kind, depth, |s, field, _| match slots.get_mut(usize::from(field)) {
             Some(slot) => {
                 once(&mut seen, u32::from(field))?;
                 **slot = num(&mut s.c, depth + 1)?;
@@ -265,6 +367,77 @@ impl Scan<'_, '_> {
         let mut v = KvmStats::default();
         self.nums(KVM, depth, &mut [&mut v.remote_tlb_flush, &mut v.pages_4k, &mut v.pages_2m])?;
         Some(v)
+    }
+
+    /// The value at the row's member `position`, of field `field`: the last
+    /// row's when the line repeats its bytes there (see [`Remembered`]),
+    /// else read by [`Self::row_field`] and remembered.
+    fn row_value(&mut self, field: u8, position: usize, row: &mut TelemetryRow, seen: &mut u64) -> Option<()> {
+        let remember = match self.predict(field, position) {
+            Prediction::Taken => {
+                if field != UNKNOWN {
+                    once(seen, u32::from(field))?;
+                    COPY_FIELD[usize::from(field)](self.last, row);
+                }
+                return Some(());
+            }
+            Prediction::Read { remember } => remember,
+        };
+        let start = self.c.i;
+        self.row_field(field, row, seen)?;
+        if remember {
+            self.remember(field, position, start, row);
+        }
+        Some(())
+    }
+
+    /// Takes the value at member `position` from the row before when the
+    /// line repeats its bytes there, or says whether to remember the value
+    /// once read.
+    #[inline(always)]
+    fn predict(&mut self, field: u8, position: usize) -> Prediction {
+        if position >= MAX_SHAPE {
+            return Prediction::Read { remember: false };
+        }
+        if self.values.len() <= position {
+            self.values.resize_with(position + 1, Remembered::default);
+        }
+        let memo = &mut self.values[position];
+        if memo.rest > 0 {
+            memo.rest -= 1;
+            return Prediction::Read { remember: false };
+        }
+        let owned = field == UNKNOWN || usize::from(self.owners[usize::from(field)]) == position;
+        if memo.field == field && owned && !memo.bytes.is_empty() {
+            if self.c.value_at(&memo.bytes) {
+                // The bytes were a whole value of a line the scan answered,
+                // so they are valid UTF-8 here too.
+                self.c.i += memo.bytes.len();
+                return Prediction::Taken;
+            }
+            memo.rest();
+            return Prediction::Read { remember: false };
+        }
+        Prediction::Read { remember: true }
+    }
+
+    /// Remembers the value just read at member `position` (from `start`),
+    /// and its field as read into `row`.
+    fn remember(&mut self, field: u8, position: usize, start: usize, row: &TelemetryRow) {
+        let value = &self.c.s[start..self.c.i];
+        let memo = &mut self.values[position];
+        if value.len() < MIN_REMEMBERED {
+            // Read again faster than compared.
+            memo.rest();
+            return;
+        }
+        memo.bytes.clear();
+        memo.field = field;
+        memo.bytes.extend_from_slice(value);
+        if field != UNKNOWN {
+            COPY_FIELD[usize::from(field)](row, self.last);
+            self.owners[usize::from(field)] = position as u8;
+        }
     }
 
     /// The value of the row's field `field` (an index in [`ROW_FIELDS`]).
@@ -527,8 +700,50 @@ mod tests {
             (br#"{}"#, true),
             (br#"{"t_wall_ns":19,"rss_bytes":13}"#, true),
         ];
-        for (line, answered) in lines {
-            let fast = scan(&mut scanner, line);
+        rows_read_as_serde(&mut scanner, &lines);
+    }
+
+    /// Values repeated from the row before are taken from it, not read
+    /// again; each row still reads as serde reads it alone. Each scenario
+    /// is the rows of one member, read by one scanner.
+    #[test]
+    fn repeated_values_read_as_serde_reads_each_row() {
+        // (line, whether the scan answers it)
+        let scenarios: [&[(&[u8], bool)]; 4] = [
+            &[
+                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1}, {"pid":2}]}"#, true),
+                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+                // A longer number with the same first bytes.
+                (br#"{"a":"constant","rss_bytes":12345678,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+            ],
+            // A field leaves its place for another, whose value is then
+            // remembered, and comes back to the first with its old bytes:
+            // the copy now kept is the other place's.
+            &[
+                (br#"{"b":"elsewhere","a":"constant","vsize_bytes":7654321}"#, true),
+                (br#"{"a":"constant","vsize_bytes":1111111}"#, true),
+                (br#"{"b":"elsewhere","a":"constant","vsize_bytes":7654321}"#, true),
+            ],
+            // Bytes that are not UTF-8 inside a value, twice: never taken as read.
+            &[
+                (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
+                (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
+                (br#"{"b":"elsewhere","a":"constant"}"#, true),
+            ],
+            // A repeated value that is a field's second occurrence.
+            &[(br#"{"a":"constant","rss_bytes":1234567}"#, true), (br#"{"rss_bytes":5,"rss_bytes":1234567}"#, false)],
+        ];
+        for rows in scenarios {
+            rows_read_as_serde(&mut RowScanner::default(), rows);
+        }
+    }
+
+    /// Reads `lines` in order with one scanner, asserting which the scan
+    /// answers and that each answer is serde's.
+    fn rows_read_as_serde(scanner: &mut RowScanner, lines: &[(&[u8], bool)]) {
+        for &(line, answered) in lines {
+            let fast = scan(scanner, line);
             let slow = std::str::from_utf8(line).ok().and_then(|l| serde_json::from_str::<TelemetryRow>(l).ok());
             let text = String::from_utf8_lossy(line);
             assert_eq!(fast.is_some(), answered, "{text}");
