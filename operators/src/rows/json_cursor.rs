@@ -317,15 +317,16 @@ impl<'a> Cursor<'a> {
         self.i - start
     }
 
-    /// Whether the line holds `value` here, followed by what may follow a
-    /// value in an object (a comma, its `}` or white space), so that a number
-    /// or a literal there is no longer than `value`.
-    pub(super) fn value_at(&self, value: &[u8]) -> bool {
-        let end = self.i + value.len();
-        let same = match value.len() {
-            // A call to `memcmp` costs more than the comparison of a short value.
-            ..=16 => starts_with_at(self.s, self.i, value),
-            _ => self.s.get(self.i..end) == Some(value),
+    /// Whether the line holds `member` (an object's key, colon and value)
+    /// here, followed by what may follow a member (a comma, the object's
+    /// `}` or white space), so that a number or a literal ending it is no
+    /// longer than in `member`.
+    pub(super) fn member_at(&self, member: &[u8]) -> bool {
+        let end = self.i + member.len();
+        let same = match member.len() {
+            // A call to `memcmp` costs more than the comparison of a short member.
+            ..=16 => starts_with_at(self.s, self.i, member),
+            _ => self.s.get(self.i..end) == Some(member),
         };
         same && matches!(self.s.get(end), Some(b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
     }

@@ -4,12 +4,13 @@
 //! rows of one member share their shape): the row's own, and those of each
 //! kind of object in it (`cpu_total_jiffies`, each interface of `net`, ...),
 //! so a key is compared eight bytes at a time instead of scanned and
-//! looked up. Values of the row's own members are predicted too: a member
-//! whose bytes repeat the row before's at the same place (a source name, a
-//! total, a process list that did not change) is stepped over and its
-//! field copied, not read again ([`Remembered`]). The JSON itself is read
-//! by `super::json_cursor`. BENCHMARKS.md has its speed against serde_json,
-//! sonic-rs and simd-json, and `examples/scan_lines.rs` measures it alone.
+//! looked up. The row's own members are predicted whole too: a member
+//! whose bytes, key and value, repeat an earlier row's at the same place (a
+//! source name, a total, a zero count, a process list that did not change)
+//! is stepped over and its field copied, not read again ([`Remembered`]).
+//! The JSON itself is read by `super::json_cursor`. BENCHMARKS.md has its
+//! speed against serde_json, sonic-rs and simd-json, and
+//! `examples/scan_lines.rs` measures it alone.
 //!
 //! It must never give another answer than
 //! `serde_json::from_str::<TelemetryRow>`, so it answers only when it is
@@ -51,7 +52,7 @@ const DEVICES: usize = 6;
 
 /// Declares the row's fields in one list: their names ([`ROW_FIELDS`], in
 /// the order of [`Scan::row_field`]'s arms) and, for a value predicted from
-/// the row before, how each is copied from that row ([`COPY_FIELD`]).
+/// an earlier row, how each is copied from the row kept ([`COPY_FIELD`]).
 macro_rules! row_fields {
     ($($field:ident),* $(,)?) => {
         const ROW_FIELDS: &[&[u8]] = &[$(stringify!($field).as_bytes()),*];
@@ -114,14 +115,14 @@ const MAX_SHAPE: usize = 64;
 #[derive(Debug)]
 pub struct RowScanner {
     shapes: [Shape; KINDS.len()],
-    /// Per member position of the row: the value the last row held there.
+    /// Per member position of the row: the member remembered there.
     values: Vec<Remembered>,
-    /// Each remembered value's field as read: a predicted value's field is
-    /// copied from here.
+    /// Each remembered member's field as read: a predicted member's field
+    /// is copied from here.
     last: TelemetryRow,
-    /// Per field of the row, the position whose remembered value `last`
-    /// holds ([`NO_POSITION`] for none): a field read at another position
-    /// since then makes the older memo's copy stale.
+    /// Per field of the row, the position whose remembered member `last`
+    /// holds ([`NO_POSITION`] for none): a field remembered at another
+    /// position since then makes the older memo's copy stale.
     owners: [u8; ROW_FIELDS.len()],
 }
 
@@ -139,26 +140,28 @@ impl Default for RowScanner {
 /// No position holds this field's remembered value.
 const NO_POSITION: u8 = u8::MAX;
 
-/// A row value as the last row wrote it, to be taken whole when the next
-/// row has the same bytes at the same position under the same key. The
-/// bytes were one complete JSON value at the row's top level, so the same
-/// bytes followed by a delimiter are the same value: the scan reuses what
-/// they gave instead of reading them again. Telemetry repeats much of each
-/// row (`source`, totals, process lists); a counter that changes every row
-/// stops being compared for a while after each miss.
+/// A row member (key, colon, value) as an earlier row wrote it, to be
+/// taken whole when a row has the same bytes at the same position. The
+/// bytes were one complete member at the row's top level, so the same
+/// bytes followed by a delimiter are the same key and the same value: the
+/// scan reuses the field they gave instead of reading them again.
+/// Telemetry repeats much of each row (`source`, totals, zero counts,
+/// process lists); a member that changes every row stops being compared
+/// for a while after each miss.
 #[derive(Debug, Default)]
 struct Remembered {
     /// The field the key named ([`UNKNOWN`] for one the row ignores).
     field: u8,
-    /// The value's bytes; empty when nothing is remembered.
+    /// The member's bytes, from its key's opening quote to its value's
+    /// last byte; empty when nothing is remembered.
     bytes: Vec<u8>,
     /// Rows left before this position is remembered again after a miss.
     rest: u8,
 }
 
 impl Remembered {
-    /// Forgets the value after a miss, or a value too short to be worth
-    /// remembering, for [`REST_AFTER_MISS`] rows.
+    /// Forgets the member after a miss, and stops comparing this position
+    /// for [`REST_AFTER_MISS`] rows.
     fn rest(&mut self) {
         self.bytes.clear();
         self.rest = REST_AFTER_MISS;
@@ -167,9 +170,9 @@ impl Remembered {
 
 /// What [`Scan::predict`] found at a member of the row.
 enum Prediction {
-    /// The row before's value, already stepped over.
-    Taken,
-    /// A value to read, and whether to remember it then.
+    /// A remembered member, already stepped over, of this field.
+    Taken(u8),
+    /// A member to read, and whether to remember it then.
     Read { remember: bool },
 }
 
@@ -178,10 +181,6 @@ enum Prediction {
 /// measured no faster on such rows and slower on process lists that
 /// change now and then).
 const REST_AFTER_MISS: u8 = 15;
-
-/// Shortest value worth remembering: shorter ones (`0`, `true`, `12`) are
-/// read again about as fast as they are compared.
-const MIN_REMEMBERED: usize = 6;
 
 impl RowScanner {
     /// Parses one telemetry line into `row` as serde would, or returns
@@ -233,8 +232,21 @@ impl Scan<'_, '_> {
     fn row(&mut self, row: &mut TelemetryRow) -> Option<()> {
         self.c.ws();
         self.c.eat(b'{')?;
+        self.c.ws();
         let mut seen = 0u64;
-        self.object(ROW, 1, |s, field, position| s.row_value(field, position, row, &mut seen))?;
+        if self.c.peek() == b'}' {
+            self.c.i += 1;
+        } else {
+            for position in 0.. {
+                self.member(position, row, &mut seen)?;
+                self.c.ws();
+                match self.c.bump()? {
+                    b',' => self.c.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
         self.c.ws();
         let line = self.c.s;
         if self.c.i != line.len() || (self.c.non_ascii && std::str::from_utf8(line).is_err()) {
@@ -246,12 +258,7 @@ impl Scan<'_, '_> {
     /// The members of an object of `kind` whose `{` was just read: `field`
     /// parses each value given the index of its key in the kind's table.
     #[inline(always)]
-    fn object(
-        &mut self,
-        kind: usize,
-        depth: u32,
-        mut field: impl FnMut(&mut Self, u8, usize) -> Option<()>,
-    ) -> Option<()> {
+    fn object(&mut self, kind: usize, depth: u32, mut field: impl FnMut(&mut Self, u8) -> Option<()>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -265,7 +272,7 @@ impl Scan<'_, '_> {
             self.c.ws();
             self.c.eat(b':')?;
             self.c.ws();
-            field(self, key, position)?;
+            field(self, key)?;
             self.c.ws();
             match self.c.bump()? {
                 b',' => self.c.ws(),
@@ -319,7 +326,7 @@ impl Scan<'_, '_> {
             b'{' => {
                 self.c.i += 1;
                 let mut total = T::default();
-                self.object(kind, depth, |s, _, _| {
+                self.object(kind, depth, |s, _| {
                     (s.c.peek() == b'{').then_some(())?;
                     total.add_fields(device(s, depth + 1)?);
                     Some(())
@@ -335,7 +342,7 @@ impl Scan<'_, '_> {
     fn nums(&mut self, kind: usize, depth: u32, slots: &mut [&mut Num]) -> Option<()> {
         self.c.eat(b'{')?;
         let mut seen = 0;
-        self.object(kind, depth, |s, field, _| match slots.get_mut(usize::from(field)) {
+        self.object(kind, depth, |s, field| match slots.get_mut(usize::from(field)) {
             Some(slot) => {
                 once(&mut seen, u32::from(field))?;
                 **slot = num(&mut s.c, depth + 1)?;
@@ -369,12 +376,14 @@ impl Scan<'_, '_> {
         Some(v)
     }
 
-    /// The value at the row's member `position`, of field `field`: the last
-    /// row's when the line repeats its bytes there (see [`Remembered`]),
-    /// else read by [`Self::row_field`] and remembered.
-    fn row_value(&mut self, field: u8, position: usize, row: &mut TelemetryRow, seen: &mut u64) -> Option<()> {
-        let remember = match self.predict(field, position) {
-            Prediction::Taken => {
+    /// The row's member at `position`, key and value: a remembered one when
+    /// the line repeats its bytes there (see [`Remembered`]), else read
+    /// (the key by [`Self::key`], the value by [`Self::row_field`]) and
+    /// remembered.
+    fn member(&mut self, position: usize, row: &mut TelemetryRow, seen: &mut u64) -> Option<()> {
+        let start = self.c.i;
+        let remember = match self.predict(position) {
+            Prediction::Taken(field) => {
                 if field != UNKNOWN {
                     once(seen, u32::from(field))?;
                     COPY_FIELD[usize::from(field)](self.last, row);
@@ -383,7 +392,10 @@ impl Scan<'_, '_> {
             }
             Prediction::Read { remember } => remember,
         };
-        let start = self.c.i;
+        let field = self.key(ROW, position)?;
+        self.c.ws();
+        self.c.eat(b':')?;
+        self.c.ws();
         self.row_field(field, row, seen)?;
         if remember {
             self.remember(field, position, start, row);
@@ -391,11 +403,11 @@ impl Scan<'_, '_> {
         Some(())
     }
 
-    /// Takes the value at member `position` from the row before when the
-    /// line repeats its bytes there, or says whether to remember the value
-    /// once read.
+    /// Takes the member at `position` from an earlier row when the line
+    /// repeats its bytes there, or says whether to remember the member once
+    /// read.
     #[inline(always)]
-    fn predict(&mut self, field: u8, position: usize) -> Prediction {
+    fn predict(&mut self, position: usize) -> Prediction {
         if position >= MAX_SHAPE {
             return Prediction::Read { remember: false };
         }
@@ -407,33 +419,28 @@ impl Scan<'_, '_> {
             memo.rest -= 1;
             return Prediction::Read { remember: false };
         }
-        let owned = field == UNKNOWN || usize::from(self.owners[usize::from(field)]) == position;
-        if memo.field == field && owned && !memo.bytes.is_empty() {
-            if self.c.value_at(&memo.bytes) {
-                // The bytes were a whole value of a line the scan answered,
-                // so they are valid UTF-8 here too.
-                self.c.i += memo.bytes.len();
-                return Prediction::Taken;
-            }
-            memo.rest();
-            return Prediction::Read { remember: false };
+        if memo.bytes.is_empty() {
+            return Prediction::Read { remember: true };
         }
-        Prediction::Read { remember: true }
+        let field = memo.field;
+        let owned = field == UNKNOWN || usize::from(self.owners[usize::from(field)]) == position;
+        if owned && self.c.member_at(&memo.bytes) {
+            // The bytes were a whole member of a line the scan answered,
+            // so they are valid UTF-8 here too.
+            self.c.i += memo.bytes.len();
+            return Prediction::Taken(field);
+        }
+        memo.rest();
+        Prediction::Read { remember: false }
     }
 
-    /// Remembers the value just read at member `position` (from `start`),
-    /// and its field as read into `row`.
+    /// Remembers the member just read at `position` (from `start`), and
+    /// its field as read into `row`.
     fn remember(&mut self, field: u8, position: usize, start: usize, row: &TelemetryRow) {
-        let value = &self.c.s[start..self.c.i];
         let memo = &mut self.values[position];
-        if value.len() < MIN_REMEMBERED {
-            // Read again faster than compared.
-            memo.rest();
-            return;
-        }
         memo.bytes.clear();
         memo.field = field;
-        memo.bytes.extend_from_slice(value);
+        memo.bytes.extend_from_slice(&self.c.s[start..self.c.i]);
         if field != UNKNOWN {
             COPY_FIELD[usize::from(field)](row, self.last);
             self.owners[usize::from(field)] = position as u8;
@@ -703,38 +710,38 @@ mod tests {
         rows_read_as_serde(&mut scanner, &lines);
     }
 
-    /// Values repeated from the row before are taken from it, not read
+    /// Members repeated from an earlier row are taken from it, not read
     /// again; each row still reads as serde reads it alone. Each scenario
-    /// is the rows of one member, read by one scanner.
+    /// is the rows of one member of an archive, read by one scanner.
     #[test]
-    fn repeated_values_read_as_serde_reads_each_row() {
+    fn repeated_members_read_as_serde_reads_each_row() {
         // (line, whether the scan answers it)
-        let scenarios: [&[(&[u8], bool)]; 4] = [
-            &[
-                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
-                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1}, {"pid":2}]}"#, true),
-                (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
-                // A longer number with the same first bytes.
-                (br#"{"a":"constant","rss_bytes":12345678,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
-            ],
-            // A field leaves its place for another, whose value is then
-            // remembered, and comes back to the first with its old bytes:
-            // the copy now kept is the other place's.
-            &[
-                (br#"{"b":"elsewhere","a":"constant","vsize_bytes":7654321}"#, true),
-                (br#"{"a":"constant","vsize_bytes":1111111}"#, true),
-                (br#"{"b":"elsewhere","a":"constant","vsize_bytes":7654321}"#, true),
-            ],
-            // Bytes that are not UTF-8 inside a value, twice: never taken as read.
-            &[
-                (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
-                (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
-                (br#"{"b":"elsewhere","a":"constant"}"#, true),
-            ],
-            // A repeated value that is a field's second occurrence.
-            &[(br#"{"a":"constant","rss_bytes":1234567}"#, true), (br#"{"rss_bytes":5,"rss_bytes":1234567}"#, false)],
+        let repeats: &[(&[u8], bool)] = &[
+            (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+            (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1}, {"pid":2}]}"#, true),
+            (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+            // A longer number with the same first bytes, then a shorter one.
+            (br#"{"a":"constant","rss_bytes":12345678,"top_procs":[{"pid":1},{"pid":2}]}"#, true),
+            (br#"{"a":"constant","rss_bytes":1234567,"top_procs":[{"pid":1}]}"#, true),
         ];
-        for rows in scenarios {
+        // A field is remembered at one place, then at another (once the
+        // other place's rest after a miss is over) while the first place is
+        // not in the row; back at the first place with its old bytes, the
+        // copy kept is the other place's and must not answer.
+        let mut moved: Vec<(&[u8], bool)> =
+            vec![(br#"{"a":"x1","vsize_bytes":7654321}"#, true), (br#"{"a":"x2","vsize_bytes":7654321}"#, true)];
+        moved.extend([(br#"{"a":"x3","vsize_bytes":7654321}"# as &[u8], true); REST_AFTER_MISS as usize]);
+        moved.extend([(br#"{"vsize_bytes":1111111}"# as &[u8], true), (br#"{"a":"x1","vsize_bytes":7654321}"#, true)]);
+        // Bytes that are not UTF-8 inside a member, twice: never taken as read.
+        let not_utf8: &[(&[u8], bool)] = &[
+            (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
+            (b"{\"b\":\"\xff\xfe\xfd\xfc\xfb\",\"a\":\"constant\"}", false),
+            (br#"{"b":"elsewhere","a":"constant"}"#, true),
+        ];
+        // A repeated member that is a field's second occurrence.
+        let twice: &[(&[u8], bool)] =
+            &[(br#"{"a":"constant","rss_bytes":1234567}"#, true), (br#"{"rss_bytes":5,"rss_bytes":1234567}"#, false)];
+        for rows in [repeats, &moved, not_utf8, twice] {
             rows_read_as_serde(&mut RowScanner::default(), rows);
         }
     }
