@@ -52,6 +52,15 @@ struct Log {
 }
 
 /// Archive identity → sha256, and the log it is appended to.
+/// The cache's folder under `OUT`, named here once for every reader and
+/// writer of the cache.
+pub const FOLDER: &str = "cache";
+
+/// `OUT/cache`.
+pub fn root(out: &Path) -> PathBuf {
+    out.join(FOLDER)
+}
+
 #[derive(Default)]
 struct Memo {
     known: HashMap<PathBuf, (FileIdentity, String)>,
@@ -257,10 +266,10 @@ mod tests {
         let file = dir.path().join("a.tar.zst");
         std::fs::write(&file, b"one").unwrap();
         let id = FileIdentity::of(&file).unwrap();
-        let cache = DiskCache::open(&dir.path().join("cache")).unwrap();
+        let cache = DiskCache::open(&root(dir.path())).unwrap();
         cache.remember_sha(&file, id, "sha-one");
         drop(cache);
-        let cache = DiskCache::open(&dir.path().join("cache")).unwrap();
+        let cache = DiskCache::open(&root(dir.path())).unwrap();
         assert_eq!(cache.known_sha(&file, id).as_deref(), Some("sha-one"));
         // Replaced by rename, as the receiver does: a new inode.
         let tmp = dir.path().join("tmp");

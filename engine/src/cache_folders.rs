@@ -91,7 +91,7 @@ fn gc(root: &Path, live: &BTreeMap<String, String>) -> io::Result<Vec<FolderStat
 impl Job {
     /// `OUT/cache`.
     pub fn cache_root(&self) -> PathBuf {
-        self.out.join("cache")
+        crate::cache::root(&self.out)
     }
 
     /// What `OUT/cache` holds per operator and fingerprint, marked live

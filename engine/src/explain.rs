@@ -105,7 +105,7 @@ fn impact(stages: &[StageInfo], out: &Path, indexed: &BTreeSet<(String, String)>
         .map(|s| {
             let fingerprint = s.fingerprint.hex();
             let last_fingerprint = fingerprints.get(s.name).cloned();
-            let cached = out.join("cache").join(s.name).join(&fingerprint).is_dir();
+            let cached = crate::cache::root(out).join(s.name).join(&fingerprint).is_dir();
             let moved = last_fingerprint.as_deref() != Some(fingerprint.as_str()) && !cached;
             let recompute = episodes.new
                 + match (moved, s.applies) {

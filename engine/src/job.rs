@@ -289,7 +289,7 @@ impl Job {
         let (cache, manifest) = std::thread::scope(|scope| {
             let cache = scope.spawn(|| match mode.reuses() {
                 true => {
-                    let root = self.out.join("cache");
+                    let root = self.cache_root();
                     DiskCache::open(&root)
                         .map(|c| Some(Arc::new(c)))
                         .map_err(|e| Error::io("cannot open cache", &root, e))

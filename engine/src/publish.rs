@@ -96,8 +96,9 @@ impl Publisher {
                 }));
             }
             if let Some(cache) = &self.cache {
-                writing
-                    .push(s.spawn(move || cache.sync().map_err(|e| Error::io("cannot sync", &out.join("cache"), e))));
+                writing.push(
+                    s.spawn(move || cache.sync().map_err(|e| Error::io("cannot sync", &crate::cache::root(out), e))),
+                );
             }
             let windows = match &self.manifest {
                 Some(base) => features::publish(out, base.clone(), corpus),

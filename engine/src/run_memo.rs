@@ -13,6 +13,7 @@
 //! each episode's results are still reused one by one. A run that failed on
 //! an episode is not remembered, so its next run tries again.
 
+use crate::cache;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::stats::{RunStats, WorkerStats};
@@ -123,7 +124,7 @@ impl Remembered {
     /// The memo under `out`, if there is one for `settings` whose outputs
     /// all stand as they were written.
     pub fn find(out: &Path, settings: &str) -> Option<Remembered> {
-        let bytes = std::fs::read(out.join("cache").join(FILE)).ok()?;
+        let bytes = std::fs::read(cache::root(out).join(FILE)).ok()?;
         let memo: Memo = serde_json::from_slice(&bytes).ok()?;
         let current = memo.version == VERSION && memo.inputs.settings == settings;
         (current && outputs(out).ok()? == memo.outputs).then_some(Remembered { memo })
@@ -146,7 +147,7 @@ impl Remembered {
 /// could not `stat` an archive or failed on an episode: its next run must
 /// try them again.
 pub(crate) fn remember(out: &Path, inputs: Inputs, corpus: &RunStats) -> Result<()> {
-    let path = out.join("cache").join(FILE);
+    let path = cache::root(out).join(FILE);
     let stats = match inputs.archives.is_some() {
         true => reused(corpus),
         false => None,
@@ -192,7 +193,7 @@ fn outputs(out: &Path) -> std::io::Result<BTreeMap<PathBuf, FileIdentity>> {
         for entry in std::fs::read_dir(out.join(&folder))? {
             let entry = entry?;
             let relative = folder.join(entry.file_name());
-            if relative == Path::new("cache") || relative == Path::new("run.json") {
+            if relative == Path::new(cache::FOLDER) || relative == Path::new("run.json") {
                 continue;
             }
             match entry.file_type()?.is_dir() {
@@ -308,7 +309,7 @@ mod tests {
         assert!(found().is_none(), "a file rewritten");
 
         // A damaged memo is no memo.
-        std::fs::write(out.path().join("cache").join(FILE), "{\"version\": 1, \"inp").unwrap();
+        std::fs::write(cache::root(out.path()).join(FILE), "{\"version\": 1, \"inp").unwrap();
         assert!(found().is_none());
     }
 
@@ -317,10 +318,10 @@ mod tests {
         let out = out();
         remember(out.path(), inputs("i", Some("a")), &corpus(0)).unwrap();
         remember(out.path(), inputs("i", None), &corpus(0)).unwrap();
-        assert!(!out.path().join("cache").join(FILE).exists());
+        assert!(!cache::root(out.path()).join(FILE).exists());
         remember(out.path(), inputs("i", Some("a")), &corpus(0)).unwrap();
         remember(out.path(), inputs("i", Some("a")), &corpus(2)).unwrap();
-        assert!(!out.path().join("cache").join(FILE).exists());
+        assert!(!cache::root(out.path()).join(FILE).exists());
     }
 
     #[test]
