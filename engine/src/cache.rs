@@ -51,7 +51,6 @@ struct Log {
     file: Option<File>,
 }
 
-/// Archive identity → sha256, and the log it is appended to.
 /// The cache's folder under `OUT`, named here once for every reader and
 /// writer of the cache.
 pub const FOLDER: &str = "cache";
@@ -61,6 +60,7 @@ pub fn root(out: &Path) -> PathBuf {
     out.join(FOLDER)
 }
 
+/// Archive identity → sha256, and the log it is appended to.
 #[derive(Default)]
 struct Memo {
     known: HashMap<PathBuf, (FileIdentity, String)>,

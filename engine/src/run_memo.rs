@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The memo's file, in the cache folder: deleting the cache forgets it.
-pub(crate) const FILE: &str = "last-run.json";
+const FILE: &str = "last-run.json";
 /// Bumped whenever what the memo records, or how, changes.
 const VERSION: u32 = 1;
 /// Archives `stat`ed per thread at least.
@@ -124,7 +124,7 @@ impl Remembered {
     /// The memo under `out`, if there is one for `settings` whose outputs
     /// all stand as they were written.
     pub fn find(out: &Path, settings: &str) -> Option<Remembered> {
-        let bytes = std::fs::read(cache::root(out).join(FILE)).ok()?;
+        let bytes = std::fs::read(path(out)).ok()?;
         let memo: Memo = serde_json::from_slice(&bytes).ok()?;
         let current = memo.version == VERSION && memo.inputs.settings == settings;
         (current && outputs(out).ok()? == memo.outputs).then_some(Remembered { memo })
@@ -142,12 +142,17 @@ impl Remembered {
     }
 }
 
+/// The memo's file: `OUT/cache/last-run.json`.
+fn path(out: &Path) -> PathBuf {
+    cache::root(out).join(FILE)
+}
+
 /// Remembers a run under `out` that read `inputs` and published `corpus`
 /// (its statistics before any model). Nothing is remembered of a run that
 /// could not `stat` an archive or failed on an episode: its next run must
 /// try them again.
 pub(crate) fn remember(out: &Path, inputs: Inputs, corpus: &RunStats) -> Result<()> {
-    let path = cache::root(out).join(FILE);
+    let path = path(out);
     let stats = match inputs.archives.is_some() {
         true => reused(corpus),
         false => None,
@@ -309,7 +314,7 @@ mod tests {
         assert!(found().is_none(), "a file rewritten");
 
         // A damaged memo is no memo.
-        std::fs::write(cache::root(out.path()).join(FILE), "{\"version\": 1, \"inp").unwrap();
+        std::fs::write(path(out.path()), "{\"version\": 1, \"inp").unwrap();
         assert!(found().is_none());
     }
 
@@ -318,10 +323,10 @@ mod tests {
         let out = out();
         remember(out.path(), inputs("i", Some("a")), &corpus(0)).unwrap();
         remember(out.path(), inputs("i", None), &corpus(0)).unwrap();
-        assert!(!cache::root(out.path()).join(FILE).exists());
+        assert!(!path(out.path()).exists());
         remember(out.path(), inputs("i", Some("a")), &corpus(0)).unwrap();
         remember(out.path(), inputs("i", Some("a")), &corpus(2)).unwrap();
-        assert!(!cache::root(out.path()).join(FILE).exists());
+        assert!(!path(out.path()).exists());
     }
 
     #[test]

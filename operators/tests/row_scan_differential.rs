@@ -5,7 +5,7 @@
 //! nested values, exponents, negative zero, huge integers, escapes in keys
 //! and strings, NaN tokens, truncation, bytes that are not UTF-8. Lines also
 //! come in runs, each row its predecessor edited, so that the scan's
-//! prediction of repeated values is tried against serde row by row.
+//! prediction of repeated members is tried against serde row by row.
 
 use epiflow_operators::decode::parse_telemetry;
 use epiflow_operators::rows::scan::RowScanner;
@@ -280,6 +280,38 @@ enum Edit {
     Damaged(Damage),
 }
 
+impl Edit {
+    /// Edits `members` (positions wrap around); returns the damage of this
+    /// row alone.
+    fn apply(self, members: &mut Vec<(String, String)>) -> Damage {
+        let n = members.len().max(1);
+        match self {
+            Edit::Same => {}
+            Edit::Value(i, v) => {
+                if let Some(m) = members.get_mut(i % n) {
+                    m.1 = v;
+                }
+            }
+            Edit::Longer(i, c) => {
+                if let Some(m) = members.get_mut(i % n) {
+                    m.1.push(c);
+                }
+            }
+            Edit::Shorter(i) => {
+                if let Some(m) = members.get_mut(i % n) {
+                    m.1.pop();
+                }
+            }
+            Edit::Swap(i, j) if !members.is_empty() => members.swap(i % n, j % n),
+            Edit::Remove(i) if !members.is_empty() => drop(members.remove(i % n)),
+            Edit::Swap(..) | Edit::Remove(_) => {}
+            Edit::Add(i, f) => members.insert(i % (members.len() + 1), f),
+            Edit::Damaged(d) => return d,
+        }
+        Damage::None
+    }
+}
+
 fn edit() -> BoxedStrategy<Edit> {
     prop_oneof![
         6 => Just(Edit::Same),
@@ -306,38 +338,7 @@ fn run() -> BoxedStrategy<Vec<Vec<u8>>> {
             members.retain(|(k, _)| keys.insert(k.clone()));
             let mut lines = vec![render(&members, spacing)];
             for e in edits {
-                let n = members.len().max(1);
-                let mut damage = Damage::None;
-                match e {
-                    Edit::Same => {}
-                    Edit::Value(i, v) => {
-                        if let Some(m) = members.get_mut(i % n) {
-                            m.1 = v;
-                        }
-                    }
-                    Edit::Longer(i, c) => {
-                        if let Some(m) = members.get_mut(i % n) {
-                            m.1.push(c);
-                        }
-                    }
-                    Edit::Shorter(i) => {
-                        if let Some(m) = members.get_mut(i % n) {
-                            m.1.pop();
-                        }
-                    }
-                    Edit::Swap(i, j) => {
-                        if !members.is_empty() {
-                            members.swap(i % n, j % n);
-                        }
-                    }
-                    Edit::Remove(i) => {
-                        if !members.is_empty() {
-                            members.remove(i % n);
-                        }
-                    }
-                    Edit::Add(i, f) => members.insert(i % (members.len() + 1), f),
-                    Edit::Damaged(d) => damage = d,
-                }
+                let damage = e.apply(&mut members);
                 lines.push(damaged(render(&members, spacing), &damage));
             }
             lines

@@ -51,8 +51,9 @@ const IFACES: usize = 5;
 const DEVICES: usize = 6;
 
 /// Declares the row's fields in one list: their names ([`ROW_FIELDS`], in
-/// the order of [`Scan::row_field`]'s arms) and, for a value predicted from
-/// an earlier row, how each is copied from the row kept ([`COPY_FIELD`]).
+/// the order of [`Scan::row_field`]'s arms) and, for a member predicted from
+/// an earlier row, how each is copied into and out of the member's
+/// remembered copy ([`COPY_FIELD`]).
 macro_rules! row_fields {
     ($($field:ident),* $(,)?) => {
         const ROW_FIELDS: &[&[u8]] = &[$(stringify!($field).as_bytes()),*];
@@ -111,34 +112,13 @@ const MAX_SHAPE: usize = 64;
 
 /// Rows of one archive member, scanned one after another: remembers each
 /// kind of object's keys, in order, to predict the next row's, and the
-/// row's values, to predict those that repeat.
-#[derive(Debug)]
+/// row's members, to predict those that repeat.
+#[derive(Debug, Default)]
 pub struct RowScanner {
     shapes: [Shape; KINDS.len()],
     /// Per member position of the row: the member remembered there.
-    values: Vec<Remembered>,
-    /// Each remembered member's field as read: a predicted member's field
-    /// is copied from here.
-    last: TelemetryRow,
-    /// Per field of the row, the position whose remembered member `last`
-    /// holds ([`NO_POSITION`] for none): a field remembered at another
-    /// position since then makes the older memo's copy stale.
-    owners: [u8; ROW_FIELDS.len()],
+    members: Vec<Remembered>,
 }
-
-impl Default for RowScanner {
-    fn default() -> Self {
-        RowScanner {
-            shapes: Default::default(),
-            values: Vec::new(),
-            last: TelemetryRow::default(),
-            owners: [NO_POSITION; ROW_FIELDS.len()],
-        }
-    }
-}
-
-/// No position holds this field's remembered value.
-const NO_POSITION: u8 = u8::MAX;
 
 /// A row member (key, colon, value) as an earlier row wrote it, to be
 /// taken whole when a row has the same bytes at the same position. The
@@ -155,6 +135,9 @@ struct Remembered {
     /// The member's bytes, from its key's opening quote to its value's
     /// last byte; empty when nothing is remembered.
     bytes: Vec<u8>,
+    /// The field as read from those bytes (only `field` is set): a
+    /// predicted member's field is copied from here.
+    read: TelemetryRow,
     /// Rows left before this position is remembered again after a miss.
     rest: u8,
 }
@@ -193,15 +176,13 @@ impl RowScanner {
         let mut scan = Scan {
             c: Cursor { s: line, i: 0, non_ascii: false },
             shapes: &mut self.shapes,
-            values: &mut self.values,
-            last: &mut self.last,
-            owners: &mut self.owners,
+            members: &mut self.members,
         };
         let scanned = scan.row(row).is_some();
         if !scanned {
             // Only a line the scan answered is known valid (its UTF-8 too):
-            // values are remembered from those alone.
-            self.values.iter_mut().for_each(|v| v.bytes.clear());
+            // members are remembered from those alone.
+            self.members.iter_mut().for_each(|m| m.bytes.clear());
         }
         scanned
     }
@@ -218,13 +199,11 @@ fn once(seen: &mut u64, bit: u32) -> Option<()> {
     Some(())
 }
 
-/// One line being scanned, with the scanner's remembered keys and values.
+/// One line being scanned, with the scanner's remembered keys and members.
 struct Scan<'a, 'b> {
     c: Cursor<'a>,
     shapes: &'b mut [Shape; KINDS.len()],
-    values: &'b mut Vec<Remembered>,
-    last: &'b mut TelemetryRow,
-    owners: &'b mut [u8; ROW_FIELDS.len()],
+    members: &'b mut Vec<Remembered>,
 }
 
 impl Scan<'_, '_> {
@@ -232,21 +211,8 @@ impl Scan<'_, '_> {
     fn row(&mut self, row: &mut TelemetryRow) -> Option<()> {
         self.c.ws();
         self.c.eat(b'{')?;
-        self.c.ws();
         let mut seen = 0u64;
-        if self.c.peek() == b'}' {
-            self.c.i += 1;
-        } else {
-            for position in 0.. {
-                self.member(position, row, &mut seen)?;
-                self.c.ws();
-                match self.c.bump()? {
-                    b',' => self.c.ws(),
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
-        }
+        self.members(1, |s, position| s.member(position, row, &mut seen))?;
         self.c.ws();
         let line = self.c.s;
         if self.c.i != line.len() || (self.c.non_ascii && std::str::from_utf8(line).is_err()) {
@@ -259,6 +225,17 @@ impl Scan<'_, '_> {
     /// parses each value given the index of its key in the kind's table.
     #[inline(always)]
     fn object(&mut self, kind: usize, depth: u32, mut field: impl FnMut(&mut Self, u8) -> Option<()>) -> Option<()> {
+        self.members(depth, |s, position| {
+            let key = s.key(kind, position)?;
+            s.colon()?;
+            field(s, key)
+        })
+    }
+
+    /// The members of an object at `depth` whose `{` was just read, up to
+    /// its `}`: `member` reads each, given its position.
+    #[inline(always)]
+    fn members(&mut self, depth: u32, mut member: impl FnMut(&mut Self, usize) -> Option<()>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -268,11 +245,7 @@ impl Scan<'_, '_> {
             return Some(());
         }
         for position in 0.. {
-            let key = self.key(kind, position)?;
-            self.c.ws();
-            self.c.eat(b':')?;
-            self.c.ws();
-            field(self, key)?;
+            member(self, position)?;
             self.c.ws();
             match self.c.bump()? {
                 b',' => self.c.ws(),
@@ -280,6 +253,16 @@ impl Scan<'_, '_> {
                 _ => return None,
             }
         }
+        Some(())
+    }
+
+    /// The colon between a member's key and its value, with the white space
+    /// around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        self.c.ws();
+        self.c.eat(b':')?;
+        self.c.ws();
         Some(())
     }
 
@@ -386,16 +369,14 @@ impl Scan<'_, '_> {
             Prediction::Taken(field) => {
                 if field != UNKNOWN {
                     once(seen, u32::from(field))?;
-                    COPY_FIELD[usize::from(field)](self.last, row);
+                    COPY_FIELD[usize::from(field)](&self.members[position].read, row);
                 }
                 return Some(());
             }
             Prediction::Read { remember } => remember,
         };
         let field = self.key(ROW, position)?;
-        self.c.ws();
-        self.c.eat(b':')?;
-        self.c.ws();
+        self.colon()?;
         self.row_field(field, row, seen)?;
         if remember {
             self.remember(field, position, start, row);
@@ -411,10 +392,10 @@ impl Scan<'_, '_> {
         if position >= MAX_SHAPE {
             return Prediction::Read { remember: false };
         }
-        if self.values.len() <= position {
-            self.values.resize_with(position + 1, Remembered::default);
+        if self.members.len() <= position {
+            self.members.resize_with(position + 1, Remembered::default);
         }
-        let memo = &mut self.values[position];
+        let memo = &mut self.members[position];
         if memo.rest > 0 {
             memo.rest -= 1;
             return Prediction::Read { remember: false };
@@ -422,13 +403,11 @@ impl Scan<'_, '_> {
         if memo.bytes.is_empty() {
             return Prediction::Read { remember: true };
         }
-        let field = memo.field;
-        let owned = field == UNKNOWN || usize::from(self.owners[usize::from(field)]) == position;
-        if owned && self.c.member_at(&memo.bytes) {
+        if self.c.member_at(&memo.bytes) {
             // The bytes were a whole member of a line the scan answered,
             // so they are valid UTF-8 here too.
             self.c.i += memo.bytes.len();
-            return Prediction::Taken(field);
+            return Prediction::Taken(memo.field);
         }
         memo.rest();
         Prediction::Read { remember: false }
@@ -437,13 +416,12 @@ impl Scan<'_, '_> {
     /// Remembers the member just read at `position` (from `start`), and
     /// its field as read into `row`.
     fn remember(&mut self, field: u8, position: usize, start: usize, row: &TelemetryRow) {
-        let memo = &mut self.values[position];
+        let memo = &mut self.members[position];
         memo.bytes.clear();
         memo.field = field;
         memo.bytes.extend_from_slice(&self.c.s[start..self.c.i]);
         if field != UNKNOWN {
-            COPY_FIELD[usize::from(field)](row, self.last);
-            self.owners[usize::from(field)] = position as u8;
+            COPY_FIELD[usize::from(field)](row, &mut memo.read);
         }
     }
 
@@ -726,8 +704,8 @@ mod tests {
         ];
         // A field is remembered at one place, then at another (once the
         // other place's rest after a miss is over) while the first place is
-        // not in the row; back at the first place with its old bytes, the
-        // copy kept is the other place's and must not answer.
+        // not in the row; back at the first place with its old bytes, it
+        // must read as the first place's value, not the second's.
         let mut moved: Vec<(&[u8], bool)> =
             vec![(br#"{"a":"x1","vsize_bytes":7654321}"#, true), (br#"{"a":"x2","vsize_bytes":7654321}"#, true)];
         moved.extend([(br#"{"a":"x3","vsize_bytes":7654321}"# as &[u8], true); REST_AFTER_MISS as usize]);
