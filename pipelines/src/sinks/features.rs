@@ -8,26 +8,35 @@
 //! the files are the same bytes however many workers or processes ran.
 
 use super::parquet_io::writer_properties;
-use arrow_array::builder::{BooleanBufferBuilder, StringBuilder};
-use arrow_array::{ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, Float32Array, Float64Array, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use epiflow_operators::channels::CHANNELS;
 use epiflow_operators::model::{EpisodeKey, N_CHANNELS};
 use epiflow_operators::tensor::TensorFeatures;
 use epiflow_operators::window::{SummaryFeatures, Windows, STATS};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::data_type::{BoolType, DataType as ParquetType, FloatType};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::EnabledStatistics;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Rows per row group: readers can skip groups by their episode statistics.
 const SUMMARY_ROW_GROUP: usize = 2048;
 const TENSOR_ROW_GROUP: usize = 256;
+
+/// Pending summary rows handed to the writer at once: enough to amortise a
+/// batch's cost over many episodes, few enough that encoding keeps pace with
+/// decoding instead of piling up at the end of the run.
+const SUMMARY_HANDOVER: usize = 128;
 
 /// Which of the two feature files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,16 +71,6 @@ impl FeatureKind {
         match self {
             FeatureKind::Summary => Compression::LZ4_RAW,
             FeatureKind::Tensors => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
-        }
-    }
-
-    /// Pending rows handed to the writer at once: enough to amortise a batch's
-    /// cost over many episodes, few enough that encoding keeps pace with
-    /// decoding instead of piling up at the end of the run.
-    fn handover(self) -> usize {
-        match self {
-            FeatureKind::Summary => 128,
-            FeatureKind::Tensors => 64,
         }
     }
 }
@@ -135,13 +134,14 @@ struct IdColumns {
 }
 
 impl IdColumns {
-    fn push(&mut self, info: &EpisodeInfo, w: &Windows) {
-        for _ in 0..w.len() {
+    /// Appends the ids of windows `rows` of one episode.
+    fn push(&mut self, info: &EpisodeInfo, w: &Windows, rows: Range<usize>) {
+        for _ in rows.clone() {
             self.host.append_value(&info.key.host_id);
             self.episode.append_value(&info.key.episode_id);
         }
-        self.start.extend_from_slice(&w.starts);
-        self.label.extend(w.labels.iter().map(|l| l.class_id() as i32));
+        self.start.extend_from_slice(&w.starts[rows.clone()]);
+        self.label.extend(w.labels[rows].iter().map(|l| l.class_id() as i32));
     }
 
     fn len(&self) -> usize {
@@ -159,18 +159,9 @@ impl IdColumns {
     }
 }
 
-/// Rows of one feature file not yet handed to its writer. Rows accumulate as
-/// columns and leave as one batch per row group: building a batch per
-/// episode cost more than encoding it.
-trait PendingRows: Default {
-    type Features;
-    fn push(&mut self, info: &EpisodeInfo, features: &Self::Features);
-    fn len(&self) -> usize;
-    /// The rows as one batch of `schema`, leaving none pending.
-    fn take(&mut self, schema: &SchemaRef) -> io::Result<RecordBatch>;
-}
-
-/// Pending summary rows: one vector per `<channel>:<stat>` column.
+/// Summary rows not yet handed to the writer: one vector per
+/// `<channel>:<stat>` column. Rows accumulate as columns and leave as one
+/// batch: building a batch per episode cost more than encoding it.
 struct SummaryRows {
     ids: IdColumns,
     profile: StringBuilder,
@@ -191,11 +182,9 @@ impl Default for SummaryRows {
     }
 }
 
-impl PendingRows for SummaryRows {
-    type Features = SummaryFeatures;
-
+impl SummaryRows {
     fn push(&mut self, info: &EpisodeInfo, f: &SummaryFeatures) {
-        self.ids.push(info, &f.windows);
+        self.ids.push(info, &f.windows, 0..f.windows.len());
         for label in &f.windows.labels {
             self.profile.append_option(info.profile);
             self.sample_name.append_option(info.sample_name);
@@ -211,6 +200,7 @@ impl PendingRows for SummaryRows {
         self.ids.len()
     }
 
+    /// The rows as one batch of `schema`, leaving none pending.
     fn take(&mut self, schema: &SchemaRef) -> io::Result<RecordBatch> {
         let [host, episode, start, label] = self.ids.take();
         let mut columns: Vec<ArrayRef> = vec![
@@ -227,45 +217,59 @@ impl PendingRows for SummaryRows {
     }
 }
 
-/// Pending tensor rows: `x` and `mask` as the flat values of their lists.
+/// Tensor rows of the row group being filled: `x` and `mask` as the flat
+/// values of their lists.
+#[derive(Default)]
 struct TensorRows {
     ids: IdColumns,
     x: Vec<f32>,
-    mask: BooleanBufferBuilder,
+    mask: Vec<bool>,
 }
 
-impl Default for TensorRows {
-    fn default() -> Self {
-        TensorRows { ids: IdColumns::default(), x: Vec::new(), mask: BooleanBufferBuilder::new(0) }
-    }
-}
-
-impl PendingRows for TensorRows {
-    type Features = TensorFeatures;
-
-    fn push(&mut self, info: &EpisodeInfo, f: &TensorFeatures) {
-        self.ids.push(info, &f.windows);
-        self.x.extend_from_slice(&f.x);
-        self.mask.append_slice(&f.mask);
+impl TensorRows {
+    /// Appends windows `rows` of one episode.
+    fn push(&mut self, info: &EpisodeInfo, f: &TensorFeatures, rows: Range<usize>) {
+        let cells = rows.start * f.width()..rows.end * f.width();
+        self.ids.push(info, &f.windows, rows);
+        self.x.extend_from_slice(&f.x[cells.clone()]);
+        self.mask.extend_from_slice(&f.mask[cells]);
     }
 
     fn len(&self) -> usize {
         self.ids.len()
     }
+}
 
-    fn take(&mut self, schema: &SchemaRef) -> io::Result<RecordBatch> {
-        let [host, episode, start, label] = self.ids.take();
-        let list = |name: &str, values: ArrayRef| -> io::Result<ArrayRef> {
-            let DataType::FixedSizeList(item, width) =
-                schema.field_with_name(name).map_err(io::Error::other)?.data_type()
-            else {
-                return Err(io::Error::other(format!("{name} is not a fixed-size list")));
-            };
-            Ok(Arc::new(FixedSizeListArray::try_new(item.clone(), *width, values, None).map_err(io::Error::other)?))
-        };
-        let x = list("x", Arc::new(Float32Array::from(drain_into_new(&mut self.x))))?;
-        let mask = list("mask", Arc::new(BooleanArray::new(self.mask.finish(), None)))?;
-        RecordBatch::try_new(schema.clone(), vec![host, episode, start, label, x, mask]).map_err(io::Error::other)
+/// The repetition and definition levels of a row group's list cells, made
+/// once per width. Every cell of a `fixed_size_list` of non-null items is
+/// present (definition level 1) and each list starts a row (repetition
+/// level 0, then 1): arrow-rs derived the same levels from the arrays for
+/// every batch, and gathered the booleans cell by cell, which cost about a
+/// tenth of a 20 s window change (BENCHMARKS.md).
+struct ListLevels {
+    /// Cells per list: 46 × time steps.
+    width: usize,
+    definition: Vec<i16>,
+    repetition: Vec<i16>,
+}
+
+impl ListLevels {
+    /// Levels for up to a full tensor row group of lists `width` long.
+    fn new(width: usize) -> ListLevels {
+        let cells = TENSOR_ROW_GROUP * width;
+        ListLevels {
+            width,
+            definition: vec![1; cells],
+            repetition: (0..cells).map(|i| i16::from(!i.is_multiple_of(width.max(1)))).collect(),
+        }
+    }
+
+    /// `(definition, repetition)` levels of the first `cells` cells.
+    fn of(&self, cells: usize) -> io::Result<(&[i16], &[i16])> {
+        match (self.definition.get(..cells), self.repetition.get(..cells)) {
+            (Some(d), Some(r)) => Ok((d, r)),
+            _ => Err(io::Error::other(format!("{cells} list cells, more than a row group holds"))),
+        }
     }
 }
 
@@ -305,26 +309,25 @@ pub fn open_feature_writer(
     Ok((tmp, writer))
 }
 
-/// One feature file being written: a temporary file, its Parquet writer and
+/// A summary file being written: a temporary file, its Parquet writer and
 /// the rows not yet handed to the writer.
-struct ShardFile<R> {
+struct SummaryFile {
     tmp: tempfile::NamedTempFile,
     writer: ArrowWriter<std::fs::File>,
     schema: SchemaRef,
-    handover: usize,
-    pending: R,
+    pending: SummaryRows,
 }
 
-impl<R: PendingRows> ShardFile<R> {
-    fn create(kind: FeatureKind, dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
-        let (tmp, writer) = open_feature_writer(kind, dir, schema.clone(), metadata)?;
-        Ok(ShardFile { tmp, writer, schema, handover: kind.handover(), pending: R::default() })
+impl SummaryFile {
+    fn create(dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
+        let (tmp, writer) = open_feature_writer(FeatureKind::Summary, dir, schema.clone(), metadata)?;
+        Ok(SummaryFile { tmp, writer, schema, pending: SummaryRows::default() })
     }
 
     /// Adds one episode's rows, handing them over once enough are pending.
-    fn push(&mut self, info: &EpisodeInfo, features: &R::Features) -> io::Result<()> {
+    fn push(&mut self, info: &EpisodeInfo, features: &SummaryFeatures) -> io::Result<()> {
         self.pending.push(info, features);
-        if self.pending.len() >= self.handover {
+        if self.pending.len() >= SUMMARY_HANDOVER {
             self.hand_over()?;
         }
         Ok(())
@@ -347,6 +350,98 @@ impl<R: PendingRows> ShardFile<R> {
     }
 }
 
+/// A tensor file being written, one row group at a time. The id columns go
+/// through arrow-rs's column writers; `x` and `mask` go straight into
+/// Parquet's, with their levels from [`ListLevels`]. The file is the one an
+/// [`ArrowWriter`] with the same properties makes of the same rows, byte for
+/// byte (the shard compaction still writes through one, and a test compares).
+struct TensorFile {
+    tmp: tempfile::NamedTempFile,
+    file: SerializedFileWriter<std::fs::File>,
+    columns: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    pending: TensorRows,
+}
+
+impl TensorFile {
+    fn create(dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
+        let (tmp, writer) = open_feature_writer(FeatureKind::Tensors, dir, schema.clone(), metadata)?;
+        let (file, columns) = writer.into_serialized_writer().map_err(io::Error::other)?;
+        Ok(TensorFile { tmp, file, columns, schema, pending: TensorRows::default() })
+    }
+
+    /// Adds one episode's rows, writing each row group as it fills.
+    fn push(&mut self, info: &EpisodeInfo, features: &TensorFeatures, levels: &ListLevels) -> io::Result<()> {
+        if features.width() != levels.width {
+            return Err(io::Error::other(format!(
+                "{}: tensors {} cells wide, the shard's are {}",
+                info.key,
+                features.width(),
+                levels.width
+            )));
+        }
+        let mut from = 0;
+        while from < features.windows.len() {
+            let to = features.windows.len().min(from + TENSOR_ROW_GROUP - self.pending.len());
+            self.pending.push(info, features, from..to);
+            if self.pending.len() == TENSOR_ROW_GROUP {
+                self.write_row_group(levels)?;
+            }
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending rows as one row group, leaving none pending.
+    fn write_row_group(&mut self, levels: &ListLevels) -> io::Result<()> {
+        if self.pending.len() == 0 {
+            return Ok(());
+        }
+        let ids = self.pending.ids.take();
+        let writers = self.columns.create_column_writers(self.file.flushed_row_groups().len());
+        let mut group = self.file.next_row_group().map_err(io::Error::other)?;
+        for ((field, array), mut writer) in
+            self.schema.fields().iter().zip(&ids).zip(writers.map_err(io::Error::other)?)
+        {
+            for leaf in compute_leaves(field, array).map_err(io::Error::other)? {
+                writer.write(&leaf).map_err(io::Error::other)?;
+            }
+            writer.close().and_then(|chunk| chunk.append_to_row_group(&mut group)).map_err(io::Error::other)?;
+        }
+        let cells = levels.of(self.pending.x.len())?;
+        write_list_cells::<FloatType>(&mut group, "x", &self.pending.x, cells)?;
+        write_list_cells::<BoolType>(&mut group, "mask", &self.pending.mask, cells)?;
+        group.close().map_err(io::Error::other)?;
+        self.pending.x.clear();
+        self.pending.mask.clear();
+        Ok(())
+    }
+
+    /// Writes what is pending and completes the file, still under its
+    /// temporary name.
+    fn close(mut self, levels: &ListLevels) -> io::Result<tempfile::NamedTempFile> {
+        self.write_row_group(levels)?;
+        self.file.close().map_err(io::Error::other)?;
+        Ok(self.tmp)
+    }
+}
+
+/// Writes the next column of `group`, which the schema says is list column
+/// `name`, from its cells and their `(definition, repetition)` levels.
+fn write_list_cells<T: ParquetType>(
+    group: &mut SerializedRowGroupWriter<'_, std::fs::File>,
+    name: &str,
+    cells: &[T::T],
+    (definition, repetition): (&[i16], &[i16]),
+) -> io::Result<()> {
+    let mut column = group
+        .next_column()
+        .map_err(io::Error::other)?
+        .ok_or_else(|| io::Error::other(format!("no column {name} in the tensor schema")))?;
+    column.typed::<T>().write_batch(cells, Some(definition), Some(repetition)).map_err(io::Error::other)?;
+    column.close().map_err(io::Error::other)
+}
+
 /// A summary file and a tensor file holding the same rows, complete under
 /// temporary names.
 pub type ClosedPair = [tempfile::NamedTempFile; 2];
@@ -358,7 +453,8 @@ pub struct ShardWriters {
     dir: PathBuf,
     schemas: [SchemaRef; 2],
     metadata: Vec<KeyValue>,
-    open: BTreeMap<usize, (ShardFile<SummaryRows>, ShardFile<TensorRows>)>,
+    levels: ListLevels,
+    open: BTreeMap<usize, (SummaryFile, TensorFile)>,
 }
 
 impl ShardWriters {
@@ -368,6 +464,7 @@ impl ShardWriters {
             dir: features_dir.to_path_buf(),
             schemas: [Arc::new(summary_schema()), Arc::new(tensor_schema(timesteps))],
             metadata: metadata.to_vec(),
+            levels: ListLevels::new(N_CHANNELS * timesteps),
             open: BTreeMap::new(),
         }
     }
@@ -396,29 +493,19 @@ impl ShardWriters {
                 let [summary_schema, tensor_schema] = &self.schemas;
                 let dir = |kind: FeatureKind| self.dir.join(kind.dir());
                 e.insert((
-                    ShardFile::create(
-                        FeatureKind::Summary,
-                        &dir(FeatureKind::Summary),
-                        summary_schema.clone(),
-                        &self.metadata,
-                    )?,
-                    ShardFile::create(
-                        FeatureKind::Tensors,
-                        &dir(FeatureKind::Tensors),
-                        tensor_schema.clone(),
-                        &self.metadata,
-                    )?,
+                    SummaryFile::create(&dir(FeatureKind::Summary), summary_schema.clone(), &self.metadata)?,
+                    TensorFile::create(&dir(FeatureKind::Tensors), tensor_schema.clone(), &self.metadata)?,
                 ))
             }
         };
         files.0.push(info, summary)?;
-        files.1.push(info, tensors)
+        files.1.push(info, tensors, &self.levels)
     }
 
     /// Completes shard `shard`'s pair, if any rows went to it.
     pub fn close(&mut self, shard: usize) -> io::Result<Option<ClosedPair>> {
         match self.open.remove(&shard) {
-            Some((summary, tensors)) => Ok(Some([summary.close()?, tensors.close()?])),
+            Some((summary, tensors)) => Ok(Some([summary.close()?, tensors.close(&self.levels)?])),
             None => Ok(None),
         }
     }
@@ -443,20 +530,25 @@ pub(crate) mod tests {
     /// Episode `e`'s features: every value tells which episode, window and
     /// cell it came from, so a row out of place cannot go unnoticed.
     pub(crate) fn episode(e: usize) -> (EpisodeKey, SummaryFeatures, TensorFeatures) {
+        episode_of(e, TIMESTEPS)
+    }
+
+    /// [`episode`] with `timesteps` bins per window.
+    fn episode_of(e: usize, timesteps: usize) -> (EpisodeKey, SummaryFeatures, TensorFeatures) {
         let windows = Windows {
             starts: (0..WINDOWS).map(|w| w as f64 * 5.0).collect(),
             labels: (0..WINDOWS).map(|w| Phase::ALL[(e + w) % 5]).collect(),
         };
         let cell = |w: usize, c: usize| (e * 100_000 + w * 1000 + c) as f32;
         let summary_width = N_CHANNELS * STATS.len();
-        let tensor_width = N_CHANNELS * TIMESTEPS;
+        let tensor_width = N_CHANNELS * timesteps;
         let summary = SummaryFeatures {
             windows: windows.clone(),
             values: (0..WINDOWS * summary_width).map(|i| cell(i / summary_width, i % summary_width)).collect(),
         };
         let tensors = TensorFeatures {
             windows,
-            timesteps: TIMESTEPS,
+            timesteps,
             x: (0..WINDOWS * tensor_width).map(|i| cell(i / tensor_width, i % tensor_width)).collect(),
             mask: (0..WINDOWS * tensor_width).map(|i| !(i + e).is_multiple_of(3)).collect(),
         };
@@ -516,5 +608,41 @@ pub(crate) mod tests {
                 assert_eq!(batch.column(7 + c).as_primitive::<Float32Type>().value(r), summary.values[w * width + c]);
             }
         }
+    }
+
+    #[test]
+    fn tensor_files_are_the_bytes_arrow_rs_makes_of_the_same_rows() {
+        // 3 bins: one page per column chunk; 40 bins: a row group's `x` is
+        // 1.9 MB, over the 1 MiB page limit, so it spans pages.
+        for timesteps in [TIMESTEPS, 40] {
+            let dir = tempfile::tempdir().unwrap();
+            let metadata = [KeyValue::new("k".into(), "v".to_string())];
+            let mut writers = ShardWriters::new(dir.path(), timesteps, &metadata);
+            for (key, summary, tensors) in (0..70).map(|e| episode_of(e, timesteps)) {
+                let info = EpisodeInfo { key: &key, profile: None, sample_name: None };
+                writers.write(0, &info, &summary, &tensors).unwrap();
+            }
+            let [_, tensor_file] = writers.close(0).unwrap().unwrap();
+            let written = std::fs::read(tensor_file.path()).unwrap();
+
+            let (groups, rows) = read(tensor_file.path());
+            assert_eq!(groups, vec![TENSOR_ROW_GROUP, TENSOR_ROW_GROUP, 70 * WINDOWS - 2 * TENSOR_ROW_GROUP]);
+            let (again, mut writer) =
+                open_feature_writer(FeatureKind::Tensors, dir.path(), writers.schema(FeatureKind::Tensors), &metadata)
+                    .unwrap();
+            writer.write(&rows).unwrap();
+            writer.close().unwrap();
+            assert!(written == std::fs::read(again.path()).unwrap(), "{timesteps} bins: the bytes differ");
+        }
+    }
+
+    #[test]
+    fn tensors_of_another_width_are_refused_not_written_askew() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writers = ShardWriters::new(dir.path(), TIMESTEPS, &[]);
+        let (key, summary, tensors) = episode_of(1, TIMESTEPS + 1);
+        let info = EpisodeInfo { key: &key, profile: None, sample_name: None };
+        let err = writers.write(0, &info, &summary, &tensors).unwrap_err();
+        assert!(err.to_string().contains("h1/e001: tensors 184 cells wide, the shard's are 138"), "{err}");
     }
 }
