@@ -372,11 +372,15 @@ impl TensorFile {
 
     /// Adds one episode's rows, writing each row group as it fills.
     fn push(&mut self, info: &EpisodeInfo, features: &TensorFeatures, levels: &ListLevels) -> io::Result<()> {
-        if features.width() != levels.width {
+        let cells = features.windows.len() * levels.width;
+        if features.width() != levels.width || features.x.len() != cells || features.mask.len() != cells {
             return Err(io::Error::other(format!(
-                "{}: tensors {} cells wide, the shard's are {}",
+                "{}: {} windows of tensors {} cells wide in {} values and {} mask cells; the shard's are {} cells wide",
                 info.key,
+                features.windows.len(),
                 features.width(),
+                features.x.len(),
+                features.mask.len(),
                 levels.width
             )));
         }
@@ -637,12 +641,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn tensors_of_another_width_are_refused_not_written_askew() {
+    fn tensors_of_another_shape_are_refused_not_written_askew() {
         let dir = tempfile::tempdir().unwrap();
         let mut writers = ShardWriters::new(dir.path(), TIMESTEPS, &[]);
         let (key, summary, tensors) = episode_of(1, TIMESTEPS + 1);
         let info = EpisodeInfo { key: &key, profile: None, sample_name: None };
         let err = writers.write(0, &info, &summary, &tensors).unwrap_err();
-        assert!(err.to_string().contains("h1/e001: tensors 184 cells wide, the shard's are 138"), "{err}");
+        let expected = "h1/e001: 9 windows of tensors 184 cells wide in 1656 values and 1656 mask cells; the shard's are 138 cells wide";
+        assert!(err.to_string().contains(expected), "{err}");
+        let (key, summary, mut tensors) = episode(2);
+        tensors.x.pop();
+        let info = EpisodeInfo { key: &key, profile: None, sample_name: None };
+        let err = writers.write(0, &info, &summary, &tensors).unwrap_err();
+        assert!(err.to_string().contains("in 1241 values and 1242 mask cells"), "{err}");
     }
 }
