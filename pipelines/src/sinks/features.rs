@@ -260,7 +260,7 @@ impl ListLevels {
         ListLevels {
             width,
             definition: vec![1; cells],
-            repetition: (0..cells).map(|i| i16::from(!i.is_multiple_of(width.max(1)))).collect(),
+            repetition: (0..cells).map(|i| i16::from(!i.is_multiple_of(width))).collect(),
         }
     }
 
@@ -402,11 +402,11 @@ impl TensorFile {
             return Ok(());
         }
         let ids = self.pending.ids.take();
-        let writers = self.columns.create_column_writers(self.file.flushed_row_groups().len());
+        // Writers come for every column; the list columns' two go unused.
+        let writers =
+            self.columns.create_column_writers(self.file.flushed_row_groups().len()).map_err(io::Error::other)?;
         let mut group = self.file.next_row_group().map_err(io::Error::other)?;
-        for ((field, array), mut writer) in
-            self.schema.fields().iter().zip(&ids).zip(writers.map_err(io::Error::other)?)
-        {
+        for ((field, array), mut writer) in self.schema.fields().iter().zip(&ids).zip(writers) {
             for leaf in compute_leaves(field, array).map_err(io::Error::other)? {
                 writer.write(&leaf).map_err(io::Error::other)?;
             }
