@@ -111,6 +111,24 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
 /// - bucket: `v / bucket_s` with `bucket_s` from `bucket_ms` when positive, else
 ///   the gap to the source's previous row (none at the first row).
 pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
+    let n = t.len().min(v.len());
+    let (t, v) = (&t[..n], &v[..n]);
+    // Most columns have a value on every row. Then a gauge's points are the
+    // rows themselves and a counter's rates come from consecutive rows, in
+    // loops without a branch per row; the points are the same, bit for bit.
+    if !has_missing(v) {
+        match kind {
+            Kind::Gauge => return Series { t: t.to_vec(), v: v.to_vec() },
+            Kind::Counter => return counter_rates(t, v),
+            Kind::Bucket => {}
+        }
+    }
+    points_row_by_row(kind, t, v, bucket_ms)
+}
+
+/// [`points`] by the rules as written, one row at a time: any column, with
+/// values missing or not.
+fn points_row_by_row(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
     // At most one point per row: one allocation per vector.
     let mut out = Series { t: Vec::with_capacity(t.len()), v: Vec::with_capacity(t.len()) };
     let mut push = |t: f64, v: f64| {
@@ -161,11 +179,51 @@ pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
     out
 }
 
+/// Whether any value is missing (NaN). Checked a block at a time without a
+/// branch per value, so the check costs little next to copying the column.
+fn has_missing(v: &[f64]) -> bool {
+    v.chunks(64).any(|block| block.iter().fold(false, |missing, x| missing | x.is_nan()))
+}
+
+/// A counter's points when every row has a value: the rate from each row to
+/// the next, kept where time advances and the counter did not fall. The
+/// rates are computed for every pair in one loop the compiler vectorises;
+/// the rare pairs that are not kept (resets) are then left out.
+fn counter_rates(t: &[f64], v: &[f64]) -> Series {
+    if t.len() < 2 {
+        return Series::default();
+    }
+    let (t_prev, t_next, v_prev, v_next) = (&t[..t.len() - 1], &t[1..], &v[..v.len() - 1], &v[1..]);
+    let kept = |tp: f64, tk: f64, vp: f64, vk: f64| tk > tp && vk >= vp;
+    let mut all_kept = true;
+    let rates: Vec<f64> = t_prev
+        .iter()
+        .zip(t_next)
+        .zip(v_prev.iter().zip(v_next))
+        .map(|((&tp, &tk), (&vp, &vk))| {
+            all_kept &= kept(tp, tk, vp, vk);
+            (vk - vp) / (tk - tp)
+        })
+        .collect();
+    if all_kept {
+        return Series { t: t_next.to_vec(), v: rates };
+    }
+    let mut out = Series { t: Vec::with_capacity(rates.len()), v: Vec::with_capacity(rates.len()) };
+    for (k, rate) in rates.into_iter().enumerate() {
+        if kept(t_prev[k], t_next[k], v_prev[k], v_next[k]) {
+            out.t.push(t_next[k]);
+            out.v.push(rate);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::channels::channel_index;
     use crate::model::{EpisodeFacts, EpisodeKey, Label, Layout, Meta};
+    use proptest::prelude::*;
 
     const T0: i64 = 1_777_583_279_000_000_000;
 
@@ -207,6 +265,49 @@ mod tests {
                 cols.bucket_ms.push(bucket_ms.unwrap_or(f64::NAN));
             }
         }
+    }
+
+    fn bits(s: &Series) -> (Vec<u64>, Vec<u64>) {
+        (s.t.iter().map(|x| x.to_bits()).collect(), s.v.iter().map(|x| x.to_bits()).collect())
+    }
+
+    /// Rows of a column: times that mostly advance (sometimes stand still or
+    /// step back), counter-like values that mostly rise (sometimes fall),
+    /// and, when `missing`, some values missing.
+    fn column(missing: bool) -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<f64>)> {
+        let row = (-1i32..8, -3i64..1000, any::<bool>(), 0u8..10);
+        prop::collection::vec(row, 0..48).prop_map(move |rows| {
+            let (mut t, mut v, mut bucket_ms) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut tk, mut vk) = (0.0f64, 0.0f64);
+            for (dt, dv, gap, roll) in rows {
+                tk += dt as f64 * 0.1;
+                vk += dv as f64;
+                t.push(tk);
+                v.push(if missing && roll == 0 { f64::NAN } else { vk });
+                bucket_ms.push(if gap { f64::NAN } else { (roll as f64 - 2.0) * 250.0 });
+            }
+            (t, v, bucket_ms)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn points_are_the_rules_as_written_bit_for_bit(
+            (t, v, bucket_ms) in prop_oneof![column(false), column(true)],
+        ) {
+            for kind in [Kind::Gauge, Kind::Counter, Kind::Bucket] {
+                prop_assert_eq!(bits(&points(kind, &t, &v, &bucket_ms)), bits(&points_row_by_row(kind, &t, &v, &bucket_ms)));
+            }
+        }
+    }
+
+    #[test]
+    fn points_of_a_column_with_every_value_take_the_rows_and_consecutive_rates() {
+        let (t, v) = ([0.0, 0.5, 1.0, 2.0], [10.0, 20.0, 5.0, 25.0]);
+        assert_eq!(points(Kind::Gauge, &t, &v, &[]), Series { t: t.to_vec(), v: v.to_vec() });
+        // 10 → 20 over 0.5 s, a reset (no point), then 5 → 25 over 1 s.
+        assert_eq!(points(Kind::Counter, &t, &v, &[]), Series { t: vec![0.5, 2.0], v: vec![20.0, 20.0] });
+        assert_eq!(points(Kind::Counter, &t[..1], &v[..1], &[]), Series::default());
     }
 
     fn series<'a>(a: &'a AlignedEpisode, name: &str) -> &'a Series {

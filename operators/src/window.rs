@@ -5,11 +5,20 @@
 //! with the phase at its centre. Per channel: mean, population std, min, max and
 //! the least-squares slope (units per second) — 46 × 5 = 230 features, NaN where
 //! a channel has no point (slope: under two points).
+//!
+//! Overlapping windows share points: with a 20 s window every 5 s, each point
+//! lies in four. So a channel is summarised once per *block*, the stretch
+//! between two consecutive window edges (starts and ends), into centred
+//! moments ([`Moments`]), and a window's statistics merge the moments of the
+//! blocks it is made of with the pairwise update of Chan, Golub and LeVeque,
+//! which keeps the centred sums' accuracy. Each point is then read twice (the
+//! block's two passes) however much windows overlap.
 
 use crate::channels::Phase;
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, Series, N_CHANNELS};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Window length and stride, in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,7 +108,8 @@ pub struct Window {
 
 impl Operator for Window {
     const NAME: &'static str = "window";
-    const VERSION: u32 = 1;
+    // 2: statistics merged from blocks' moments (the last bits may differ).
+    const VERSION: u32 = 2;
     type Config = WindowSpec;
     type Input = AlignedEpisode;
     type Output = SummaryFeatures;
@@ -110,15 +120,160 @@ impl Operator for Window {
 
     fn apply(&self, ep: &AlignedEpisode) -> SummaryFeatures {
         let windows = self.spec.windows(ep);
+        let blocks = Blocks::of(&windows.starts, self.spec.window_s);
+        // Channel `c`'s moments in block `b` at `c * blocks + b`.
+        let mut moments = Vec::with_capacity(ep.channels.len() * blocks.len());
+        for series in &ep.channels {
+            blocks.summarise(series, &mut moments);
+        }
         let mut values = Vec::with_capacity(windows.len() * N_CHANNELS * STATS.len());
-        let mut cursors = vec![Cursor::default(); ep.channels.len()];
-        for &start in &windows.starts {
-            for (series, cursor) in ep.channels.iter().zip(&mut cursors) {
-                let (t, v) = cursor.window(series, start, start + self.spec.window_s);
-                values.extend(summary(t, v).map(|x| x as f32));
+        for window in &blocks.windows {
+            for channel in moments.chunks_exact(blocks.len().max(1)) {
+                let merged = channel[window.clone()].iter().fold(Moments::EMPTY, |a, b| a.merge(b));
+                values.extend(merged.summary().map(|x| x as f32));
             }
         }
         SummaryFeatures { windows, values }
+    }
+}
+
+/// The blocks an episode's windows are made of: consecutive edges, every
+/// window start and end, in order. Each window is a run of whole blocks.
+struct Blocks {
+    /// Distinct window starts and ends, ascending.
+    edges: Vec<f64>,
+    /// Each window's blocks, by index.
+    windows: Vec<Range<usize>>,
+}
+
+impl Blocks {
+    /// The blocks of windows `length` seconds long starting at `starts`. The
+    /// ends are computed as the windows' own bounds are (`start + length`),
+    /// so a block edge is a window bound bit for bit.
+    fn of(starts: &[f64], length: f64) -> Blocks {
+        let mut edges: Vec<f64> = starts.iter().flat_map(|&start| [start, start + length]).collect();
+        edges.sort_by(f64::total_cmp);
+        edges.dedup_by(|a, b| a.to_bits() == b.to_bits());
+        let at = |x: f64| edges.partition_point(|e| e.total_cmp(&x).is_lt());
+        let windows = starts.iter().map(|&start| at(start)..at(start + length)).collect();
+        Blocks { edges, windows }
+    }
+
+    /// Number of blocks.
+    fn len(&self) -> usize {
+        self.edges.len().saturating_sub(1)
+    }
+
+    /// Appends the moments of `series`' points in each block.
+    fn summarise(&self, series: &Series, out: &mut Vec<Moments>) {
+        let mut cursor = Cursor::default();
+        out.extend(self.edges.windows(2).map(|edge| {
+            let (t, v) = cursor.window(series, edge[0], edge[1]);
+            Moments::of(t, v)
+        }));
+    }
+}
+
+/// A set of points' count, means, centred sums of squares and products,
+/// and extremes: enough to give the summary statistics, and to merge with
+/// another set's without reading the points again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Moments {
+    n: usize,
+    mean_t: f64,
+    mean_v: f64,
+    /// Σ (t − mean_t)².
+    m2_t: f64,
+    /// Σ (v − mean_v)².
+    m2_v: f64,
+    /// Σ (t − mean_t)(v − mean_v).
+    c_tv: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Moments {
+    /// No point.
+    const EMPTY: Moments = Moments {
+        n: 0,
+        mean_t: 0.0,
+        mean_v: 0.0,
+        m2_t: 0.0,
+        m2_v: 0.0,
+        c_tv: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    /// The moments of the points `(t, v)`. Two passes: sums and extremes,
+    /// then centred sums. Each pass keeps `LANES` independent partial sums
+    /// so that consecutive additions do not wait on one another (a single
+    /// running sum is bound by the add latency).
+    fn of(t: &[f64], v: &[f64]) -> Moments {
+        if v.is_empty() {
+            return Moments::EMPTY;
+        }
+        let (t, v) = (&t[..v.len()], v);
+        let n = v.len() as f64;
+        let (mut sum_t, mut sum_v) = ([0.0; LANES], [0.0; LANES]);
+        let (mut min, mut max) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
+        for_lanes(t, v, |lane, a, b| {
+            sum_t[lane] += a;
+            sum_v[lane] += b;
+            // What `f64::min` / `max` gave here, without their NaN checks: the
+            // extreme so far starts infinite and only ever takes a value that
+            // compared below or above it, so it is never NaN; on ties (±0) it
+            // is kept, as before. One `minpd` / `maxpd` each.
+            min[lane] = if b < min[lane] { b } else { min[lane] };
+            max[lane] = if b > max[lane] { b } else { max[lane] };
+        });
+        let (mean_t, mean_v) = (sum_t.iter().sum::<f64>() / n, sum_v.iter().sum::<f64>() / n);
+        let (min, max) =
+            (min.into_iter().fold(f64::INFINITY, f64::min), max.into_iter().fold(f64::NEG_INFINITY, f64::max));
+        let (mut m2_v, mut m2_t, mut c_tv) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for_lanes(t, v, |lane, a, b| {
+            let (dt, dv) = (a - mean_t, b - mean_v);
+            m2_v[lane] += dv * dv;
+            m2_t[lane] += dt * dt;
+            c_tv[lane] += dt * dv;
+        });
+        let sum = |lanes: [f64; LANES]| lanes.iter().sum::<f64>();
+        Moments { n: v.len(), mean_t, mean_v, m2_t: sum(m2_t), m2_v: sum(m2_v), c_tv: sum(c_tv), min, max }
+    }
+
+    /// The moments of both sets together (Chan, Golub and LeVeque): the
+    /// means move by the difference of the two, weighted by the other's
+    /// share, and the centred sums gain that difference's own term.
+    fn merge(self, other: &Moments) -> Moments {
+        match (self.n, other.n) {
+            (_, 0) => return self,
+            (0, _) => return *other,
+            _ => {}
+        }
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let (dt, dv) = (other.mean_t - self.mean_t, other.mean_v - self.mean_v);
+        let weight = na * nb / n;
+        Moments {
+            n: self.n + other.n,
+            mean_t: self.mean_t + dt * (nb / n),
+            mean_v: self.mean_v + dv * (nb / n),
+            m2_t: self.m2_t + other.m2_t + dt * dt * weight,
+            m2_v: self.m2_v + other.m2_v + dv * dv * weight,
+            c_tv: self.c_tv + other.c_tv + dt * dv * weight,
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
+    }
+
+    /// mean, population std, min, max, least-squares slope; NaN where
+    /// undefined.
+    fn summary(&self) -> [f64; 5] {
+        if self.n == 0 {
+            return [f64::NAN; 5];
+        }
+        let slope = if self.n < 2 || self.m2_t == 0.0 { f64::NAN } else { self.c_tv / self.m2_t };
+        [self.mean_v, (self.m2_v / self.n as f64).sqrt(), self.min, self.max, slope]
     }
 }
 
@@ -145,43 +300,7 @@ pub fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
     from + t[from.min(t.len())..].iter().take_while(|&&p| p < bound).count()
 }
 
-/// mean, population std, min, max, least-squares slope; NaN where undefined.
-/// Two passes: sums and extremes, then centred moments. Each pass keeps
-/// `LANES` independent partial sums so that consecutive additions do not
-/// wait on one another (a single running sum is bound by the add latency).
-pub fn summary(t: &[f64], v: &[f64]) -> [f64; 5] {
-    if v.is_empty() {
-        return [f64::NAN; 5];
-    }
-    let (t, v) = (&t[..v.len()], v);
-    let n = v.len() as f64;
-    let (mut sum_t, mut sum_v) = ([0.0; LANES], [0.0; LANES]);
-    let (mut min, mut max) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
-    for_lanes(t, v, |lane, a, b| {
-        sum_t[lane] += a;
-        sum_v[lane] += b;
-        // What `f64::min` / `max` gave here, without their NaN checks: the
-        // extreme so far starts infinite and only ever takes a value that
-        // compared below or above it, so it is never NaN; on ties (±0) it
-        // is kept, as before. One `minpd` / `maxpd` each.
-        min[lane] = if b < min[lane] { b } else { min[lane] };
-        max[lane] = if b > max[lane] { b } else { max[lane] };
-    });
-    let (t_mean, mean) = (sum_t.iter().sum::<f64>() / n, sum_v.iter().sum::<f64>() / n);
-    let (min, max) = (min.into_iter().fold(f64::INFINITY, f64::min), max.into_iter().fold(f64::NEG_INFINITY, f64::max));
-    let (mut var_v, mut var_t, mut cov) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    for_lanes(t, v, |lane, a, b| {
-        let (dt, dv) = (a - t_mean, b - mean);
-        var_v[lane] += dv * dv;
-        var_t[lane] += dt * dt;
-        cov[lane] += dt * dv;
-    });
-    let (var_v, var_t, cov) = (var_v.iter().sum::<f64>(), var_t.iter().sum::<f64>(), cov.iter().sum::<f64>());
-    let slope = if v.len() < 2 || var_t == 0.0 { f64::NAN } else { cov / var_t };
-    [mean, (var_v / n).sqrt(), min, max, slope]
-}
-
-/// Independent accumulators per pass in [`summary`].
+/// Independent accumulators per pass in [`Moments::of`].
 const LANES: usize = 4;
 
 /// Calls `step(lane, t, v)` for every point, point `i` in lane `i % LANES`.
@@ -204,6 +323,7 @@ mod tests {
     use super::*;
     use crate::channels::channel_index;
     use crate::test_support::{aligned, aligned_from, rows, seed_episode};
+    use proptest::prelude::*;
 
     const SEED_PHASES: [(f64, &str); 3] = [(0.0, "clean"), (10.0, "infected_running"), (25.0, "clean")];
 
@@ -316,11 +436,90 @@ mod tests {
             let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let slope = if len < 2 { f64::NAN } else { cov / var_t };
             let want = [vm, (var_v / n).sqrt(), min, max, slope];
-            for (got, want) in summary(&t, &v).into_iter().zip(want) {
+            for (got, want) in Moments::of(&t, &v).summary().into_iter().zip(want) {
                 assert!(
                     (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-9 * want.abs().max(1.0),
                     "{len} points: {got} vs {want}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_run_between_every_window_edge_and_make_up_each_window() {
+        let edges_and_runs = |starts: &[f64], length: f64| {
+            let b = Blocks::of(starts, length);
+            (b.edges, b.windows)
+        };
+        assert_eq!(edges_and_runs(&[0.0, 5.0, 10.0], 10.0), (vec![0.0, 5.0, 10.0, 15.0, 20.0], vec![0..2, 1..3, 2..4]));
+        // Ends between starts: 7 s every 3 s.
+        assert_eq!(
+            edges_and_runs(&[0.0, 3.0, 6.0], 7.0),
+            (vec![0.0, 3.0, 6.0, 7.0, 10.0, 13.0], vec![0..3, 1..4, 2..5])
+        );
+        // Gaps between windows are blocks no window uses; a window left out
+        // (no label at its centre) leaves no block of its own.
+        assert_eq!(
+            edges_and_runs(&[0.0, 10.0, 30.0], 5.0),
+            (vec![0.0, 5.0, 10.0, 15.0, 30.0, 35.0], vec![0..1, 2..3, 4..5])
+        );
+        assert_eq!(edges_and_runs(&[], 10.0), (vec![], vec![]));
+    }
+
+    /// Points at irregular times with values around `offset`, as a channel
+    /// of large counts that moves little.
+    fn jittered(steps: &[(u8, i32)], offset: f64) -> Series {
+        let mut t = 0.0;
+        let mut series = Series::default();
+        for &(dt, dv) in steps {
+            t += dt as f64 * 0.05;
+            series.t.push(t);
+            series.v.push(offset + dv as f64 * 0.25);
+        }
+        series
+    }
+
+    proptest! {
+        #[test]
+        fn merged_blocks_give_each_window_what_its_own_points_give(
+            steps in prop::collection::vec((0u8..40, -400i32..400), 0..400),
+            offset in prop_oneof![Just(0.0), Just(3.0e9)],
+            (window_s, stride_s) in prop_oneof![
+                Just((10.0, 5.0)), Just((20.0, 5.0)), Just((7.0, 3.0)), Just((5.0, 10.0)), Just((2.5, 0.5)),
+            ],
+        ) {
+            let series = jittered(&steps, offset);
+            let starts: Vec<f64> = (0..).map(|k| k as f64 * stride_s).take_while(|s| s + window_s <= 40.0).collect();
+            let blocks = Blocks::of(&starts, window_s);
+            let mut moments = Vec::new();
+            blocks.summarise(&series, &mut moments);
+            let mut cursor = Cursor::default();
+            for (&start, run) in starts.iter().zip(&blocks.windows) {
+                let merged = moments[run.clone()].iter().fold(Moments::EMPTY, |a, b| a.merge(b));
+                let (t, v) = cursor.window(&series, start, start + window_s);
+                let direct = Moments::of(t, v);
+                prop_assert_eq!((merged.n, merged.min.to_bits(), merged.max.to_bits()), (direct.n, direct.min.to_bits(), direct.max.to_bits()));
+                let (got, direct) = (merged.summary(), direct.summary());
+                if run.len() == 1 {
+                    // One block: the window's own two passes, bit for bit.
+                    prop_assert_eq!(got.map(f64::to_bits), direct.map(f64::to_bits));
+                }
+                // The statistics of the values less their offset, which is
+                // exact: a reference without the rounding the offset brings.
+                let less_offset: Vec<f64> = v.iter().map(|x| x - offset).collect();
+                let mut reference = Moments::of(t, &less_offset).summary();
+                reference[0] += offset;
+                // Both ways round by about the offset's last bits, times a few.
+                let spread = direct[3] - direct[2];
+                let tolerance = 1e-13 * (offset + spread);
+                for (s, per_second) in [(0, 1.0), (1, 1.0), (4, 1.0 / 0.05)] {
+                    for (way, value) in [("merged", got[s]), ("direct", direct[s])] {
+                        prop_assert!(
+                            (value.is_nan() && reference[s].is_nan()) || (value - reference[s]).abs() <= tolerance * per_second,
+                            "{} at {start}, {way}: {value} against {}", STATS[s], reference[s]
+                        );
+                    }
+                }
             }
         }
     }
