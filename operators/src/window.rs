@@ -128,8 +128,9 @@ impl Operator for Window {
         }
         let mut values = Vec::with_capacity(windows.len() * N_CHANNELS * STATS.len());
         for window in &blocks.windows {
-            for channel in moments.chunks_exact(blocks.len().max(1)) {
-                let merged = channel[window.clone()].iter().fold(Moments::EMPTY, |a, b| a.merge(b));
+            for c in 0..ep.channels.len() {
+                let run = &moments[c * blocks.len() + window.start..c * blocks.len() + window.end];
+                let merged = run.iter().fold(Moments::EMPTY, |a, b| a.merge(b));
                 values.extend(merged.summary().map(|x| x as f32));
             }
         }
@@ -464,6 +465,20 @@ mod tests {
             (vec![0.0, 5.0, 10.0, 15.0, 30.0, 35.0], vec![0..1, 2..3, 4..5])
         );
         assert_eq!(edges_and_runs(&[], 10.0), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_window_too_short_to_move_its_end_past_its_start_holds_no_point() {
+        // 1e17 + 1 is 1e17 in f64: the window [1e17, 1e17) is empty, as
+        // the rule `start <= t < start + length` says, and has no block.
+        let b = Blocks::of(&[1e17], 1.0);
+        assert_eq!((b.len(), b.windows.len()), (0, 1));
+        assert!(b.windows[0].is_empty());
+        let g = vec![(2.5, "\"rss_bytes\":1".to_string())];
+        let ep = aligned(&[(0.0, "clean")], Some(10.0), &[("telemetry-proc.jsonl", g)]);
+        let f = Window { spec: WindowSpec { window_s: 1e-20, stride_s: 5.0 } }.apply(&ep);
+        assert_eq!(f.values.len(), f.windows.len() * N_CHANNELS * STATS.len());
+        assert!(f.values.iter().all(|v| v.is_nan()), "no point lies in [s, s + 1e-20) once s + 1e-20 == s");
     }
 
     /// Points at irregular times with values around `offset`, as a channel
