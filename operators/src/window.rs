@@ -282,14 +282,14 @@ impl Moments {
 /// bounds only grow from one window to the next, so the cursor moves forward
 /// over the points instead of searching afresh for each window.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Cursor {
+struct Cursor {
     lo: usize,
     hi: usize,
 }
 
 impl Cursor {
     /// The points with `lo <= t < hi`. Bounds must not decrease between calls.
-    pub fn window<'a>(&mut self, series: &'a Series, lo: f64, hi: f64) -> (&'a [f64], &'a [f64]) {
+    fn window<'a>(&mut self, series: &'a Series, lo: f64, hi: f64) -> (&'a [f64], &'a [f64]) {
         self.lo = skip_before(&series.t, self.lo, lo);
         self.hi = skip_before(&series.t, self.hi.max(self.lo), hi);
         (&series.t[self.lo..self.hi], &series.v[self.lo..self.hi])
@@ -297,7 +297,7 @@ impl Cursor {
 }
 
 /// The first index from `from` on whose time is not before `bound` (`t` sorted).
-pub fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
+pub(crate) fn skip_before(t: &[f64], from: usize, bound: f64) -> usize {
     from + t[from.min(t.len())..].iter().take_while(|&&p| p < bound).count()
 }
 
