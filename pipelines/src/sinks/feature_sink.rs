@@ -6,7 +6,9 @@
 //! ten small files instead of re-encoding the corpus, and a removal rewrites
 //! only the shards it touches.
 
-use super::features::{open_feature_writer, shard_of, ClosedPair, EpisodeInfo, FeatureKind, ShardWriters};
+use super::features::{
+    open_feature_writer, shard_of, ClosedPair, EpisodeInfo, FeatureKind, RewrittenTensors, ShardWriters,
+};
 use super::manifest::{file_name, EpisodeRows, FileEntry, Published, ShardUpdate};
 use crate::output;
 use arrow_array::cast::AsArray;
@@ -232,33 +234,36 @@ impl FeatureSink {
     /// One new pair holding the kept rows of `files`, then every row of
     /// `delta`.
     fn merge(&self, files: &[FileEntry], kept: &HashSet<String>, delta: Option<&ClosedPair>) -> io::Result<ClosedPair> {
-        let mut pair = Vec::with_capacity(2);
-        for (i, kind) in [FeatureKind::Summary, FeatureKind::Tensors].into_iter().enumerate() {
+        // Every row of the shard's files that stays, then the delta's, in order.
+        let each_row = |kind: FeatureKind, put: &mut dyn FnMut(&RecordBatch) -> io::Result<()>| {
             let dir = self.dir.join(kind.dir());
-            let (tmp, mut writer) =
-                open_feature_writer(kind, &dir, self.writers.schema(kind), self.writers.metadata())?;
             for file in files {
                 let path = dir.join(&file.name);
-                copy_rows(&path, &mut writer, Some(kept)).map_err(|e| annotate(&path, e))?;
+                copy_rows(&path, Some(kept), put).map_err(|e| annotate(&path, e))?;
             }
-            if let Some(delta) = delta {
-                copy_rows(delta[i].path(), &mut writer, None)?;
+            match delta {
+                Some(delta) => copy_rows(delta[kind as usize].path(), None, put),
+                None => Ok(()),
             }
-            writer.close().map_err(io::Error::other)?;
-            pair.push(tmp);
-        }
-        let [summary, tensors]: [tempfile::NamedTempFile; 2] =
-            pair.try_into().map_err(|_| io::Error::other("a merge makes two files"))?;
-        Ok([summary, tensors])
+        };
+        let kind = FeatureKind::Summary;
+        let (summary, mut writer) =
+            open_feature_writer(kind, &self.dir.join(kind.dir()), self.writers.schema(kind), self.writers.metadata())?;
+        each_row(kind, &mut |batch| writer.write(batch).map_err(io::Error::other))?;
+        writer.close().map_err(io::Error::other)?;
+        let kind = FeatureKind::Tensors;
+        let mut tensors = RewrittenTensors::create(&self.dir.join(kind.dir()), &self.writers)?;
+        each_row(kind, &mut |batch| tensors.push(batch))?;
+        Ok([summary, tensors.close()?])
     }
 }
 
-/// Appends the rows of the feature file at `path` to `writer`, only those of
-/// episodes in `kept` when given.
+/// Hands the rows of the feature file at `path` to `put`, batch by batch,
+/// only those of episodes in `kept` when given.
 fn copy_rows(
     path: &Path,
-    writer: &mut parquet::arrow::ArrowWriter<std::fs::File>,
     kept: Option<&HashSet<String>>,
+    put: &mut dyn FnMut(&RecordBatch) -> io::Result<()>,
 ) -> io::Result<()> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)
         .and_then(|b| b.build())
@@ -270,7 +275,7 @@ fn copy_rows(
             None => batch,
         };
         if batch.num_rows() > 0 {
-            writer.write(&batch).map_err(io::Error::other)?;
+            put(&batch)?;
         }
     }
     Ok(())

@@ -7,9 +7,12 @@
 //! its open shards as they are computed (one row group per shard in memory) and
 //! the files are the same bytes however many workers or processes ran.
 
+use super::list_pages::ListPages;
 use super::parquet_io::writer_properties;
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, Float32Array, Float64Array, Int32Array, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use epiflow_operators::channels::CHANNELS;
 use epiflow_operators::model::{EpisodeKey, N_CHANNELS};
@@ -18,11 +21,10 @@ use epiflow_operators::window::{SummaryFeatures, Windows, STATS};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::data_type::{BoolType, DataType as ParquetType, FloatType};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::EnabledStatistics;
-use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
@@ -70,9 +72,15 @@ impl FeatureKind {
     fn compression(self) -> Compression {
         match self {
             FeatureKind::Summary => Compression::LZ4_RAW,
-            FeatureKind::Tensors => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            FeatureKind::Tensors => Compression::ZSTD(tensor_zstd()),
         }
     }
+}
+
+/// The zstd level of a tensor file's pages, its lists' ([`ListPages`]) and
+/// its ids' alike.
+fn tensor_zstd() -> ZstdLevel {
+    ZstdLevel::try_new(1).unwrap_or_default()
 }
 
 /// What every row of an episode carries besides its features.
@@ -235,41 +243,64 @@ impl TensorRows {
         self.mask.extend_from_slice(&f.mask[cells]);
     }
 
+    /// Appends rows `rows` of a batch read back from a tensor file.
+    fn push_batch(&mut self, batch: &TensorBatch, rows: Range<usize>) {
+        let width = batch.x.value_length() as usize;
+        let cells = rows.start * width..rows.end * width;
+        for r in rows.clone() {
+            self.ids.host.append_value(batch.host.value(r));
+            self.ids.episode.append_value(batch.episode.value(r));
+        }
+        self.ids.start.extend_from_slice(&batch.start.values()[rows.clone()]);
+        self.ids.label.extend_from_slice(&batch.label.values()[rows]);
+        let x = batch.x.values().as_primitive::<Float32Type>().values();
+        self.x.extend_from_slice(&x[cells.clone()]);
+        let mask = batch.mask.values().as_boolean();
+        self.mask.extend(cells.map(|c| mask.value(c)));
+    }
+
     fn len(&self) -> usize {
         self.ids.len()
     }
 }
 
-/// The repetition and definition levels of a row group's list cells, made
-/// once per width. Every cell of a `fixed_size_list` of non-null items is
-/// present (definition level 1) and each list starts a row (repetition
-/// level 0, then 1): arrow-rs derived the same levels from the arrays for
-/// every batch, and gathered the booleans cell by cell, which cost about a
-/// tenth of a 20 s window change (BENCHMARKS.md).
-struct ListLevels {
-    /// Cells per list: 46 × time steps.
-    width: usize,
-    definition: Vec<i16>,
-    repetition: Vec<i16>,
+/// A batch of a tensor file's rows, its columns by type.
+struct TensorBatch<'a> {
+    host: &'a StringArray,
+    episode: &'a StringArray,
+    start: &'a Float64Array,
+    label: &'a Int32Array,
+    x: &'a FixedSizeListArray,
+    mask: &'a FixedSizeListArray,
 }
 
-impl ListLevels {
-    /// Levels for up to a full tensor row group of lists `width` long.
-    fn new(width: usize) -> ListLevels {
-        let cells = TENSOR_ROW_GROUP * width;
-        ListLevels {
-            width,
-            definition: vec![1; cells],
-            repetition: (0..cells).map(|i| i16::from(!i.is_multiple_of(width))).collect(),
+impl<'a> TensorBatch<'a> {
+    /// The columns of `batch`, which must have the tensor schema `width` cells wide.
+    fn of(batch: &'a RecordBatch, width: usize) -> io::Result<TensorBatch<'a>> {
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| io::Error::other(format!("no {name} column in a tensor file")))
+        };
+        let wrong = |name: &str| io::Error::other(format!("the tensor file's {name} column has another type"));
+        let list = |name: &str| -> io::Result<&'a FixedSizeListArray> {
+            let list = column(name)?.as_fixed_size_list_opt().ok_or_else(|| wrong(name))?;
+            if list.value_length() as usize != width || list.values().len() != batch.num_rows() * width {
+                return Err(io::Error::other(format!("the tensor file's {name} lists are not {width} cells wide")));
+            }
+            Ok(list)
+        };
+        let x = list("x")?;
+        let mask = list("mask")?;
+        if x.values().as_primitive_opt::<Float32Type>().is_none() || mask.values().as_boolean_opt().is_none() {
+            return Err(wrong("x or mask"));
         }
-    }
-
-    /// `(definition, repetition)` levels of the first `cells` cells.
-    fn of(&self, cells: usize) -> io::Result<(&[i16], &[i16])> {
-        match (self.definition.get(..cells), self.repetition.get(..cells)) {
-            (Some(d), Some(r)) => Ok((d, r)),
-            _ => Err(io::Error::other(format!("{cells} list cells, more than a row group holds"))),
-        }
+        Ok(TensorBatch {
+            host: column("host_id")?.as_string_opt().ok_or_else(|| wrong("host_id"))?,
+            episode: column("episode_id")?.as_string_opt().ok_or_else(|| wrong("episode_id"))?,
+            start: column("window_start_s")?.as_primitive_opt().ok_or_else(|| wrong("window_start_s"))?,
+            label: column("label")?.as_primitive_opt().ok_or_else(|| wrong("label"))?,
+            x,
+            mask,
+        })
     }
 }
 
@@ -351,15 +382,17 @@ impl SummaryFile {
 }
 
 /// A tensor file being written, one row group at a time. The id columns go
-/// through arrow-rs's column writers; `x` and `mask` go straight into
-/// Parquet's, with their levels from [`ListLevels`]. The file is the one an
-/// [`ArrowWriter`] with the same properties makes of the same rows, byte for
-/// byte (the shard compaction still writes through one, and a test compares).
+/// through arrow-rs's column writers; `x` and `mask` are pages made by
+/// [`ListPages`]. A shard's compaction writes through one too
+/// ([`RewrittenTensors`]), so its file is the bytes the shard's rows make
+/// wherever they come from.
 struct TensorFile {
     tmp: tempfile::NamedTempFile,
     file: SerializedFileWriter<std::fs::File>,
     columns: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
+    /// The `x` and `mask` leaves.
+    lists: [ColumnDescPtr; 2],
     pending: TensorRows,
 }
 
@@ -367,13 +400,23 @@ impl TensorFile {
     fn create(dir: &Path, schema: SchemaRef, metadata: &[KeyValue]) -> io::Result<Self> {
         let (tmp, writer) = open_feature_writer(FeatureKind::Tensors, dir, schema.clone(), metadata)?;
         let (file, columns) = writer.into_serialized_writer().map_err(io::Error::other)?;
-        Ok(TensorFile { tmp, file, columns, schema, pending: TensorRows::default() })
+        let leaf = |name: &str| {
+            file.schema_descr()
+                .columns()
+                .iter()
+                .find(|c| c.path().parts().first().is_some_and(|p| p == name))
+                .cloned()
+                .ok_or_else(|| io::Error::other(format!("no column {name} in the tensor schema")))
+        };
+        let lists = [leaf("x")?, leaf("mask")?];
+        Ok(TensorFile { tmp, file, columns, schema, lists, pending: TensorRows::default() })
     }
 
     /// Adds one episode's rows, writing each row group as it fills.
-    fn push(&mut self, info: &EpisodeInfo, features: &TensorFeatures, levels: &ListLevels) -> io::Result<()> {
-        let cells = features.windows.len() * levels.width;
-        if features.width() != levels.width || features.x.len() != cells || features.mask.len() != cells {
+    fn push(&mut self, info: &EpisodeInfo, features: &TensorFeatures, pages: &mut ListPages) -> io::Result<()> {
+        let width = pages.width();
+        let cells = features.windows.len() * width;
+        if features.width() != width || features.x.len() != cells || features.mask.len() != cells {
             return Err(io::Error::other(format!(
                 "{}: {} windows of tensors {} cells wide in {} values and {} mask cells; the shard's are {} cells wide",
                 info.key,
@@ -381,15 +424,32 @@ impl TensorFile {
                 features.width(),
                 features.x.len(),
                 features.mask.len(),
-                levels.width
+                width
             )));
         }
+        self.push_rows(features.windows.len(), pages, |pending, rows| pending.push(info, features, rows))
+    }
+
+    /// Adds the rows of a batch read back from a tensor file.
+    fn push_batch(&mut self, batch: &RecordBatch, pages: &mut ListPages) -> io::Result<()> {
+        let batch_columns = TensorBatch::of(batch, pages.width())?;
+        self.push_rows(batch.num_rows(), pages, |pending, rows| pending.push_batch(&batch_columns, rows))
+    }
+
+    /// Hands `rows` rows to `push` in runs that fill the pending row group,
+    /// writing each group as it fills.
+    fn push_rows(
+        &mut self,
+        rows: usize,
+        pages: &mut ListPages,
+        mut push: impl FnMut(&mut TensorRows, Range<usize>),
+    ) -> io::Result<()> {
         let mut from = 0;
-        while from < features.windows.len() {
-            let to = features.windows.len().min(from + TENSOR_ROW_GROUP - self.pending.len());
-            self.pending.push(info, features, from..to);
+        while from < rows {
+            let to = rows.min(from + TENSOR_ROW_GROUP - self.pending.len());
+            push(&mut self.pending, from..to);
             if self.pending.len() == TENSOR_ROW_GROUP {
-                self.write_row_group(levels)?;
+                self.write_row_group(pages)?;
             }
             from = to;
         }
@@ -397,7 +457,7 @@ impl TensorFile {
     }
 
     /// Writes the pending rows as one row group, leaving none pending.
-    fn write_row_group(&mut self, levels: &ListLevels) -> io::Result<()> {
+    fn write_row_group(&mut self, pages: &mut ListPages) -> io::Result<()> {
         if self.pending.len() == 0 {
             return Ok(());
         }
@@ -412,9 +472,8 @@ impl TensorFile {
             }
             writer.close().and_then(|chunk| chunk.append_to_row_group(&mut group)).map_err(io::Error::other)?;
         }
-        let cells = levels.of(self.pending.x.len())?;
-        write_list_cells::<FloatType>(&mut group, "x", &self.pending.x, cells)?;
-        write_list_cells::<BoolType>(&mut group, "mask", &self.pending.mask, cells)?;
+        pages.write_floats(&mut group, &self.lists[0], &self.pending.x)?;
+        pages.write_bools(&mut group, &self.lists[1], &self.pending.mask)?;
         group.close().map_err(io::Error::other)?;
         self.pending.x.clear();
         self.pending.mask.clear();
@@ -423,27 +482,38 @@ impl TensorFile {
 
     /// Writes what is pending and completes the file, still under its
     /// temporary name.
-    fn close(mut self, levels: &ListLevels) -> io::Result<tempfile::NamedTempFile> {
-        self.write_row_group(levels)?;
+    fn close(mut self, pages: &mut ListPages) -> io::Result<tempfile::NamedTempFile> {
+        self.write_row_group(pages)?;
         self.file.close().map_err(io::Error::other)?;
         Ok(self.tmp)
     }
 }
 
-/// Writes the next column of `group`, which the schema says is list column
-/// `name`, from its cells and their `(definition, repetition)` levels.
-fn write_list_cells<T: ParquetType>(
-    group: &mut SerializedRowGroupWriter<'_, std::fs::File>,
-    name: &str,
-    cells: &[T::T],
-    (definition, repetition): (&[i16], &[i16]),
-) -> io::Result<()> {
-    let mut column = group
-        .next_column()
-        .map_err(io::Error::other)?
-        .ok_or_else(|| io::Error::other(format!("no column {name} in the tensor schema")))?;
-    column.typed::<T>().write_batch(cells, Some(definition), Some(repetition)).map_err(io::Error::other)?;
-    column.close().map_err(io::Error::other)
+/// A shard's tensor file written again from the rows of its files, batch by
+/// batch, through the writer every tensor file goes through.
+pub struct RewrittenTensors {
+    file: TensorFile,
+    pages: ListPages,
+}
+
+impl RewrittenTensors {
+    /// A new tensor file in `dir` with the shards' schema and footer.
+    pub fn create(dir: &Path, writers: &ShardWriters) -> io::Result<RewrittenTensors> {
+        Ok(RewrittenTensors {
+            file: TensorFile::create(dir, writers.schema(FeatureKind::Tensors), &writers.metadata)?,
+            pages: ListPages::new(writers.pages.width(), tensor_zstd()),
+        })
+    }
+
+    /// Appends the rows of `batch`, read from a tensor file of the same schema.
+    pub fn push(&mut self, batch: &RecordBatch) -> io::Result<()> {
+        self.file.push_batch(batch, &mut self.pages)
+    }
+
+    /// Completes the file, still under its temporary name.
+    pub fn close(mut self) -> io::Result<tempfile::NamedTempFile> {
+        self.file.close(&mut self.pages)
+    }
 }
 
 /// A summary file and a tensor file holding the same rows, complete under
@@ -457,7 +527,7 @@ pub struct ShardWriters {
     dir: PathBuf,
     schemas: [SchemaRef; 2],
     metadata: Vec<KeyValue>,
-    levels: ListLevels,
+    pages: ListPages,
     open: BTreeMap<usize, (SummaryFile, TensorFile)>,
 }
 
@@ -468,7 +538,7 @@ impl ShardWriters {
             dir: features_dir.to_path_buf(),
             schemas: [Arc::new(summary_schema()), Arc::new(tensor_schema(timesteps))],
             metadata: metadata.to_vec(),
-            levels: ListLevels::new(N_CHANNELS * timesteps),
+            pages: ListPages::new(N_CHANNELS * timesteps, tensor_zstd()),
             open: BTreeMap::new(),
         }
     }
@@ -503,13 +573,13 @@ impl ShardWriters {
             }
         };
         files.0.push(info, summary)?;
-        files.1.push(info, tensors, &self.levels)
+        files.1.push(info, tensors, &mut self.pages)
     }
 
     /// Completes shard `shard`'s pair, if any rows went to it.
     pub fn close(&mut self, shard: usize) -> io::Result<Option<ClosedPair>> {
         match self.open.remove(&shard) {
-            Some((summary, tensors)) => Ok(Some([summary.close()?, tensors.close(&self.levels)?])),
+            Some((summary, tensors)) => Ok(Some([summary.close()?, tensors.close(&mut self.pages)?])),
             None => Ok(None),
         }
     }
@@ -615,27 +685,38 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn tensor_files_are_the_bytes_arrow_rs_makes_of_the_same_rows() {
+    fn a_tensor_file_written_again_from_its_rows_is_the_same_bytes() {
         // 3 bins: one page per column chunk; 40 bins: a row group's `x` is
-        // 1.9 MB, over the 1 MiB page limit, so it spans pages.
+        // 1.9 MB, over the 1 MiB page size, so it spans pages.
         for timesteps in [TIMESTEPS, 40] {
             let dir = tempfile::tempdir().unwrap();
             let metadata = [KeyValue::new("k".into(), "v".to_string())];
             let mut writers = ShardWriters::new(dir.path(), timesteps, &metadata);
-            for (key, summary, tensors) in (0..70).map(|e| episode_of(e, timesteps)) {
-                let info = EpisodeInfo { key: &key, profile: None, sample_name: None };
-                writers.write(0, &info, &summary, &tensors).unwrap();
+            let episodes: Vec<_> = (0..70).map(|e| episode_of(e, timesteps)).collect();
+            for (key, summary, tensors) in &episodes {
+                let info = EpisodeInfo { key, profile: None, sample_name: None };
+                writers.write(0, &info, summary, tensors).unwrap();
             }
             let [_, tensor_file] = writers.close(0).unwrap().unwrap();
             let written = std::fs::read(tensor_file.path()).unwrap();
 
+            // Read by arrow-rs as the contract's fixed-size lists, every cell as written.
             let (groups, rows) = read(tensor_file.path());
             assert_eq!(groups, vec![TENSOR_ROW_GROUP, TENSOR_ROW_GROUP, 70 * WINDOWS - 2 * TENSOR_ROW_GROUP]);
-            let (again, mut writer) =
-                open_feature_writer(FeatureKind::Tensors, dir.path(), writers.schema(FeatureKind::Tensors), &metadata)
-                    .unwrap();
-            writer.write(&rows).unwrap();
-            writer.close().unwrap();
+            assert_eq!(rows.schema(), writers.schema(FeatureKind::Tensors));
+            let x = rows.column_by_name("x").unwrap().as_fixed_size_list().values().as_primitive::<Float32Type>();
+            let mask = rows.column_by_name("mask").unwrap().as_fixed_size_list().values().as_boolean();
+            let want_x: Vec<u32> = episodes.iter().flat_map(|e| e.2.x.iter().map(|v| v.to_bits())).collect();
+            assert_eq!(x.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_x, "{timesteps} bins");
+            let want_mask: Vec<bool> = episodes.iter().flat_map(|e| e.2.mask.iter().copied()).collect();
+            assert_eq!(mask.iter().map(Option::unwrap).collect::<Vec<_>>(), want_mask, "{timesteps} bins");
+
+            // Written again from those rows in uneven batches, as a shard's compaction does.
+            let mut again = RewrittenTensors::create(dir.path(), &writers).unwrap();
+            for at in (0..rows.num_rows()).step_by(97) {
+                again.push(&rows.slice(at, 97.min(rows.num_rows() - at))).unwrap();
+            }
+            let again = again.close().unwrap();
             assert!(written == std::fs::read(again.path()).unwrap(), "{timesteps} bins: the bytes differ");
         }
     }
