@@ -57,14 +57,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let definition = vec![1i16; ROWS * width];
     let repetition: Vec<i16> = (0..ROWS * width).map(|i| i16::from(i % width != 0)).collect();
     let zstd = |l| Compression::ZSTD(ZstdLevel::try_new(l).expect("level"));
-    let rows = 1024usize.div_ceil(width) * width;
+    // The values per column-writer batch; `None`: epiflow's pages instead.
+    let rows = Some(1024usize.div_ceil(width) * width);
     let settings = [
-        ("plain zstd1", Encoding::PLAIN, zstd(1), 1024),
+        ("plain zstd1", Encoding::PLAIN, zstd(1), Some(1024)),
         ("plain zstd1 whole rows", Encoding::PLAIN, zstd(1), rows),
-        ("epiflow's pages (zstd1)", Encoding::PLAIN, zstd(1), 0),
-        ("split zstd1", Encoding::BYTE_STREAM_SPLIT, zstd(1), 1024),
-        ("plain lz4", Encoding::PLAIN, Compression::LZ4_RAW, 1024),
-        ("plain none", Encoding::PLAIN, Compression::UNCOMPRESSED, 1024),
+        ("epiflow's pages (zstd1)", Encoding::PLAIN, zstd(1), None),
+        ("split zstd1", Encoding::BYTE_STREAM_SPLIT, zstd(1), Some(1024)),
+        ("plain lz4", Encoding::PLAIN, Compression::LZ4_RAW, Some(1024)),
+        ("plain none", Encoding::PLAIN, Compression::UNCOMPRESSED, Some(1024)),
         ("plain none whole rows", Encoding::PLAIN, Compression::UNCOMPRESSED, rows),
     ];
     let mut best = vec![f64::INFINITY; settings.len()];
@@ -78,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .set_dictionary_enabled(false)
                     .set_statistics_enabled(EnabledStatistics::None)
                     .set_column_encoding(x_item, *encoding)
-                    .set_write_batch_size((*batch).max(1))
+                    .set_write_batch_size(batch.unwrap_or(1024))
                     .build(),
             );
             let start = Instant::now();
@@ -87,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut pages = ListPages::new(width, ZstdLevel::try_new(1)?);
             for (x, mask) in &groups {
                 let mut group = file.next_row_group()?;
-                if *batch == 0 {
+                if batch.is_none() {
                     pages.write_floats(&mut group, &columns[0], x)?;
                     pages.write_bools(&mut group, &columns[1], mask)?;
                     group.close()?;
@@ -105,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let written = file.into_inner()?;
             best[i] = best[i].min(start.elapsed().as_secs_f64());
             sizes[i] = written.len();
-            if *batch == 0 {
+            if batch.is_none() {
                 check_reads_back(written, &groups)?;
             }
         }

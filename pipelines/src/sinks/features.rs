@@ -12,7 +12,7 @@ use super::parquet_io::writer_properties;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use epiflow_operators::channels::CHANNELS;
 use epiflow_operators::model::{EpisodeKey, N_CHANNELS};
@@ -152,6 +152,16 @@ impl IdColumns {
         self.label.extend(w.labels[rows].iter().map(|l| l.class_id() as i32));
     }
 
+    /// Appends the ids of rows `rows` of a batch read back from a tensor file.
+    fn push_batch(&mut self, batch: &TensorBatch, rows: Range<usize>) {
+        for r in rows.clone() {
+            self.host.append_value(batch.host.value(r));
+            self.episode.append_value(batch.episode.value(r));
+        }
+        self.start.extend_from_slice(&batch.start.values()[rows.clone()]);
+        self.label.extend_from_slice(&batch.label.values()[rows]);
+    }
+
     fn len(&self) -> usize {
         self.start.len()
     }
@@ -245,18 +255,10 @@ impl TensorRows {
 
     /// Appends rows `rows` of a batch read back from a tensor file.
     fn push_batch(&mut self, batch: &TensorBatch, rows: Range<usize>) {
-        let width = batch.x.value_length() as usize;
-        let cells = rows.start * width..rows.end * width;
-        for r in rows.clone() {
-            self.ids.host.append_value(batch.host.value(r));
-            self.ids.episode.append_value(batch.episode.value(r));
-        }
-        self.ids.start.extend_from_slice(&batch.start.values()[rows.clone()]);
-        self.ids.label.extend_from_slice(&batch.label.values()[rows]);
-        let x = batch.x.values().as_primitive::<Float32Type>().values();
-        self.x.extend_from_slice(&x[cells.clone()]);
-        let mask = batch.mask.values().as_boolean();
-        self.mask.extend(cells.map(|c| mask.value(c)));
+        let cells = rows.start * batch.width..rows.end * batch.width;
+        self.ids.push_batch(batch, rows);
+        self.x.extend_from_slice(&batch.x[cells.clone()]);
+        self.mask.extend(cells.map(|c| batch.mask.value(c)));
     }
 
     fn len(&self) -> usize {
@@ -264,14 +266,17 @@ impl TensorRows {
     }
 }
 
-/// A batch of a tensor file's rows, its columns by type.
+/// A batch of a tensor file's rows, its columns by type, the lists as their
+/// cells.
 struct TensorBatch<'a> {
     host: &'a StringArray,
     episode: &'a StringArray,
     start: &'a Float64Array,
     label: &'a Int32Array,
-    x: &'a FixedSizeListArray,
-    mask: &'a FixedSizeListArray,
+    /// Cells per list.
+    width: usize,
+    x: &'a [f32],
+    mask: &'a BooleanArray,
 }
 
 impl<'a> TensorBatch<'a> {
@@ -281,25 +286,21 @@ impl<'a> TensorBatch<'a> {
             batch.column_by_name(name).ok_or_else(|| io::Error::other(format!("no {name} column in a tensor file")))
         };
         let wrong = |name: &str| io::Error::other(format!("the tensor file's {name} column has another type"));
-        let list = |name: &str| -> io::Result<&'a FixedSizeListArray> {
+        let cells = |name: &str| -> io::Result<&'a ArrayRef> {
             let list = column(name)?.as_fixed_size_list_opt().ok_or_else(|| wrong(name))?;
             if list.value_length() as usize != width || list.values().len() != batch.num_rows() * width {
                 return Err(io::Error::other(format!("the tensor file's {name} lists are not {width} cells wide")));
             }
-            Ok(list)
+            Ok(list.values())
         };
-        let x = list("x")?;
-        let mask = list("mask")?;
-        if x.values().as_primitive_opt::<Float32Type>().is_none() || mask.values().as_boolean_opt().is_none() {
-            return Err(wrong("x or mask"));
-        }
         Ok(TensorBatch {
             host: column("host_id")?.as_string_opt().ok_or_else(|| wrong("host_id"))?,
             episode: column("episode_id")?.as_string_opt().ok_or_else(|| wrong("episode_id"))?,
             start: column("window_start_s")?.as_primitive_opt().ok_or_else(|| wrong("window_start_s"))?,
             label: column("label")?.as_primitive_opt().ok_or_else(|| wrong("label"))?,
-            x,
-            mask,
+            width,
+            x: cells("x")?.as_primitive_opt::<Float32Type>().ok_or_else(|| wrong("x"))?.values(),
+            mask: cells("mask")?.as_boolean_opt().ok_or_else(|| wrong("mask"))?,
         })
     }
 }
