@@ -1,13 +1,10 @@
 //! `epiflow`: parses the command line, sets up logging and runs the command.
 
-mod allocator;
-
 use clap::Parser;
 use epiflow::cli::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
     let cli = Cli::parse();
     epiflow::cli::init_logging(&cli.global);
     match epiflow::commands::run(cli) {
