@@ -8,6 +8,7 @@
 use crate::channels::{channels_of, Kind, Phase, Source, CHANNELS};
 use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns};
+use crate::shared_values::SharedValues;
 use serde::Serialize;
 
 /// The align operator. It has no configuration: the rules are the contract.
@@ -34,9 +35,14 @@ impl Operator for Align {
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct NoConfig;
 
-/// Seconds between two wall times, subtracting as integers first.
+/// Seconds between two wall times, subtracting as integers first (in
+/// `i64` when the difference fits, which rounds to the same `f64` as the
+/// `i128` difference and converts without a library call).
 pub fn seconds_since(t_wall_ns: i64, t0_wall_ns: i64) -> f64 {
-    (t_wall_ns as i128 - t0_wall_ns as i128) as f64 / 1e9
+    match t_wall_ns.checked_sub(t0_wall_ns) {
+        Some(ns) => ns as f64 / 1e9,
+        None => (t_wall_ns as i128 - t0_wall_ns as i128) as f64 / 1e9,
+    }
 }
 
 fn align(decoded: &DecodedEpisode) -> AlignedEpisode {
@@ -60,7 +66,7 @@ fn align(decoded: &DecodedEpisode) -> AlignedEpisode {
     let aligned: [AlignedSource; 4] = match t0 {
         Some(t0) => std::array::from_fn(|i| sort_and_dedup(&sources[i], t0)),
         None => std::array::from_fn(|i| AlignedSource {
-            columns: vec![Vec::new(); sources[i].columns.len()],
+            columns: vec![SharedValues::default(); sources[i].columns.len()],
             ..Default::default()
         }),
     };
@@ -86,6 +92,16 @@ pub fn channel_series(sources: &[AlignedSource; 4]) -> Vec<Series> {
 
 /// Stable sort by `t_wall_ns`; of rows sharing a timestamp the later line wins.
 fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
+    // Most sources write their rows in time order, each time once: then
+    // sorting keeps every row where it is, and the columns are shared as
+    // they are instead of gathered row by row.
+    if src.t_wall_ns.windows(2).all(|pair| pair[0] < pair[1]) {
+        return AlignedSource {
+            t: src.t_wall_ns.iter().map(|&t| seconds_since(t, t0)).collect(),
+            columns: src.columns.clone(),
+            bucket_ms: src.bucket_ms.clone(),
+        };
+    }
     let mut order: Vec<usize> = (0..src.rows()).collect();
     order.sort_by_key(|&i| src.t_wall_ns[i]);
     let mut keep: Vec<usize> = Vec::with_capacity(order.len());
@@ -95,10 +111,10 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
             _ => keep.push(i),
         }
     }
-    let pick = |col: &Vec<f64>| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
+    let pick = |col: &[f64]| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
     AlignedSource {
         t: keep.iter().map(|&i| seconds_since(src.t_wall_ns[i], t0)).collect(),
-        columns: src.columns.iter().map(pick).collect(),
+        columns: src.columns.iter().map(|col| pick(col).into()).collect(),
         bucket_ms: if src.bucket_ms.is_empty() { Vec::new() } else { pick(&src.bucket_ms) },
     }
 }
@@ -110,30 +126,37 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
 ///   carry the channel; no point at the first, at `t_k <= t_prev`, or at a reset;
 /// - bucket: `v / bucket_s` with `bucket_s` from `bucket_ms` when positive, else
 ///   the gap to the source's previous row (none at the first row).
-pub fn points(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
+///
+/// Points that are rows of the source share its vectors ([`SharedValues`]).
+pub fn points(kind: Kind, t: &SharedValues, v: &SharedValues, bucket_ms: &[f64]) -> Series {
     let n = t.len().min(v.len());
-    let (t, v) = (&t[..n], &v[..n]);
+    let (t, v) = (t.slice(0..n), v.slice(0..n));
     // Most columns have a value on every row. Then a gauge's points are the
-    // rows themselves and a counter's rates come from consecutive rows, in
-    // loops without a branch per row; the points are the same, bit for bit.
-    if !has_missing(v) {
+    // rows themselves, a counter's rates come from consecutive rows and a
+    // bucket's from each row's own bucket, in loops without a branch per
+    // row; the points are the same, bit for bit.
+    if !has_missing(&v) {
         match kind {
-            Kind::Gauge => return Series { t: t.to_vec(), v: v.to_vec() },
-            Kind::Counter => return counter_rates(t, v),
+            Kind::Gauge => return Series { t, v },
+            Kind::Counter => return counter_rates(&t, &v),
+            Kind::Bucket if bucket_ms.len() >= n && bucket_ms[..n].iter().all(|&ms| ms > 0.0) => {
+                let v = v.iter().zip(bucket_ms).map(|(&v, &ms)| v / (ms / 1000.0)).collect();
+                return Series { t, v };
+            }
             Kind::Bucket => {}
         }
     }
-    points_row_by_row(kind, t, v, bucket_ms)
+    points_row_by_row(kind, &t, &v, bucket_ms)
 }
 
 /// [`points`] by the rules as written, one row at a time: any column, with
 /// values missing or not.
 fn points_row_by_row(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Series {
     // At most one point per row: one allocation per vector.
-    let mut out = Series { t: Vec::with_capacity(t.len()), v: Vec::with_capacity(t.len()) };
+    let (mut out_t, mut out_v) = (Vec::with_capacity(t.len()), Vec::with_capacity(t.len()));
     let mut push = |t: f64, v: f64| {
-        out.t.push(t);
-        out.v.push(v);
+        out_t.push(t);
+        out_v.push(v);
     };
     match kind {
         Kind::Gauge => {
@@ -176,7 +199,7 @@ fn points_row_by_row(kind: Kind, t: &[f64], v: &[f64], bucket_ms: &[f64]) -> Ser
             }
         }
     }
-    out
+    Series { t: out_t.into(), v: out_v.into() }
 }
 
 /// Whether any value is missing (NaN). Checked a block at a time without a
@@ -189,7 +212,8 @@ fn has_missing(v: &[f64]) -> bool {
 /// the next, kept where time advances and the counter did not fall. The
 /// rates are computed for every pair in one loop the compiler vectorises;
 /// the rare pairs that are not kept (resets) are then left out.
-fn counter_rates(t: &[f64], v: &[f64]) -> Series {
+fn counter_rates(times: &SharedValues, v: &[f64]) -> Series {
+    let t = &times[..];
     if t.len() < 2 {
         return Series::default();
     }
@@ -206,16 +230,16 @@ fn counter_rates(t: &[f64], v: &[f64]) -> Series {
         })
         .collect();
     if all_kept {
-        return Series { t: t_next.to_vec(), v: rates };
+        return Series { t: times.slice(1..t.len()), v: rates.into() };
     }
-    let mut out = Series { t: Vec::with_capacity(rates.len()), v: Vec::with_capacity(rates.len()) };
+    let (mut out_t, mut out_v) = (Vec::with_capacity(rates.len()), Vec::with_capacity(rates.len()));
     for (k, rate) in rates.into_iter().enumerate() {
         if kept(t_prev[k], t_next[k], v_prev[k], v_next[k]) {
-            out.t.push(t_next[k]);
-            out.v.push(rate);
+            out_t.push(t_next[k]);
+            out_v.push(rate);
         }
     }
-    out
+    Series { t: out_t.into(), v: out_v.into() }
 }
 
 #[cfg(test)]
@@ -255,16 +279,18 @@ mod tests {
         let ids: Vec<usize> = channels_of(source).collect();
         let cols = &mut ep.sources[source.index()];
         cols.present = true;
+        let mut columns: Vec<Vec<f64>> = cols.columns.iter().map(|c| c.to_vec()).collect();
         for (t, values) in rows {
             cols.t_wall_ns.push(T0 + (*t * 1e9).round() as i64);
             for (col, ch) in ids.iter().enumerate() {
                 let v = values.iter().find(|(n, _)| *n == CHANNELS[*ch].name).map(|x| x.1);
-                cols.columns[col].push(v.unwrap_or(f64::NAN));
+                columns[col].push(v.unwrap_or(f64::NAN));
             }
             if source == Source::Netflow {
                 cols.bucket_ms.push(bucket_ms.unwrap_or(f64::NAN));
             }
         }
+        cols.columns = columns.into_iter().map(SharedValues::from).collect();
     }
 
     fn bits(s: &Series) -> (Vec<u64>, Vec<u64>) {
@@ -292,22 +318,56 @@ mod tests {
 
     proptest! {
         #[test]
+        fn seconds_are_those_of_the_exact_difference(t in any::<i64>(), t0 in any::<i64>()) {
+            let exact = (t as i128 - t0 as i128) as f64 / 1e9;
+            prop_assert_eq!(seconds_since(t, t0).to_bits(), exact.to_bits());
+        }
+    }
+
+    proptest! {
+        #[test]
         fn points_are_the_rules_as_written_bit_for_bit(
             (t, v, bucket_ms) in prop_oneof![column(false), column(true)],
         ) {
+            let (shared_t, shared_v) = (SharedValues::from(t.clone()), SharedValues::from(v.clone()));
             for kind in [Kind::Gauge, Kind::Counter, Kind::Bucket] {
-                prop_assert_eq!(bits(&points(kind, &t, &v, &bucket_ms)), bits(&points_row_by_row(kind, &t, &v, &bucket_ms)));
+                prop_assert_eq!(
+                    bits(&points(kind, &shared_t, &shared_v, &bucket_ms)),
+                    bits(&points_row_by_row(kind, &t, &v, &bucket_ms))
+                );
             }
         }
     }
 
     #[test]
     fn points_of_a_column_with_every_value_take_the_rows_and_consecutive_rates() {
-        let (t, v) = ([0.0, 0.5, 1.0, 2.0], [10.0, 20.0, 5.0, 25.0]);
-        assert_eq!(points(Kind::Gauge, &t, &v, &[]), Series { t: t.to_vec(), v: v.to_vec() });
+        let (t, v) = (SharedValues::from(vec![0.0, 0.5, 1.0, 2.0]), SharedValues::from(vec![10.0, 20.0, 5.0, 25.0]));
+        assert_eq!(points(Kind::Gauge, &t, &v, &[]), Series { t: t.clone(), v: v.clone() });
         // 10 → 20 over 0.5 s, a reset (no point), then 5 → 25 over 1 s.
-        assert_eq!(points(Kind::Counter, &t, &v, &[]), Series { t: vec![0.5, 2.0], v: vec![20.0, 20.0] });
-        assert_eq!(points(Kind::Counter, &t[..1], &v[..1], &[]), Series::default());
+        assert_eq!(points(Kind::Counter, &t, &v, &[]), Series { t: vec![0.5, 2.0].into(), v: vec![20.0, 20.0].into() });
+        assert_eq!(points(Kind::Counter, &t.slice(0..1), &v.slice(0..1), &[]), Series::default());
+        // Buckets of 250 ms: four times the count per second.
+        assert_eq!(
+            points(Kind::Bucket, &t, &v, &[250.0; 4]),
+            Series { t: t.clone(), v: vec![40.0, 80.0, 20.0, 100.0].into() }
+        );
+    }
+
+    #[test]
+    fn points_that_are_rows_share_the_source_vectors() {
+        let t = SharedValues::from(vec![0.0, 1.0, 2.0, 3.0]);
+        let rising = SharedValues::from(vec![1.0, 2.0, 4.0, 8.0]);
+        let gauge = points(Kind::Gauge, &t, &rising, &[]);
+        assert_eq!((gauge.t.as_ptr(), gauge.v.as_ptr()), (t.as_ptr(), rising.as_ptr()), "a gauge is its column");
+        let counter = points(Kind::Counter, &t, &rising, &[]);
+        assert_eq!(
+            (counter.t.as_ptr(), counter.t.len()),
+            (t[1..].as_ptr(), 3),
+            "a counter's times are its rows' less the first"
+        );
+        assert_eq!(points(Kind::Bucket, &t, &rising, &[100.0; 4]).t.as_ptr(), t.as_ptr());
+        // A column shorter than its times (a damaged cache entry) is cut, never read past.
+        assert_eq!(points(Kind::Gauge, &t, &rising.slice(0..2), &[]).t, vec![0.0, 1.0]);
     }
 
     fn series<'a>(a: &'a AlignedEpisode, name: &str) -> &'a Series {
@@ -344,6 +404,23 @@ mod tests {
         assert_eq!(s.t, vec![1.0, 2.0, 3.0]);
         assert_eq!(s.v, vec![1.0, 22.0, 3.0]);
         assert_eq!(a.t_end, Some(30.0), "duration_observed_s wins when positive");
+    }
+
+    #[test]
+    fn rows_in_time_order_keep_their_columns_shared_and_a_repeated_time_is_still_resolved() {
+        let g = "proc.rss_bytes";
+        let col = channels_of(Source::Proc).position(|ch| CHANNELS[ch].name == g).unwrap();
+        let mut ep = episode(&[(0.0, "clean")], Some(30.0));
+        set_rows(&mut ep, Source::Proc, &[(1.0, &[(g, 1.0)]), (2.0, &[(g, 2.0)])], None);
+        let a = Align.apply(&ep);
+        let decoded = &ep.sources[Source::Proc.index()].columns[col];
+        assert_eq!(a.sources[Source::Proc.index()].columns[col].as_ptr(), decoded.as_ptr(), "taken as it is");
+        assert_eq!(series(&a, g).v.as_ptr(), decoded.as_ptr(), "and the gauge's points are it too");
+        // In order, but one time twice: the later row wins, as when sorting.
+        let mut ep = episode(&[(0.0, "clean")], Some(30.0));
+        set_rows(&mut ep, Source::Proc, &[(1.0, &[(g, 1.0)]), (1.0, &[(g, 11.0)]), (2.0, &[(g, 2.0)])], None);
+        let a = Align.apply(&ep);
+        assert_eq!((series(&a, g).t.to_vec(), series(&a, g).v.to_vec()), (vec![1.0, 2.0], vec![11.0, 2.0]));
     }
 
     #[test]

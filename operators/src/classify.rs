@@ -11,6 +11,7 @@ use crate::align::points;
 use crate::channels::{channel_index, channels_of, Kind, Phase, Source};
 use crate::fingerprint::Operator;
 use crate::model::{phase_at, AlignedEpisode, AlignedSource, Series};
+use crate::shared_values::SharedValues;
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the inter-phase signal tests.
@@ -240,8 +241,8 @@ impl Stat {
 }
 
 /// Row-wise sum of some of a source's channels; NaN where all are missing.
-fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> Vec<f64> {
-    let cols: Vec<&Vec<f64>> = channels_of(source)
+fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> SharedValues {
+    let cols: Vec<&SharedValues> = channels_of(source)
         .enumerate()
         .filter(|(_, ch)| names.contains(&crate::channels::CHANNELS[*ch].name))
         .filter_map(|(col, _)| src.columns.get(col))

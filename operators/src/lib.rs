@@ -19,6 +19,7 @@ pub mod model;
 pub mod rng;
 pub mod rows;
 pub mod schema;
+pub mod shared_values;
 pub mod split;
 pub mod tensor;
 #[cfg(any(test, feature = "test-support"))]

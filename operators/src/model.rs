@@ -1,8 +1,9 @@
 //! The types that flow between operators: keys, problems, decoded and aligned
-//! episodes. Telemetry is held as plain column vectors per source (one `Vec` per
+//! episodes. Telemetry is held as plain column vectors per source (one vector per
 //! channel), never as one object per row.
 
 use crate::channels::{Phase, Source, CHANNELS};
+use crate::shared_values::SharedValues;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -175,7 +176,9 @@ pub struct SourceColumns {
     /// `t_wall_ns` of every good row.
     pub t_wall_ns: Vec<i64>,
     /// One column per channel of this source (registry order); NaN = missing.
-    pub columns: Vec<Vec<f64>>,
+    /// Shared: alignment takes a column as it is when the rows are already
+    /// in time order.
+    pub columns: Vec<SharedValues>,
     /// `bucket_ms` per row (netflow only; NaN when missing).
     pub bucket_ms: Vec<f64>,
 }
@@ -183,7 +186,8 @@ pub struct SourceColumns {
 impl SourceColumns {
     /// Empty columns for `source`, with one column per channel of it.
     pub fn new(source: Source) -> SourceColumns {
-        SourceColumns { columns: vec![Vec::new(); crate::channels::channels_of(source).count()], ..Default::default() }
+        let columns = vec![SharedValues::default(); crate::channels::channels_of(source).count()];
+        SourceColumns { columns, ..Default::default() }
     }
 
     /// Number of good rows.
@@ -239,19 +243,22 @@ pub struct DecodedEpisode {
 /// One channel's points on the episode's time axis.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series {
-    /// Seconds since `t0`, non-decreasing.
-    pub t: Vec<f64>,
-    /// The channel's value at each `t` (NaN where a row lacked it).
-    pub v: Vec<f64>,
+    /// Seconds since `t0`, non-decreasing; most often its source's times,
+    /// shared.
+    pub t: SharedValues,
+    /// The channel's value at each `t`; a gauge's column, shared, when it
+    /// has a value on every row.
+    pub v: SharedValues,
 }
 
 /// One source after alignment: sorted by `t_wall_ns`, duplicates resolved.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlignedSource {
-    /// Seconds since `t0` (empty when the episode has no `t0`).
-    pub t: Vec<f64>,
+    /// Seconds since `t0` (empty when the episode has no `t0`), shared
+    /// with the channel points taken from this source.
+    pub t: SharedValues,
     /// Columns as in [`SourceColumns::columns`], reordered with `t`.
-    pub columns: Vec<Vec<f64>>,
+    pub columns: Vec<SharedValues>,
     /// `bucket_ms` per row (netflow only), reordered with `t`.
     pub bucket_ms: Vec<f64>,
 }

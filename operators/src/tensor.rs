@@ -278,7 +278,7 @@ mod tests {
                     u => u * 0.4,
                 };
             }
-            *series = Series { t: ts, v: vs };
+            *series = Series { t: ts.into(), v: vs.into() };
         }
         let mut shared = 0;
         for (window_s, stride_s, hz) in

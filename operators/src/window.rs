@@ -485,13 +485,13 @@ mod tests {
     /// of large counts that moves little.
     fn jittered(steps: &[(u8, i32)], offset: f64) -> Series {
         let mut t = 0.0;
-        let mut series = Series::default();
+        let (mut times, mut values) = (Vec::new(), Vec::new());
         for &(dt, dv) in steps {
             t += dt as f64 * 0.05;
-            series.t.push(t);
-            series.v.push(offset + dv as f64 * 0.25);
+            times.push(t);
+            values.push(offset + dv as f64 * 0.25);
         }
-        series
+        Series { t: times.into(), v: values.into() }
     }
 
     proptest! {
@@ -542,7 +542,7 @@ mod tests {
     #[test]
     fn cursor_finds_what_a_search_finds_as_windows_move_on() {
         let t = vec![0.0, 1.0, 1.0, 2.5, 5.0, 5.0, 7.0, 10.0];
-        let series = Series { v: t.iter().map(|x| x * 2.0).collect(), t };
+        let series = Series { v: t.iter().map(|x| x * 2.0).collect(), t: t.into() };
         let mut cursor = Cursor::default();
         // Overlapping, gapped, touching points exactly, and past the last point.
         for (lo, hi) in [(0.0, 1.0), (0.5, 5.0), (1.0, 5.0), (5.0, 7.0), (8.0, 9.0), (10.0, 12.0), (20.0, 30.0)] {

@@ -44,10 +44,11 @@ pub(super) fn decode_aligned(bytes: &[u8]) -> io::Result<AlignedEpisode> {
     };
     let mut sources: [AlignedSource; 4] = Default::default();
     for (s, source) in sources.iter_mut().enumerate() {
-        source.t = series(format!("s{s}.t"))?;
+        source.t = series(format!("s{s}.t"))?.into();
         source.bucket_ms = series(format!("s{s}.bucket_ms"))?;
-        source.columns =
-            (0..header.source_columns[s]).map(|c| series(format!("s{s}.c{c}"))).collect::<io::Result<_>>()?;
+        source.columns = (0..header.source_columns[s])
+            .map(|c| series(format!("s{s}.c{c}")).map(Into::into))
+            .collect::<io::Result<_>>()?;
     }
     Ok(header.with(sources))
 }
