@@ -217,12 +217,24 @@ thread_local! {
     static CONTEXT: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
 }
 
+/// The largest context a thread keeps between archives: an archive made
+/// with a long window (`zstd --long`, up to the 128 MiB zstd accepts) must
+/// not leave its window buffer held by a thread that lives on (`watch`,
+/// `serve`).
+const KEPT_CONTEXT_BYTES: usize = 16 << 20;
+
 /// Runs `f` with this thread's decompression context, or a new one when
 /// the thread's is in use. A decoder made on it resets its session first,
 /// so a damaged archive leaves nothing behind for the next.
 fn with_context<T>(f: impl FnOnce(&mut DCtx<'static>) -> T) -> T {
     CONTEXT.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => f(slot.get_or_insert_with(DCtx::create)),
+        Ok(mut slot) => {
+            let out = f(slot.get_or_insert_with(DCtx::create));
+            if slot.as_ref().is_some_and(|context| context.sizeof() > KEPT_CONTEXT_BYTES) {
+                *slot = None;
+            }
+            out
+        }
         Err(_) => f(&mut DCtx::create()),
     })
 }
@@ -640,6 +652,26 @@ mod tests {
         // Compared as printed: a missing value is NaN, which equals nothing.
         assert_eq!(format!("{after:?}"), format!("{alone:?}"));
         assert_eq!(after.sources[Source::Proc.index()].rows(), 2000);
+    }
+
+    #[test]
+    fn a_thread_keeps_its_zstd_context_only_while_it_is_small() {
+        let kept = || CONTEXT.with_borrow(|c| c.as_ref().map(|c| c.sizeof()));
+        std::thread::spawn(move || {
+            let tar = crate::test_support::tar_bytes(&[("ep/meta.json", META)]);
+            decode(&zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+            assert!(kept().is_some_and(|bytes| bytes <= KEPT_CONTEXT_BYTES), "{:?}", kept());
+            // A frame of unknown size with a 64 MiB window: its buffer goes
+            // when the archive is read.
+            let mut long = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+            long.window_log(26).unwrap();
+            long.long_distance_matching(true).unwrap();
+            std::io::Write::write_all(&mut long, &tar).unwrap();
+            decode(&long.finish().unwrap()).unwrap();
+            assert_eq!(kept(), None);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -27,24 +27,31 @@ enum Form {
 
 /// Appends `values` to `out`.
 pub fn encode(values: &[f64], out: &mut Vec<u8>) {
-    let mut integers = Vec::with_capacity(values.len());
-    if let Some(scale) = (0..=MAX_SCALE).find(|&scale| as_integers(values, scale, &mut integers)) {
-        out.reserve(3 + 10 * (2 + values.len()));
-        out.push(Form::Decimal as u8);
-        out.push(scale);
-        put_varint(out, values.len() as u64);
-        put_varint(out, (values.len() - integers.len()) as u64);
-        let mut previous = 0usize;
-        for (i, _) in values.iter().enumerate().filter(|(_, v)| is_missing(**v)) {
-            put_varint(out, (i - previous) as u64);
-            previous = i;
+    let start = out.len();
+    out.reserve(3 + 10 * (2 + values.len()));
+    // The decimal form's head, its scale filled in below: the form, the
+    // scale, the count, then the missing values' positions as gaps.
+    out.extend([Form::Decimal as u8, 0]);
+    put_varint(out, values.len() as u64);
+    put_varint(out, values.iter().filter(|v| is_missing(**v)).count() as u64);
+    let mut previous = 0usize;
+    for (i, _) in values.iter().enumerate().filter(|(_, v)| is_missing(**v)) {
+        put_varint(out, (i - previous) as u64);
+        previous = i;
+    }
+    let head = out.len();
+    // Scales tried from 0 up, each writing its deltas straight away: an
+    // integer column (most) is one pass, and a scale that fails does so at
+    // its first inexact value, its bytes then dropped.
+    for scale in 0..=MAX_SCALE {
+        out[start + 1] = scale;
+        if put_deltas(values, scale, out) {
+            return;
         }
-        let mut last = 0i64;
-        for &k in &integers {
-            put_varint(out, zigzag(k.wrapping_sub(last)));
-            last = k;
-        }
-    } else if values.iter().all(|v| (*v as f32) as f64 == *v || is_missing(*v)) {
+        out.truncate(head);
+    }
+    out.truncate(start);
+    if values.iter().all(|v| (*v as f32) as f64 == *v || is_missing(*v)) {
         out.push(Form::F32 as u8);
         put_varint(out, values.len() as u64);
         out.extend(values.iter().flat_map(|v| (*v as f32).to_le_bytes()));
@@ -121,13 +128,13 @@ fn is_missing(v: f64) -> bool {
     v.to_bits() == f64::NAN.to_bits()
 }
 
-/// Fills `integers` with every present value as an integer `k` over
-/// `10^scale`, when each comes back bit for bit as [`decode`] computes it
-/// (`k as f64 / 10^scale`); tried from scale 0 up, so an integer column is
-/// one pass.
-fn as_integers(values: &[f64], scale: u8, integers: &mut Vec<i64>) -> bool {
-    integers.clear();
+/// Appends every present value as the varint delta of an integer `k` over
+/// `10^scale`, while each comes back bit for bit as [`decode`] computes it
+/// (`k as f64 / 10^scale`); false at the first that does not, with the
+/// deltas before it written.
+fn put_deltas(values: &[f64], scale: u8, out: &mut Vec<u8>) -> bool {
     let power = 10f64.powi(scale as i32);
+    let mut last = 0i64;
     for &v in values.iter().filter(|v| !is_missing(**v)) {
         // Dividing by 1 is exact: integers are checked without it.
         let (k, back) = match scale {
@@ -140,7 +147,8 @@ fn as_integers(values: &[f64], scale: u8, integers: &mut Vec<i64>) -> bool {
         if back.to_bits() != v.to_bits() {
             return false;
         }
-        integers.push(k);
+        put_varint(out, zigzag(k.wrapping_sub(last)));
+        last = k;
     }
     true
 }
