@@ -658,15 +658,15 @@ mod tests {
     fn a_thread_keeps_its_zstd_context_only_while_it_is_small() {
         let kept = || CONTEXT.with_borrow(|c| c.as_ref().map(|c| c.sizeof()));
         std::thread::spawn(move || {
-            let tar = crate::test_support::tar_bytes(&[("ep/meta.json", META)]);
-            decode(&zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+            let members: &[(&str, &[u8])] = &[("ep/meta.json", META)];
+            decode(&tar_zst(members)).unwrap();
             assert!(kept().is_some_and(|bytes| bytes <= KEPT_CONTEXT_BYTES), "{:?}", kept());
             // A frame of unknown size with a 64 MiB window: its buffer goes
             // when the archive is read.
             let mut long = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
             long.window_log(26).unwrap();
             long.long_distance_matching(true).unwrap();
-            std::io::Write::write_all(&mut long, &tar).unwrap();
+            std::io::Write::write_all(&mut long, &crate::test_support::tar_bytes(members)).unwrap();
             decode(&long.finish().unwrap()).unwrap();
             assert_eq!(kept(), None);
         })
