@@ -2,14 +2,22 @@
 # Issue 28: interleaved rounds of the one-thread zstd floor and, per binary, a
 # cold `run`, a window change 10 -> 20 s and back 20 -> 10 s (CPU = user + sys).
 # Usage: benches/cold_window.sh STORE ROUNDS BIN...
+#
+# Every cold run writes a new OUT, and the OUTs are deleted only after the
+# last round: on an ext4 without a journal, a file created within a minute
+# or so of many deletions costs the kernel a search past each inode freed
+# (`recently_deleted`), which deleting the last round's OUT first added to
+# the next cold run (its system time grew from 0.4 to 1.4 s over six rounds).
 store=$1; rounds=$2; shift 2
+outs=$(mktemp -d /tmp/cold-window.XXXXXX)
 for i in $(seq $rounds); do
   cat $store/episodes/*/*.tar.zst > /dev/null
   /usr/bin/time -f "floor %U %S %e" zstd -dcq $store/episodes/*/*.tar.zst -o /dev/null -f 2>&1 | tail -1
   for b in "$@"; do
-    n=$(basename $b); o=/tmp/o-$n; rm -rf $o
+    n=$(basename $b); o=$outs/$n-$i
     /usr/bin/time -f "$n cold %U %S %e" $b run --store $store --out $o --workers 2 -q 2>&1 | tail -1
     /usr/bin/time -f "$n w20 %U %S %e" $b run --store $store --out $o --workers 2 -q --window-s 20 2>&1 | tail -1
     /usr/bin/time -f "$n w10 %U %S %e" $b run --store $store --out $o --workers 2 -q 2>&1 | tail -1
   done
 done
+rm -rf $outs

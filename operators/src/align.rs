@@ -111,12 +111,33 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
             _ => keep.push(i),
         }
     }
-    let pick = |col: &[f64]| keep.iter().map(|&i| col[i]).collect::<Vec<f64>>();
+    // A late or repeated row moves or drops a few rows; the others are
+    // copied a run of consecutive source rows at a time.
+    let runs = consecutive_runs(&keep);
+    let pick = |col: &[f64]| {
+        let mut picked = Vec::with_capacity(keep.len());
+        for run in &runs {
+            picked.extend_from_slice(&col[run.clone()]);
+        }
+        picked
+    };
     AlignedSource {
         t: keep.iter().map(|&i| seconds_since(src.t_wall_ns[i], t0)).collect(),
         columns: src.columns.iter().map(|col| pick(col).into()).collect(),
         bucket_ms: if src.bucket_ms.is_empty() { Vec::new() } else { pick(&src.bucket_ms) },
     }
+}
+
+/// `rows` as ranges of consecutive rows, in order.
+fn consecutive_runs(rows: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for &row in rows {
+        match runs.last_mut() {
+            Some(run) if run.end == row => run.end += 1,
+            _ => runs.push(row..row + 1),
+        }
+    }
+    runs
 }
 
 /// Turns one channel's raw values (NaN = missing) into points.
@@ -321,6 +342,37 @@ mod tests {
         fn seconds_are_those_of_the_exact_difference(t in any::<i64>(), t0 in any::<i64>()) {
             let exact = (t as i128 - t0 as i128) as f64 / 1e9;
             prop_assert_eq!(seconds_since(t, t0).to_bits(), exact.to_bits());
+        }
+    }
+
+    proptest! {
+        /// Rows out of order and times repeated (late and repeated lines):
+        /// sorted, the later of equal times kept, every column and
+        /// `bucket_ms` gathered with its row.
+        #[test]
+        fn sorted_rows_carry_their_columns(times in proptest::collection::vec(0i64..40, 0..60)) {
+            let n = times.len();
+            let column = |k: f64| (0..n).map(|i| i as f64 * 10.0 + k).collect::<Vec<f64>>();
+            let src = SourceColumns {
+                t_wall_ns: times.clone(),
+                columns: vec![column(1.0).into(), column(2.0).into()],
+                bucket_ms: column(3.0),
+                ..Default::default()
+            };
+            // The row that wins each time: the last line holding it.
+            let mut last_line = std::collections::BTreeMap::new();
+            for (i, &t) in times.iter().enumerate() {
+                last_line.insert(t, i);
+            }
+            let kept: Vec<usize> = last_line.values().copied().collect();
+            let aligned = sort_and_dedup(&src, 0);
+            let expected_t: Vec<f64> = last_line.keys().map(|&t| seconds_since(t, 0)).collect();
+            prop_assert_eq!(aligned.t.to_vec(), expected_t);
+            for (k, col) in aligned.columns.iter().enumerate() {
+                let expected: Vec<f64> = kept.iter().map(|&i| src.columns[k][i]).collect();
+                prop_assert_eq!(col.to_vec(), expected);
+            }
+            prop_assert_eq!(aligned.bucket_ms, kept.iter().map(|&i| src.bucket_ms[i]).collect::<Vec<f64>>());
         }
     }
 

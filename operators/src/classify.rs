@@ -241,22 +241,24 @@ impl Stat {
 }
 
 /// Row-wise sum of some of a source's channels; NaN where all are missing.
+///
+/// Column by column into one vector: a row's first present value is taken
+/// as it is and later ones added in column order, the additions (and so the
+/// bits) of summing the row's present values in order.
 fn summed(src: &AlignedSource, source: Source, names: &[&str]) -> SharedValues {
-    let cols: Vec<&SharedValues> = channels_of(source)
+    let mut sums = vec![f64::NAN; src.t.len()];
+    let cols = channels_of(source)
         .enumerate()
         .filter(|(_, ch)| names.contains(&crate::channels::CHANNELS[*ch].name))
-        .filter_map(|(col, _)| src.columns.get(col))
-        .collect();
-    (0..src.t.len())
-        .map(|i| {
-            let present: Vec<f64> = cols.iter().map(|c| c[i]).filter(|v| !v.is_nan()).collect();
-            if present.is_empty() {
-                f64::NAN
-            } else {
-                present.iter().sum()
+        .filter_map(|(col, _)| src.columns.get(col));
+    for col in cols {
+        for (sum, &v) in sums.iter_mut().zip(col.iter()) {
+            if !v.is_nan() {
+                *sum = if sum.is_nan() { v } else { *sum + v };
             }
-        })
-        .collect()
+        }
+    }
+    sums.into()
 }
 
 #[cfg(test)]
@@ -279,6 +281,44 @@ mod tests {
 
     fn running(t: f64) -> bool {
         (10.0..20.0).contains(&t)
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Each row's present values added in column order (signed zeros
+        /// and all), NaN where none is present: bit for bit the row's
+        /// present values summed.
+        #[test]
+        fn summed_is_each_rows_present_values_summed(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![Just(f64::NAN), Just(-0.0), Just(0.0), -1e6f64..1e6], 3),
+                0..20,
+            ),
+        ) {
+            let names = ["proc.cpu_user_jiffies", "proc.cpu_sys_jiffies", "proc.rss_bytes"];
+            let positions: Vec<usize> = names
+                .iter()
+                .map(|name| channels_of(Source::Proc).position(|ch| crate::channels::CHANNELS[ch].name == *name).unwrap())
+                .collect();
+            let mut columns = vec![vec![f64::NAN; rows.len()]; channels_of(Source::Proc).count()];
+            for (i, row) in rows.iter().enumerate() {
+                for (k, &value) in row.iter().enumerate() {
+                    columns[positions[k]][i] = value;
+                }
+            }
+            let src = AlignedSource {
+                t: (0..rows.len()).map(|i| i as f64).collect(),
+                columns: columns.into_iter().map(SharedValues::from).collect(),
+                bucket_ms: Vec::new(),
+            };
+            let got = summed(&src, Source::Proc, &names);
+            for (i, row) in rows.iter().enumerate() {
+                let present: Vec<f64> = row.iter().copied().filter(|v| !v.is_nan()).collect();
+                let expected = if present.is_empty() { f64::NAN } else { present.iter().sum() };
+                prop_assert_eq!(got[i].to_bits(), expected.to_bits(), "row {:?}", row);
+            }
+        }
     }
 
     #[test]

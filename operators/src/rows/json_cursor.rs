@@ -111,9 +111,28 @@ impl<'a> Cursor<'a> {
     /// Digits from here onto `significand`; `counted` counts the
     /// significand's digits (under 20 cannot overflow a `u64`, so only
     /// the 20th and later are checked). Returns how many were read here.
-    /// (Eight digits at a time was slower: most numbers are short.)
+    ///
+    /// Eight bytes at a time where the line has them: the word's leading
+    /// digits are found and folded into one integer without a branch per
+    /// digit ([`leading_digits`], [`fold_digits`]); the same integer as
+    /// one digit at a time, which still reads the last bytes of a line and
+    /// any digit past the 19th.
+    #[inline(always)]
     fn digits(&mut self, significand: &mut u64, counted: &mut u32) -> Option<u32> {
         let start = self.i;
+        while let Some(word) = load8(self.s, self.i) {
+            let values = word ^ ZEROS;
+            let n = leading_digits(values);
+            if n == 0 || *counted + n > 19 {
+                break;
+            }
+            *significand = *significand * POW10_U64[n as usize] + fold_digits(values, n);
+            *counted += n;
+            self.i += n as usize;
+            if n < 8 {
+                return Some((self.i - start) as u32);
+            }
+        }
         while let d @ b'0'..=b'9' = self.peek() {
             if *counted < 19 {
                 *significand = *significand * 10 + u64::from(d - b'0');
@@ -276,6 +295,38 @@ impl<'a> Cursor<'a> {
         Some(())
     }
 
+    /// A non-negative integer of at most 19 digits (so it fits a `u64`)
+    /// — every number of most telemetry rows — read a word at a time
+    /// without [`Self::number`]'s general path: its significand. `None`,
+    /// having read nothing, for any other number (a sign, a fraction, an
+    /// exponent, a leading zero, more digits), for anything else, and
+    /// where the line ends less than eight bytes after its last digit.
+    #[inline]
+    pub(super) fn plain_integer(&mut self) -> Option<u64> {
+        let (mut integer, mut digits) = (0u64, 0u32);
+        loop {
+            let values = load8(self.s, self.i + digits as usize)? ^ ZEROS;
+            let n = leading_digits(values);
+            if digits + n > 19 {
+                return None;
+            }
+            if n > 0 {
+                integer = integer * POW10_U64[n as usize] + fold_digits(values, n);
+                digits += n;
+            }
+            if n < 8 {
+                // Leading zeros are not JSON; a point or an exponent makes a float.
+                let after = (values >> (8 * n)) as u8 ^ b'0';
+                let leading_zero = digits > 1 && self.s[self.i] == b'0';
+                if digits == 0 || leading_zero || matches!(after, b'.' | b'e' | b'E') {
+                    return None;
+                }
+                self.i += digits as usize;
+                return Some(integer);
+            }
+        }
+    }
+
     /// A number in JSON's grammar, checked and dropped: serde reads an
     /// ignored number's digits without computing its value, so no size is
     /// out of range here.
@@ -311,6 +362,13 @@ impl<'a> Cursor<'a> {
     /// Moves past a run of digits; returns its length.
     fn skip_digits(&mut self) -> usize {
         let start = self.i;
+        while let Some(word) = load8(self.s, self.i) {
+            let n = leading_digits(word ^ ZEROS);
+            self.i += n as usize;
+            if n < 8 {
+                return self.i - start;
+            }
+        }
         while self.peek().is_ascii_digit() {
             self.i += 1;
         }
@@ -337,6 +395,38 @@ impl<'a> Cursor<'a> {
     pub(super) fn at(&self, key: &[u8]) -> bool {
         starts_with_at(self.s, self.i, key)
     }
+}
+
+/// `'0'` in every byte of a word: XOR-ed with eight bytes of text, it
+/// leaves each digit's value in its byte.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// `10^n` for the digits a word can hold.
+const POW10_U64: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
+/// How many of a word's bytes, first byte lowest and each XOR-ed with
+/// [`ZEROS`], are digits before the first that is not (0 to 8). A byte
+/// was a digit when it is now at most 9: adding 0x76 to its low seven bits
+/// sets its high bit otherwise (without carrying into the next byte), and
+/// a byte that had its high bit set is no digit either.
+#[inline]
+fn leading_digits(values: u64) -> u32 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let not_digit = (((values & LOW7) + 0x7676_7676_7676_7676) | values) & HIGH;
+    not_digit.trailing_zeros() / 8
+}
+
+/// The integer the first `n` (1 to 8) digit values of a word spell, the
+/// first byte the most significant: the digits are moved to the top of the
+/// word (zeros before them), then pairs, fours and the eight are combined
+/// with one multiply each.
+#[inline]
+fn fold_digits(values: u64, n: u32) -> u64 {
+    let v = values << (8 * (8 - n));
+    let v = ((v & 0x0f0f_0f0f_0f0f_0f0f).wrapping_mul(10 << 8 | 1)) >> 8;
+    let v = ((v & 0x00ff_00ff_00ff_00ff).wrapping_mul(100 << 16 | 1)) >> 16;
+    ((v & 0x0000_ffff_0000_ffff).wrapping_mul(10_000 << 32 | 1)) >> 32
 }
 
 /// The eight bytes of `s` from `i`, first byte lowest; `None` near the end.
@@ -366,6 +456,114 @@ fn starts_with_at(s: &[u8], i: usize, key: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_word_counts_its_leading_digits_whatever_byte_ends_them() {
+        for end in 0..8 {
+            for byte in 0..=255u8 {
+                let mut word = *b"12345678";
+                word[end] = byte;
+                let expected = if byte.is_ascii_digit() { 8 } else { end as u32 };
+                assert_eq!(leading_digits(u64::from_le_bytes(word) ^ ZEROS), expected, "byte {byte:#x} at {end}");
+            }
+        }
+        assert_eq!(leading_digits(u64::from_le_bytes(*b"90817263") ^ ZEROS), 8);
+    }
+
+    #[test]
+    fn folded_digits_are_the_integer_they_spell() {
+        for text in ["0", "7", "10", "09", "123", "4567", "89012", "345678", "9012345", "99999999", "10000000"] {
+            let mut word = [b','; 8];
+            word[..text.len()].copy_from_slice(text.as_bytes());
+            let n = text.len() as u32;
+            assert_eq!(fold_digits(u64::from_le_bytes(word) ^ ZEROS, n), text.parse::<u64>().unwrap(), "{text}");
+        }
+    }
+
+    /// Reads a number at the start of `line` and where it stopped.
+    fn read(line: &[u8]) -> (Option<(bool, u64, i32, bool)>, usize) {
+        let mut c = Cursor { s: line, i: 0, non_ascii: false };
+        let n = c.number().map(|n| (n.negative, n.significand, n.exponent, n.integer));
+        (n, c.i)
+    }
+
+    proptest! {
+        /// Where the plain path reads a number, it is the number the general
+        /// path reads, to the same byte; and it reads every plain integer of
+        /// up to 19 digits with eight bytes of line after its last digit.
+        #[test]
+        fn plain_integers_are_read_as_the_general_path_reads_them(
+            number in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][0-9])?|0[0-9]{1,3}",
+            after in r"[,}\] a.eE0-9x]{0,17}",
+        ) {
+            let line = format!("{number}{after}");
+            let mut plain = Cursor { s: line.as_bytes(), i: 0, non_ascii: false };
+            let mut general = Cursor { s: line.as_bytes(), i: 0, non_ascii: false };
+            let read = general.number().map(|n| (n.negative, n.significand, n.exponent, n.integer));
+            match plain.plain_integer() {
+                Some(integer) => {
+                    prop_assert_eq!(Some((false, integer, 0, true)), read);
+                    prop_assert_eq!(plain.i, general.i);
+                }
+                None => {
+                    prop_assert_eq!(plain.i, 0, "nothing read");
+                    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+                    let plain_digits = (1..=19).contains(&digits) && !line.starts_with('0') || digits == 1;
+                    let ends = !matches!(line.as_bytes().get(digits), Some(b'.' | b'e' | b'E'));
+                    let room = line.len() >= (digits / 8 + 1) * 8;
+                    prop_assert!(!(plain_digits && ends && room), "{} left to the general path", line);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Numbers of any length, from one digit to past a `u64`, read the
+        /// same whether the line has eight bytes after each position or
+        /// ends right after the number, and stop at the byte after them.
+        #[test]
+        fn numbers_read_by_words_are_the_numbers_written(
+            int in "-?(0|[1-9][0-9]{0,24})",
+            fraction in proptest::option::of("[0-9]{1,24}"),
+            exponent in proptest::option::of(-30i32..30),
+            after in r"[,}\] a.e0-9]{0,12}",
+        ) {
+            let mut text = int.clone();
+            if let Some(f) = &fraction {
+                text.push('.');
+                text.push_str(f);
+            }
+            if let Some(e) = exponent {
+                text.push_str(&format!("e{e}"));
+            }
+            let digits: String = text.trim_start_matches('-').split(['e']).next().unwrap().replace('.', "");
+            let expected = digits.parse::<u64>().ok();
+            let whole = format!("{text}{after}");
+            let (n, stop) = read(whole.as_bytes());
+            // A digit, point or exponent right after the number continues it.
+            if after.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == 'e') {
+                return Ok(());
+            }
+            match expected {
+                Some(significand) => {
+                    let (negative, read_significand, read_exponent, integer) = n.expect("a number");
+                    prop_assert_eq!(negative, int.starts_with('-'));
+                    prop_assert_eq!(read_significand, significand);
+                    let fraction_len = fraction.as_ref().map_or(0, |f| f.len() as i32);
+                    prop_assert_eq!(read_exponent, exponent.unwrap_or(0) - fraction_len);
+                    prop_assert_eq!(integer, fraction.is_none() && exponent.is_none());
+                    prop_assert_eq!(stop, text.len());
+                }
+                None => prop_assert!(n.is_none(), "a significand past u64 is left to serde"),
+            }
+            let (alone, alone_stop) = read(text.as_bytes());
+            prop_assert_eq!(alone, n);
+            if n.is_some() {
+                prop_assert_eq!(alone_stop, text.len());
+            }
+        }
+    }
 
     #[test]
     fn keys_are_matched_whole_at_every_length_and_near_the_end() {

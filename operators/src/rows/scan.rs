@@ -478,7 +478,18 @@ impl Scan<'_, '_> {
 
 /// A value read as [`Num`] reads it: a number, a numeric string, or
 /// anything else as missing.
+#[inline]
 fn num(c: &mut Cursor, depth: u32) -> Option<Num> {
+    match c.plain_integer() {
+        // As serde converts a `u64`.
+        Some(integer) => Some(Num(Some(integer as f64))),
+        None => any_num(c, depth),
+    }
+}
+
+/// [`num`] of anything but a plain integer.
+#[inline(never)]
+fn any_num(c: &mut Cursor, depth: u32) -> Option<Num> {
     Some(Num(match c.peek() {
         b'-' | b'0'..=b'9' => Some(c.number()?.value()?),
         b'"' => {
@@ -495,6 +506,9 @@ fn num(c: &mut Cursor, depth: u32) -> Option<Num> {
 
 /// `t_wall_ns`: an integer that fits `i64`, or `null`.
 fn wall_ns(c: &mut Cursor) -> Option<Option<i64>> {
+    if let Some(integer) = c.plain_integer() {
+        return i64::try_from(integer).ok().map(Some);
+    }
     if c.peek() == b'n' {
         c.literal(b"null")?;
         return Some(None);
