@@ -81,6 +81,9 @@ pub enum Kind {
     Bucket,
 }
 
+/// How a channel's raw value is read from a telemetry row (`None`: missing).
+pub type ChannelRead = fn(&TelemetryRow) -> Option<f64>;
+
 /// One channel: its name, source, kind and how to read it from a row.
 #[derive(Clone, Copy, Debug)]
 pub struct Channel {
@@ -91,7 +94,7 @@ pub struct Channel {
     /// How raw values become points.
     pub kind: Kind,
     /// Reads the raw value from a parsed row; `None` when the row lacks it.
-    pub read: fn(&TelemetryRow) -> Option<f64>,
+    pub read: ChannelRead,
 }
 
 impl Channel {

@@ -8,7 +8,7 @@
 //! decompression bombs.
 
 use crate::archive::sha256_hex;
-use crate::channels::{channels_of, Source, CHANNELS};
+use crate::channels::{channels_of, ChannelRead, Source, CHANNELS};
 use crate::fingerprint::Operator;
 use crate::lines::LineSplitter;
 use crate::model::{
@@ -291,7 +291,9 @@ struct DecodeState<'c> {
     labels: MemberState<Vec<Label>>,
     events: Option<Vec<Event>>,
     sources: [SourceColumns; 4],
-    channel_ids: [Vec<usize>; 4],
+    /// Per source, how each of its channels is read from a row, in
+    /// registry order: resolved once, not looked up per row and channel.
+    channel_reads: [Vec<ChannelRead>; 4],
     problems: Vec<Problem>,
     problem_count: u64,
     lines: LineSplitter,
@@ -308,7 +310,7 @@ impl<'c> DecodeState<'c> {
             labels: MemberState::Missing,
             events: None,
             sources: Source::ALL.map(SourceColumns::new),
-            channel_ids: Source::ALL.map(|s| channels_of(s).collect()),
+            channel_reads: Source::ALL.map(|s| channels_of(s).map(|ch| CHANNELS[ch].read).collect()),
             problems: Vec::new(),
             problem_count: 0,
             lines: LineSplitter::default(),
@@ -425,7 +427,7 @@ impl<'c> DecodeState<'c> {
         let si = source.index();
         let mut cols = SourceColumns::new(source);
         cols.present = true;
-        let ids = std::mem::take(&mut self.channel_ids[si]);
+        let reads = std::mem::take(&mut self.channel_reads[si]);
         let mut bad = Vec::new();
         let mut row = TelemetryRow::default();
         let mut lines = std::mem::take(&mut self.lines);
@@ -444,8 +446,8 @@ impl<'c> DecodeState<'c> {
                         }
                     }
                     cols.t_wall_ns.push(t);
-                    for (column, &ch) in columns.iter_mut().zip(&ids) {
-                        column.push((CHANNELS[ch].read)(&row).unwrap_or(f64::NAN));
+                    for (column, read) in columns.iter_mut().zip(&reads) {
+                        column.push(read(&row).unwrap_or(f64::NAN));
                     }
                     if source == Source::Netflow {
                         cols.bucket_ms.push(row.bucket_ms.0.unwrap_or(f64::NAN));
@@ -461,7 +463,7 @@ impl<'c> DecodeState<'c> {
         })?;
         cols.columns = columns.into_iter().map(SharedValues::from).collect();
         self.lines = lines;
-        self.channel_ids[si] = ids;
+        self.channel_reads[si] = reads;
         let extra = cols.bad_lines.saturating_sub(bad.len() as u64);
         for p in bad {
             self.problem(p);

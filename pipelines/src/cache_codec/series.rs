@@ -33,9 +33,12 @@ pub fn encode(values: &[f64], out: &mut Vec<u8>) {
     // scale, the count, then the missing values' positions as gaps.
     out.extend([Form::Decimal as u8, 0]);
     put_varint(out, values.len() as u64);
-    put_varint(out, values.iter().filter(|v| is_missing(**v)).count() as u64);
+    // One pass finds the missing values (most columns have none, and no
+    // vector is allocated for them); the count goes first.
+    let missing: Vec<usize> = (0..values.len()).filter(|&i| is_missing(values[i])).collect();
+    put_varint(out, missing.len() as u64);
     let mut previous = 0usize;
-    for (i, _) in values.iter().enumerate().filter(|(_, v)| is_missing(**v)) {
+    for i in missing {
         put_varint(out, (i - previous) as u64);
         previous = i;
     }
