@@ -10,6 +10,7 @@ use crate::fingerprint::Operator;
 use crate::model::{AlignedEpisode, AlignedSource, DecodedEpisode, MemberState, RowCounts, Series, SourceColumns};
 use crate::shared_values::SharedValues;
 use serde::Serialize;
+use std::ops::Range;
 
 /// The align operator. It has no configuration: the rules are the contract.
 #[derive(Clone, Debug, Default)]
@@ -129,8 +130,8 @@ fn sort_and_dedup(src: &SourceColumns, t0: i64) -> AlignedSource {
 }
 
 /// `rows` as ranges of consecutive rows, in order.
-fn consecutive_runs(rows: &[usize]) -> Vec<std::ops::Range<usize>> {
-    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+fn consecutive_runs(rows: &[usize]) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
     for &row in rows {
         match runs.last_mut() {
             Some(run) if run.end == row => run.end += 1,

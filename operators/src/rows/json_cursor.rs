@@ -116,7 +116,8 @@ impl<'a> Cursor<'a> {
     /// digits are found and folded into one integer without a branch per
     /// digit ([`leading_digits`], [`fold_digits`]); the same integer as
     /// one digit at a time, which still reads the last bytes of a line and
-    /// any digit past the 19th.
+    /// any digit past the 19th. Inlined: called out of line, with its
+    /// results through pointers, it was slower than the byte loop.
     #[inline(always)]
     fn digits(&mut self, significand: &mut u64, counted: &mut u32) -> Option<u32> {
         let start = self.i;

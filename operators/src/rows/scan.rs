@@ -487,7 +487,8 @@ fn num(c: &mut Cursor, depth: u32) -> Option<Num> {
     }
 }
 
-/// [`num`] of anything but a plain integer.
+/// [`num`] of anything but a plain integer, kept out of line so that the
+/// plain path `num` takes for most numbers stays small.
 #[inline(never)]
 fn any_num(c: &mut Cursor, depth: u32) -> Option<Num> {
     Some(Num(match c.peek() {
