@@ -8,12 +8,18 @@
 # or so of many deletions costs the kernel a search past each inode freed
 # (`recently_deleted`), which deleting the last round's OUT first added to
 # the next cold run (its system time grew from 0.4 to 1.4 s over six rounds).
+#
+# The builds take turns going first (forward on odd rounds, reversed on even
+# ones): a build that runs after another may pay for the writeback of the
+# other's outputs.
 store=$1; rounds=$2; shift 2
+reversed=""; for b in "$@"; do reversed="$b $reversed"; done
 outs=$(mktemp -d /tmp/cold-window.XXXXXX)
 for i in $(seq $rounds); do
   cat $store/episodes/*/*.tar.zst > /dev/null
   /usr/bin/time -f "floor %U %S %e" zstd -dcq $store/episodes/*/*.tar.zst -o /dev/null -f 2>&1 | tail -1
-  for b in "$@"; do
+  order="$*"; [ $((i % 2)) -eq 0 ] && order=$reversed
+  for b in $order; do
     n=$(basename $b); o=$outs/$n-$i
     /usr/bin/time -f "$n cold %U %S %e" $b run --store $store --out $o --workers 2 -q 2>&1 | tail -1
     /usr/bin/time -f "$n w20 %U %S %e" $b run --store $store --out $o --workers 2 -q --window-s 20 2>&1 | tail -1
