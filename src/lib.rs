@@ -2,6 +2,7 @@
 //! call into `epiflow-engine`, then printing), the live dashboard's server
 //! and the synthetic store generator.
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod dashboard;

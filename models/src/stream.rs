@@ -255,7 +255,14 @@ struct Batcher<'a> {
 impl Batcher<'_> {
     /// Adds window `i` of `from` to the batch being filled.
     fn push(&mut self, from: &WindowRows, i: usize) {
-        let current = self.current.get_or_insert_with(|| WindowRows { width: self.width, ..WindowRows::default() });
+        let (width, batch) = (self.width, self.batch);
+        let current = self.current.get_or_insert_with(|| WindowRows {
+            width,
+            x: Vec::with_capacity(batch * width),
+            mask: None,
+            labels: Vec::with_capacity(batch),
+            episode: Vec::with_capacity(batch),
+        });
         match self.scale {
             Some(scale) => {
                 scale.extend_scaled(from, i, &mut current.x);

@@ -2,7 +2,7 @@
 //! all six architectures on both channel sets for every split recipe, on
 //! short schedules, and evaluating them — and the results.
 
-use super::{observer, print_json, workers};
+use super::{arenas_for, observer, print_json, workers};
 use crate::cli::Global;
 use crate::progress;
 use crate::synth::{synthesize, SynthConfig, DEFAULT_DURATION_S};
@@ -30,6 +30,8 @@ fn demo_config() -> Config {
 /// Synthesizes `episodes` episodes into DIR (`--keep`) or a temporary
 /// folder, runs everything on them and prints the results.
 pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCode> {
+    let trained = demo_config();
+    arenas_for(&trained);
     let temp;
     let kept = keep.is_some();
     let root = match keep {
@@ -55,7 +57,7 @@ pub fn run(g: &Global, keep: Option<PathBuf>, episodes: usize) -> Result<ExitCod
     bar.finish_and_clear();
     let synth_s = start.elapsed().as_secs_f64();
     let out = store.join("derived");
-    let job = Job { cluster: Cluster::local(workers(g)), config: demo_config(), ..Job::new(&store, &out) };
+    let job = Job { cluster: Cluster::local(workers(g)), config: trained, ..Job::new(&store, &out) };
     let stats = job.run(Mode::Run, observer(g))?.ok_or_else(|| Error::Dataflow("no result from worker 0".into()))?;
     let timings = Timings::of(&stats, synth_s, start.elapsed().as_secs_f64());
     if g.json {

@@ -84,6 +84,16 @@ fn job(g: &Global, config: Config, args: &ClusterArgs) -> Result<Job> {
     Ok(Job { cluster: cluster(g, args)?, config, ..Job::new(store, out) })
 }
 
+/// Before a job's threads start: one that trains shares one allocator arena
+/// between its threads (see [`crate::allocator`]), so that `[train]
+/// memory_mb` bounds its resident memory; one that does not keeps glibc's
+/// arena per thread, which its dataflow runs faster with.
+fn arenas_for(config: &Config) {
+    if !config.train.splits.is_empty() {
+        crate::allocator::share_one_arena();
+    }
+}
+
 /// What a command's run is heard by: the logs, and progress bars unless
 /// `--quiet` or `--json`.
 fn observer(g: &Global) -> Arc<dyn Observer> {

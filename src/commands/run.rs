@@ -2,7 +2,7 @@
 //! models included when asked for; `epiflow train`: the same, for the models
 //! of the splits it names, without evaluating them.
 
-use super::{config, job, observer, print_json};
+use super::{arenas_for, config, job, observer, print_json};
 use crate::cli::{Global, PipelineArgs};
 use crate::tables::{model_table, operator_table, results_table};
 use epiflow_engine::{Error, Mode, Result};
@@ -19,6 +19,7 @@ pub fn run(g: &Global, args: PipelineArgs, train_command: bool) -> Result<ExitCo
     if train_command && config.train.splits.is_empty() {
         return Err(Error::Usage("train needs --split host|sample|time (or [train] splits)".into()));
     }
+    arenas_for(&config);
     let job = job(g, config, &cluster)?;
     let mode = if train_command { Mode::Train } else { Mode::Run };
     let Some(stats) = job.run(mode, observer(g))? else {

@@ -5,6 +5,7 @@
 //! changed) and paces the replays. The pipeline never waits for the server:
 //! its hooks only publish to the hub.
 
+use super::arenas_for;
 use super::watch::{announce, following, stop_on_signals};
 use crate::cli::{FollowArgs, Global, ServeArgs};
 use crate::dashboard::live::{Dashboard, Settings};
@@ -26,6 +27,7 @@ const LATENCY_BUCKETS: [f64; 10] = [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
 
 pub fn run(g: &Global, follow: FollowArgs, serve: ServeArgs) -> Result<ExitCode> {
     let job = following(g, follow)?;
+    arenas_for(&job.config);
     let token = serve.token.filter(|t| !t.is_empty());
     if !serve.addr.ip().is_loopback() && token.is_none() {
         return Err(Error::Usage(format!(

@@ -5,7 +5,7 @@
 //! stops training without writing the model it was on, and exits 0; a
 //! second one exits at once.
 
-use super::{config, job, print_json};
+use super::{arenas_for, config, job, print_json};
 use crate::cli::{FollowArgs, Global, TrainArgs};
 use crate::tables::{epoch_line, models_line};
 use epiflow_engine::observer::Observer;
@@ -21,6 +21,7 @@ const INTERRUPTED: i32 = 130;
 pub fn run(g: &Global, follow: FollowArgs, train: TrainArgs) -> Result<ExitCode> {
     let mut job = following(g, follow)?;
     job.config.train = train.over(job.config.train);
+    arenas_for(&job.config);
     announce(g, &job);
     job.follow(stop_on_signals()?, Arc::new((Logs, Printed { json: g.json })))?;
     Ok(ExitCode::SUCCESS)
