@@ -1,16 +1,20 @@
 //! Decode: archive bytes → episode facts and per-source column vectors.
 //!
 //! The archive is read into memory compressed (archives are small; this also
-//! gives the sha256 for free) and then streamed: zstd → tar → one member at a
-//! time → one line at a time. Nothing is extracted to disk and a member's path is
-//! only ever compared as a string, never used as a file system path. Byte limits
-//! on the decompressed stream, each member and each line guard against
+//! gives the sha256 for free). When its zstd frame says how large it is, and
+//! that is within the archive limit, it is decompressed whole into one
+//! buffer the thread reuses, and each member's lines are split in place;
+//! otherwise (no size, damage) it is streamed: zstd → tar → one member at a
+//! time → one line at a time. Both read the same tar the same way and give the
+//! same episode. Nothing is extracted to disk and a member's path is only
+//! ever compared as a string, never used as a file system path. Byte limits
+//! on the decompressed archive, each member and each line guard against
 //! decompression bombs.
 
 use crate::archive::sha256_hex;
 use crate::channels::{channels_of, ChannelRead, Source, CHANNELS};
 use crate::fingerprint::Operator;
-use crate::lines::LineSplitter;
+use crate::lines::{LineSplitter, Member};
 use crate::model::{
     DecodedEpisode, EpisodeFacts, EpisodeKey, Event, Failure, FailureCode, Label, Layout, MemberState, Meta, Problem,
     SourceColumns,
@@ -163,10 +167,66 @@ impl Decode {
             return Err(failure(FailureCode::CorruptArchive, None, "empty file, not a zstd frame".into()));
         }
         with_context(|context| {
-            let decoder = zstd::stream::read::Decoder::with_context(bytes, context);
-            self.read_members(decoder, key, &failure)
+            let whole = with_whole_archive(|archive| {
+                decompress_whole(context, bytes, self.config.max_archive_bytes, archive)
+                    .then(|| self.read_members_in(archive, key.clone(), &failure))
+            });
+            whole.unwrap_or_else(|| {
+                let decoder = zstd::stream::read::Decoder::with_context(bytes, context);
+                self.read_members(decoder, key, &failure)
+            })
         })
         .map(|state| state.finish(bytes.len() as u64, sha256.clone(), expected_sha256))
+    }
+
+    /// Reads the tar archive `archive`, decompressed whole, member by member,
+    /// each member's lines split in place, or fails as `failure` says (as
+    /// [`Self::read_members`] would on the same tar stream).
+    fn read_members_in(
+        &self,
+        archive: &[u8],
+        key: EpisodeKey,
+        failure: &dyn Fn(FailureCode, Option<&str>, String) -> Failure,
+    ) -> Result<DecodeState<'_>, Failure> {
+        let mut tar = tar::Archive::new(io::Cursor::new(archive));
+        let mut state = DecodeState::new(key, &self.config, self.rows);
+        let damaged = |member: Option<&str>, e: &dyn std::fmt::Display| {
+            failure(FailureCode::CorruptArchive, member, format!("damaged archive: {e}"))
+        };
+        let entries = tar.entries_with_seek().map_err(|e| damaged(None, &e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| damaged(None, &e))?;
+            let (path, size) = self.sized_member(&entry, failure)?;
+            // The stream would fail reading a member cut short, whatever
+            // its type; seeking past the end would not.
+            let text = usize::try_from(entry.raw_file_position())
+                .ok()
+                .and_then(|start| archive.get(start..start.checked_add(usize::try_from(size).ok()?)?))
+                .ok_or_else(|| damaged(Some(&path), &"unexpected end of file"))?;
+            state
+                .member::<&[u8]>(entry.header().entry_type(), size, &path, Member::InMemory(text))
+                .map_err(|e| damaged(Some(&path), &e))?;
+        }
+        Ok(state)
+    }
+
+    /// A member's path and size, or a failure when it is over the member
+    /// limit.
+    fn sized_member<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        failure: &dyn Fn(FailureCode, Option<&str>, String) -> Failure,
+    ) -> Result<(String, u64), Failure> {
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let size = entry.header().size().unwrap_or(0);
+        if size > self.config.max_member_bytes {
+            return Err(failure(
+                FailureCode::TooLarge,
+                Some(&path),
+                format!("member is {size} bytes, over the {} byte limit", self.config.max_member_bytes),
+            ));
+        }
+        Ok((path, size))
     }
 
     /// Reads the tar stream `decoder` gives member by member, or fails as
@@ -195,16 +255,10 @@ impl Decode {
         let entries = archive.entries().map_err(|e| stream_error(None, e, over_limit.get()))?;
         for entry in entries {
             let entry = entry.map_err(|e| stream_error(None, e, over_limit.get()))?;
-            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let size = entry.header().size().unwrap_or(0);
-            if size > self.config.max_member_bytes {
-                return Err(failure(
-                    FailureCode::TooLarge,
-                    Some(&path),
-                    format!("member is {size} bytes, over the {} byte limit", self.config.max_member_bytes),
-                ));
-            }
-            state.member(entry, &path).map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
+            let (path, size) = self.sized_member(&entry, failure)?;
+            let kind = entry.header().entry_type();
+            let text = Member::Streamed(entry.take(self.config.max_member_bytes));
+            state.member(kind, size, &path, text).map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
         }
         Ok(state)
     }
@@ -237,6 +291,54 @@ fn with_context<T>(f: impl FnOnce(&mut DCtx<'static>) -> T) -> T {
         }
         Err(_) => f(&mut DCtx::create()),
     })
+}
+
+thread_local! {
+    /// This thread's buffer for an archive decompressed whole, reused from
+    /// archive to archive (a fresh one would be mapped and zeroed by the
+    /// kernel each time).
+    static WHOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The largest whole-archive buffer a thread keeps between archives.
+const KEPT_WHOLE_BYTES: usize = 64 << 20;
+
+/// The largest archive decompressed whole: a larger one is streamed, in the
+/// bounded memory of zstd's window, rather than held.
+const MOST_WHOLE_BYTES: u64 = 256 << 20;
+
+/// Runs `f` with this thread's whole-archive buffer, or a new one when the
+/// thread's is in use.
+fn with_whole_archive<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    WHOLE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            let out = f(&mut buffer);
+            if buffer.capacity() > KEPT_WHOLE_BYTES {
+                *buffer = Vec::new();
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Decompresses `bytes` whole into `archive` when its frame header gives its
+/// size and that size is within `max` (and [`MOST_WHOLE_BYTES`]): zstd then
+/// writes straight into the buffer, and the members' lines are split in
+/// place — no copy out of a window, none into a line buffer. False when it
+/// does not or cannot (no size, over the limits, no memory for it, damage,
+/// more than one frame): the archive is then streamed, which also words any
+/// failure as before.
+fn decompress_whole(context: &mut DCtx<'static>, bytes: &[u8], max: u64, archive: &mut Vec<u8>) -> bool {
+    let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(bytes) else { return false };
+    let Some(size) = usize::try_from(size).ok().filter(|&s| s as u64 <= max.min(MOST_WHOLE_BYTES)) else {
+        return false;
+    };
+    archive.clear();
+    if archive.try_reserve_exact(size).is_err() {
+        return false;
+    }
+    context.decompress(archive, bytes).is_ok_and(|written| written == size)
 }
 
 /// Counts decompressed bytes and fails once over the limit.
@@ -324,8 +426,8 @@ impl<'c> DecodeState<'c> {
         }
     }
 
-    fn member<R: Read>(&mut self, entry: tar::Entry<R>, path: &str) -> io::Result<()> {
-        let kind = entry.header().entry_type();
+    /// Reads one member of type `kind` whose header gives `size` bytes.
+    fn member<R: Read>(&mut self, kind: tar::EntryType, size: u64, path: &str, text: Member<'_, R>) -> io::Result<()> {
         if kind.is_dir() {
             return Ok(());
         }
@@ -346,32 +448,26 @@ impl<'c> DecodeState<'c> {
             self.layout.other_members += 1;
             return Ok(());
         }
-        let limit = self.config.max_member_bytes;
-        let size = entry.header().size().unwrap_or(0).min(limit);
-        let mut reader = entry.take(limit);
+        let size = size.min(self.config.max_member_bytes);
         match file {
-            "meta.json" => {
-                let mut text = Vec::new();
-                reader.read_to_end(&mut text)?;
-                self.meta = parse_meta(&text, file);
-            }
-            "labels.jsonl" => self.read_labels(&mut reader, file)?,
-            "events.jsonl" => self.read_events(&mut reader, file)?,
+            "meta.json" => self.meta = parse_meta(&text.bytes()?, file),
+            "labels.jsonl" => self.read_labels(text, file)?,
+            "events.jsonl" => self.read_events(text, file)?,
             "DONE" => self.layout.done_marker = true,
             other => match Source::from_member(other) {
-                Some(source) => self.read_telemetry(&mut reader, source, size)?,
+                Some(source) => self.read_telemetry(text, source, size)?,
                 None => self.layout.other_members += 1,
             },
         }
         Ok(())
     }
 
-    fn read_labels<R: Read>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+    fn read_labels<R: Read>(&mut self, text: Member<'_, R>, file: &str) -> io::Result<()> {
         let mut labels = Vec::new();
         let mut first_bad = None;
         let mut bad = Vec::new();
         let mut lines = std::mem::take(&mut self.lines);
-        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
+        lines.lines_of(text, self.config.max_line_bytes, |line_no, line| {
             let parsed = line
                 .map_err(|e| e.to_string())
                 .and_then(|l| serde_json::from_str::<LabelRow>(utf8(l)?).map_err(|e| format!("bad label row: {e}")));
@@ -395,11 +491,11 @@ impl<'c> DecodeState<'c> {
         Ok(())
     }
 
-    fn read_events<R: Read>(&mut self, reader: &mut R, file: &str) -> io::Result<()> {
+    fn read_events<R: Read>(&mut self, text: Member<'_, R>, file: &str) -> io::Result<()> {
         let mut events = Vec::new();
         let mut bad = Vec::new();
         let mut lines = std::mem::take(&mut self.lines);
-        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
+        lines.lines_of(text, self.config.max_line_bytes, |line_no, line| {
             let parsed = line
                 .map_err(|e| e.to_string())
                 .and_then(|l| serde_json::from_str::<EventRow>(utf8(l)?).map_err(|e| format!("bad event row: {e}")));
@@ -421,7 +517,7 @@ impl<'c> DecodeState<'c> {
 
     /// Reads a telemetry member of `size` bytes (as its header says) into
     /// the source's columns.
-    fn read_telemetry<R: Read>(&mut self, reader: &mut R, source: Source, size: u64) -> io::Result<()> {
+    fn read_telemetry<R: Read>(&mut self, text: Member<'_, R>, source: Source, size: u64) -> io::Result<()> {
         let mut scanner = (self.parser == RowParser::Scan).then(RowScanner::default);
         let file = source.member();
         let si = source.index();
@@ -432,7 +528,7 @@ impl<'c> DecodeState<'c> {
         let mut row = TelemetryRow::default();
         let mut lines = std::mem::take(&mut self.lines);
         let mut columns = vec![Vec::new(); cols.columns.len()];
-        lines.for_each(reader, self.config.max_line_bytes, |line_no, line| {
+        lines.lines_of(text, self.config.max_line_bytes, |line_no, line| {
             cols.lines += 1;
             let len = line.as_ref().map_or(0, |l| l.len());
             match line.map_err(|e| e.to_string()).and_then(|l| parse_telemetry(l, scanner.as_mut(), &mut row)) {
@@ -689,6 +785,88 @@ mod tests {
         let e = small.decode_bytes(&bytes, key(), None, "f").unwrap_err();
         assert_eq!(e.code, FailureCode::TooLarge);
         assert!(e.problem.to_string().contains("telemetry-proc.jsonl"));
+    }
+
+    /// `tar` compressed as one frame that does not say its size: decode
+    /// streams it.
+    fn streamed_frame(tar: &[u8]) -> Vec<u8> {
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        std::io::Write::write_all(&mut encoder, tar).unwrap();
+        let frame = encoder.finish().unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).ok(), Some(None));
+        frame
+    }
+
+    /// `tar` compressed as one frame that says its size: decode reads it
+    /// whole.
+    fn sized_frame(tar: &[u8]) -> Vec<u8> {
+        let frame = zstd::encode_all(tar, 3).unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).ok(), Some(Some(tar.len() as u64)));
+        frame
+    }
+
+    proptest::proptest! {
+        /// Whole or streamed, an archive decodes to the same episode: the
+        /// same columns, line numbers, problems and layout.
+        #[test]
+        fn an_archive_decodes_the_same_whole_or_streamed(
+            lines in proptest::collection::vec(proptest::sample::select(vec![
+                "{\"t_wall_ns\": 10, \"rss_bytes\": 5}",
+                "{\"t_wall_ns\": 7, \"cpu_user_jiffies\": 2.5}\r",
+                "",
+                "  ",
+                "not json",
+                "{\"rss_bytes\": 1}",
+                "{\"t_wall_ns\": 30, \"rss_bytes\": 123456789012345678901234567890}",
+            ]), 0..40),
+            final_newline in proptest::bool::ANY,
+            max_line_bytes in proptest::sample::select(vec![20u64, 1 << 20]),
+            prefix in proptest::sample::select(vec!["ep/", "other/", "../", ""]),
+        ) {
+            let mut proc = lines.join("\n").into_bytes();
+            if final_newline {
+                proc.push(b'\n');
+            }
+            let (meta, labels, telemetry) =
+                (format!("{prefix}meta.json"), format!("{prefix}labels.jsonl"), format!("{prefix}telemetry-proc.jsonl"));
+            let tar = crate::test_support::tar_bytes(&[
+                (&meta, META),
+                (&labels, b"{\"phase\":\"clean\",\"t_wall_ns\":1}\n\nbad\n"),
+                ("ep/capture.pcap", b"\x00\x01"),
+                (&telemetry, &proc),
+                ("ep/DONE", b""),
+            ]);
+            let decode = Decode { config: DecodeConfig { max_line_bytes, ..Default::default() }, ..Decode::default() };
+            let of = |frame: &[u8]| format!("{:?}", decode.decode_bytes(frame, key(), None, "f").map(|d| (d.facts.problems, d.facts.layout, d.sources)));
+            proptest::prop_assert_eq!(of(&sized_frame(&tar)), of(&streamed_frame(&tar)));
+        }
+    }
+
+    #[test]
+    fn only_a_frame_that_says_its_size_within_the_limit_is_read_whole() {
+        let tar = crate::test_support::tar_bytes(&[("ep/meta.json", META)]);
+        let (sized, mut context, mut whole) = (sized_frame(&tar), DCtx::create(), Vec::new());
+        assert!(decompress_whole(&mut context, &sized, tar.len() as u64, &mut whole));
+        assert_eq!(whole, tar);
+        assert!(!decompress_whole(&mut context, &sized, tar.len() as u64 - 1, &mut whole), "over the limit");
+        assert!(!decompress_whole(&mut context, &sized[..sized.len() - 1], u64::MAX, &mut whole), "cut short");
+        assert!(!decompress_whole(&mut context, &streamed_frame(&tar), u64::MAX, &mut whole), "no size");
+    }
+
+    #[test]
+    fn a_tar_cut_short_inside_a_whole_frame_is_damaged_either_way() {
+        // Cut inside a telemetry member, and inside a member that is not
+        // read (whose bytes a whole archive would seek past).
+        let tar = crate::test_support::tar_bytes(&[
+            ("ep/telemetry-proc.jsonl", &[b'\n'; 3000]),
+            ("ep/capture.pcap", &[0; 3000]),
+        ]);
+        for cut in [1500, 512 + 3072 + 512 + 1500] {
+            for frame in [sized_frame(&tar[..cut]), streamed_frame(&tar[..cut])] {
+                let e = decode(&frame).unwrap_err();
+                assert_eq!(e.code, FailureCode::CorruptArchive, "{e:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,35 @@
-//! JSON Lines members split into lines without copying them: the member is
-//! read in large chunks into one buffer, kept across members, and each
-//! complete line is handed out as a slice of it. Only the unfinished line
-//! at a chunk's end moves (to the buffer's front) before the next read.
-//! Line lengths are bounded, so a hostile member cannot make the buffer
-//! grow without limit.
+//! JSON Lines members split into lines without copying them: a member
+//! already in memory is split in place; a streamed one is read in large
+//! chunks into one buffer, kept across members, and each complete line is
+//! handed out as a slice of it. Only the unfinished line at a chunk's end
+//! moves (to the buffer's front) before the next read. Line lengths are
+//! bounded, so a hostile member cannot make the buffer grow without limit.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
+
+/// A member's bytes: streamed from a reader, or already in memory (an
+/// archive decompressed whole).
+pub enum Member<'a, R> {
+    /// Read as it is split.
+    Streamed(R),
+    /// Split in place.
+    InMemory(&'a [u8]),
+}
+
+impl<'a, R: Read> Member<'a, R> {
+    /// The member's bytes whole (a small member such as `meta.json`).
+    pub fn bytes(self) -> io::Result<Cow<'a, [u8]>> {
+        match self {
+            Member::Streamed(mut reader) => {
+                let mut text = Vec::new();
+                reader.read_to_end(&mut text)?;
+                Ok(Cow::Owned(text))
+            }
+            Member::InMemory(bytes) => Ok(Cow::Borrowed(bytes)),
+        }
+    }
+}
 
 /// Bytes read from a member at a time.
 const CHUNK: usize = 64 << 10;
@@ -29,6 +53,32 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
+    /// Calls `f` with each non-blank line of `member`, as [`Self::for_each`]
+    /// does for a reader; a member in memory is split without a copy.
+    pub fn lines_of<R: Read>(
+        &mut self,
+        member: Member<'_, R>,
+        max: u64,
+        mut f: impl FnMut(u64, Result<&[u8], LineTooLong>),
+    ) -> io::Result<()> {
+        match member {
+            Member::Streamed(reader) => self.for_each(reader, max, f),
+            Member::InMemory(mut rest) => {
+                let mut line_no = 0;
+                while !rest.is_empty() {
+                    let (line, after) = match memchr::memchr(b'\n', rest) {
+                        Some(newline) => (&rest[..newline], &rest[newline + 1..]),
+                        None => (rest, &rest[rest.len()..]),
+                    };
+                    line_no += 1;
+                    give(line_no, line, max, &mut f);
+                    rest = after;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Calls `f` with each non-blank line of `reader` (its 1-based number,
     /// its bytes without the newline or a carriage return before it). A line
     /// over `max` bytes is skipped without being held whole and given as
@@ -160,6 +210,26 @@ mod tests {
         let got = lines(data.as_bytes(), CHUNK, CHUNK as u64);
         assert_eq!(got[1].1, Err(format!("line longer than {CHUNK} bytes; skipped")));
         assert_eq!(got[2], (3, Ok("b".into())));
+    }
+
+    proptest::proptest! {
+        /// A member in memory gives the lines, numbers and refusals its
+        /// streamed reading gives, whatever the lines and chunk sizes.
+        #[test]
+        fn a_member_in_memory_is_split_as_its_stream_is(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![&b"a"[..], b"bc", b"\n", b"\r\n", b" ", b"{\"x\":1}", b"zzzzzzzzzzzz"]), 0..60),
+            step in 1usize..40,
+            max in 1u64..20,
+        ) {
+            let data = pieces.concat();
+            let mut in_memory = Vec::new();
+            LineSplitter::default()
+                .lines_of(Member::<&[u8]>::InMemory(&data), max, |n, line| {
+                    in_memory.push((n, line.map(|l| String::from_utf8_lossy(l).into_owned()).map_err(|e| e.to_string())))
+                })
+                .unwrap();
+            proptest::prop_assert_eq!(in_memory, lines(&data, step, max));
+        }
     }
 
     #[test]
