@@ -11,6 +11,8 @@
 //! on the decompressed archive, each member and each line guard against
 //! decompression bombs.
 
+mod decompress;
+
 use crate::archive::sha256_hex;
 use crate::channels::{channels_of, ChannelRead, Source, CHANNELS};
 use crate::fingerprint::Operator;
@@ -22,11 +24,11 @@ use crate::model::{
 use crate::rows::scan::RowScanner;
 use crate::rows::{EventRow, LabelRow, TelemetryRow};
 use crate::shared_values::SharedValues;
+use decompress::{decompress_whole, with_context, with_whole_archive, LimitedReader};
 use serde::{Deserialize, Serialize};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use zstd::zstd_safe::DCtx;
 
 /// Limits that bound the work and memory of one archive.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -261,102 +263,6 @@ impl Decode {
             state.member(kind, size, &path, text).map_err(|e| stream_error(Some(&path), e, over_limit.get()))?;
         }
         Ok(state)
-    }
-}
-
-thread_local! {
-    /// This thread's zstd decompression context, reused from archive to
-    /// archive as the `zstd` tool reuses one for every file: making one per
-    /// archive, and its window buffer with it, cost ≈ 1.5% of a cold run.
-    static CONTEXT: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
-}
-
-/// The largest context a thread keeps between archives: an archive made
-/// with a long window (`zstd --long`, up to the 128 MiB zstd accepts) must
-/// not leave its window buffer held by a thread that lives on (`watch`,
-/// `serve`).
-const KEPT_CONTEXT_BYTES: usize = 16 << 20;
-
-/// Runs `f` with this thread's decompression context, or a new one when
-/// the thread's is in use. A decoder made on it resets its session first,
-/// so a damaged archive leaves nothing behind for the next.
-fn with_context<T>(f: impl FnOnce(&mut DCtx<'static>) -> T) -> T {
-    CONTEXT.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => {
-            let out = f(slot.get_or_insert_with(DCtx::create));
-            if slot.as_ref().is_some_and(|context| context.sizeof() > KEPT_CONTEXT_BYTES) {
-                *slot = None;
-            }
-            out
-        }
-        Err(_) => f(&mut DCtx::create()),
-    })
-}
-
-thread_local! {
-    /// This thread's buffer for an archive decompressed whole, reused from
-    /// archive to archive (a fresh one would be mapped and zeroed by the
-    /// kernel each time).
-    static WHOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The largest whole-archive buffer a thread keeps between archives.
-const KEPT_WHOLE_BYTES: usize = 64 << 20;
-
-/// The largest archive decompressed whole: a larger one is streamed, in the
-/// bounded memory of zstd's window, rather than held.
-const MOST_WHOLE_BYTES: u64 = 256 << 20;
-
-/// Runs `f` with this thread's whole-archive buffer, or a new one when the
-/// thread's is in use.
-fn with_whole_archive<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
-    WHOLE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buffer) => {
-            let out = f(&mut buffer);
-            if buffer.capacity() > KEPT_WHOLE_BYTES {
-                *buffer = Vec::new();
-            }
-            out
-        }
-        Err(_) => f(&mut Vec::new()),
-    })
-}
-
-/// Decompresses `bytes` whole into `archive` when its frame header gives its
-/// size and that size is within `max` (and [`MOST_WHOLE_BYTES`]): zstd then
-/// writes straight into the buffer, and the members' lines are split in
-/// place — no copy out of a window, none into a line buffer. False when it
-/// does not or cannot (no size, over the limits, no memory for it, damage,
-/// more than one frame): the archive is then streamed, which also words any
-/// failure as before.
-fn decompress_whole(context: &mut DCtx<'static>, bytes: &[u8], max: u64, archive: &mut Vec<u8>) -> bool {
-    let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(bytes) else { return false };
-    let Some(size) = usize::try_from(size).ok().filter(|&s| s as u64 <= max.min(MOST_WHOLE_BYTES)) else {
-        return false;
-    };
-    archive.clear();
-    if archive.try_reserve_exact(size).is_err() {
-        return false;
-    }
-    context.decompress(archive, bytes).is_ok_and(|written| written == size)
-}
-
-/// Counts decompressed bytes and fails once over the limit.
-struct LimitedReader<'a, R> {
-    inner: R,
-    left: u64,
-    over: &'a Cell<bool>,
-}
-
-impl<R: Read> Read for LimitedReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            self.over.set(true);
-            return Err(io::Error::other("decompressed size limit exceeded"));
-        }
-        self.left -= n as u64;
-        Ok(n)
     }
 }
 
@@ -658,6 +564,8 @@ fn parse_meta(text: &[u8], file: &str) -> MemberState<Meta> {
 mod tests {
     use super::*;
     use crate::test_support::tar_zst;
+    use decompress::{CONTEXT, KEPT_CONTEXT_BYTES};
+    use zstd::zstd_safe::DCtx;
 
     fn key() -> EpisodeKey {
         EpisodeKey { host_id: "h".into(), episode_id: "ep".into() }
