@@ -24,6 +24,7 @@ pub mod split;
 pub mod tensor;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod thread_kept;
 pub mod validate;
 pub mod window;
 

@@ -2,9 +2,9 @@
 //! buffer, decompressing an archive whole when its frame says its size,
 //! and the limit on a streamed archive's decompressed bytes.
 
+use crate::thread_kept::with_kept;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read};
-use std::thread::LocalKey;
 use zstd::zstd_safe::DCtx;
 
 thread_local! {
@@ -31,28 +31,6 @@ const KEPT_WHOLE_BYTES: usize = 64 << 20;
 /// The largest archive decompressed whole: a larger one is streamed, in the
 /// bounded memory of zstd's window, rather than held.
 const MOST_WHOLE_BYTES: u64 = 256 << 20;
-
-/// Runs `f` with this thread's value in `slot` (made by `make` when there
-/// is none), or a new one when the thread's is in use; lets it go after
-/// when `too_big` says so, so that a thread that lives on does not hold a
-/// large one.
-fn with_kept<T: 'static, U>(
-    slot: &'static LocalKey<RefCell<Option<T>>>,
-    make: fn() -> T,
-    too_big: impl Fn(&T) -> bool,
-    f: impl FnOnce(&mut T) -> U,
-) -> U {
-    slot.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut kept) => {
-            let out = f(kept.get_or_insert_with(make));
-            if kept.as_ref().is_some_and(too_big) {
-                *kept = None;
-            }
-            out
-        }
-        Err(_) => f(&mut make()),
-    })
-}
 
 /// Runs `f` with this thread's decompression context. A decoder made on it
 /// resets its session first, so a damaged archive leaves nothing behind for

@@ -15,11 +15,12 @@ pub mod series;
 use epiflow_operators::align::channel_series;
 use epiflow_operators::channels::Phase;
 use epiflow_operators::model::{AlignedEpisode, AlignedSource, EpisodeFacts, RowCounts};
+use epiflow_operators::thread_kept::with_kept;
 use serde::{Deserialize, Serialize};
 use series::{bad, put_varint, take, varint};
 use std::cell::RefCell;
 use std::io::{self, Read};
-use zstd::zstd_safe::CParameter;
+use zstd::zstd_safe::{CCtx, CParameter, DCtx};
 
 /// The first bytes of a compact entry: its form and version.
 const MAGIC: &[u8; 8] = b"EPALIGN1";
@@ -90,39 +91,35 @@ pub fn encode_aligned(ep: &AlignedEpisode) -> io::Result<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(MAGIC.len() + zstd::zstd_safe::compress_bound(body.len()));
     out.extend_from_slice(MAGIC);
-    with_compressor(|compressor| {
-        let mut after_magic = io::Cursor::new(&mut out);
-        after_magic.set_position(MAGIC.len() as u64);
-        compressor.compress_to_buffer(&body, &mut after_magic)
-    })?;
+    with_kept(
+        &COMPRESSOR,
+        CCtx::create,
+        |_| false,
+        |context| {
+            for parameter in
+                [CParameter::CompressionLevel(LEVEL), CParameter::ChecksumFlag(true), CParameter::ContentSizeFlag(true)]
+            {
+                context.set_parameter(parameter).map_err(zstd_error)?;
+            }
+            let mut after_magic = io::Cursor::new(&mut out);
+            after_magic.set_position(MAGIC.len() as u64);
+            context.compress2(&mut after_magic, &body).map_err(zstd_error)
+        },
+    )?;
     Ok(out)
 }
 
 thread_local! {
-    /// This thread's compressor of entries, reused entry after entry: a
-    /// zstd context made for each, and its tables with it, cost ≈ 1% of a
-    /// cold run.
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// This thread's compression context for entries, reused entry after
+    /// entry (its level and flags set again each time, which costs nothing).
+    static COMPRESSOR: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
+    /// This thread's decompression context for entries.
+    static DECOMPRESSOR: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with this thread's compressor of entries (zstd at [`LEVEL`],
-/// each frame with its size and checksum), or a new one when the thread's
-/// is in use.
-fn with_compressor<T>(f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> io::Result<T>) -> io::Result<T> {
-    let new = || {
-        let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
-        compressor.set_parameter(CParameter::ChecksumFlag(true))?;
-        compressor.set_parameter(CParameter::ContentSizeFlag(true))?;
-        io::Result::Ok(compressor)
-    };
-    COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => match &mut *slot {
-            Some(compressor) => f(compressor),
-            None => f(slot.insert(new()?)),
-        },
-        Err(_) => f(&mut new()?),
-    })
-}
+/// The largest body decompressed in one call, into a vector of the size its
+/// frame states; a larger one, or one whose size is not stated, is streamed.
+const MOST_WHOLE_BODY: u64 = 256 << 20;
 
 /// An aligned episode from a cache entry, compact or written before as
 /// Arrow IPC. Anything else is an error saying what is wrong, never a
@@ -136,10 +133,7 @@ pub fn decode_aligned(bytes: &[u8]) -> io::Result<AlignedEpisode> {
 }
 
 fn decode_compact(frame: &[u8]) -> io::Result<AlignedEpisode> {
-    let mut body = Vec::new();
-    zstd::stream::read::Decoder::new(frame)
-        .and_then(|mut d| d.read_to_end(&mut body))
-        .map_err(|e| bad(format!("zstd: {e}")))?;
+    let body = body_of(frame).map_err(|e| bad(format!("zstd: {e}")))?;
     let mut rest = &body[..];
     let header_len = varint(&mut rest)? as usize;
     let header: Header = serde_json::from_slice(take(&mut rest, header_len)?).map_err(|e| bad(e.to_string()))?;
@@ -155,6 +149,34 @@ fn decode_compact(frame: &[u8]) -> io::Result<AlignedEpisode> {
         return Err(bad(format!("{} bytes after the last series", rest.len())));
     }
     Ok(header.with(sources))
+}
+
+/// The body of an entry: decompressed in one call when its frame states its
+/// size (every entry [`encode_aligned`] writes does), zstd then writing
+/// straight into it rather than through its window; streamed otherwise.
+fn body_of(frame: &[u8]) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let stated = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().filter(|&s| s <= MOST_WHOLE_BODY);
+    match stated {
+        Some(size) => {
+            body.try_reserve_exact(size as usize).map_err(io::Error::other)?;
+            let written =
+                with_kept(&DECOMPRESSOR, DCtx::create, |_| false, |context| context.decompress(&mut body, frame))
+                    .map_err(zstd_error)?;
+            if written as u64 != size {
+                return Err(io::Error::other(format!("{written} bytes where the frame states {size}")));
+            }
+        }
+        None => {
+            zstd::stream::read::Decoder::new(frame)?.read_to_end(&mut body)?;
+        }
+    }
+    Ok(body)
+}
+
+/// A zstd error code as an error naming it.
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(zstd::zstd_safe::get_error_name(code))
 }
 
 #[cfg(test)]
@@ -208,6 +230,21 @@ mod tests {
             assert!(back.sources[0].columns[0][1].is_nan());
             assert_same(&back, &ep);
         }
+    }
+
+    #[test]
+    fn an_entry_whose_frame_does_not_state_its_size_is_streamed() {
+        let ep = varied(false);
+        let entry = encode_aligned(&ep).unwrap();
+        let frame = &entry[MAGIC.len()..];
+        assert!(zstd::zstd_safe::get_frame_content_size(frame).unwrap().is_some(), "written with its size");
+        let body = zstd::stream::decode_all(frame).unwrap();
+        let mut sizeless = MAGIC.to_vec();
+        let mut encoder = zstd::stream::Encoder::new(&mut sizeless, LEVEL).unwrap();
+        io::Write::write_all(&mut encoder, &body).unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&sizeless[MAGIC.len()..]).unwrap(), None);
+        assert_same(&decode_aligned(&sizeless).unwrap(), &ep);
     }
 
     #[test]
