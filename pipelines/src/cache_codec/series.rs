@@ -44,6 +44,7 @@ pub fn encode(values: &[f64], out: &mut Vec<u8>) {
         }
     }
     let head = out.len();
+    let mut chunk = [0u8; CHUNK * MAX_VARINT];
     // Scales tried from 0 up, each writing its deltas straight away: an
     // integer column (most) is one pass, and a scale that fails does so at
     // its first inexact value, its bytes then dropped.
@@ -51,13 +52,13 @@ pub fn encode(values: &[f64], out: &mut Vec<u8>) {
         out[start + 1] = scale;
         let exact = match scale {
             // Dividing by 1 is exact: integers are checked without it.
-            0 => put_deltas(values, out, |v| {
+            0 => put_deltas(values, out, &mut chunk, |v| {
                 let k = v as i64;
                 (k, k as f64)
             }),
             _ => {
                 let power = 10f64.powi(scale as i32);
-                put_deltas(values, out, |v| {
+                put_deltas(values, out, &mut chunk, |v| {
                     let k = (v * power).round() as i64;
                     (k, k as f64 / power)
                 })
@@ -156,11 +157,16 @@ const CHUNK: usize = 256;
 /// Appends every present value as the varint delta of the integer `k`
 /// that `exact` gives it, while `exact`'s value back (`k as f64 /
 /// 10^scale`, as [`decode`] computes it) is the value bit for bit; false at
-/// the first that is not, with the deltas before it written.
+/// the first that is not, with the deltas before it written. `chunk` is the
+/// caller's scratch, made once for every scale it tries.
 #[inline(always)]
-fn put_deltas(values: &[f64], out: &mut Vec<u8>, exact: impl Fn(f64) -> (i64, f64)) -> bool {
+fn put_deltas(
+    values: &[f64],
+    out: &mut Vec<u8>,
+    chunk: &mut [u8; CHUNK * MAX_VARINT],
+    exact: impl Fn(f64) -> (i64, f64),
+) -> bool {
     let mut last = 0i64;
-    let mut chunk = [0u8; CHUNK * MAX_VARINT];
     for values in values.chunks(CHUNK) {
         let mut at = 0;
         for &v in values {
@@ -172,7 +178,7 @@ fn put_deltas(values: &[f64], out: &mut Vec<u8>, exact: impl Fn(f64) -> (i64, f6
                 out.extend_from_slice(&chunk[..at]);
                 return false;
             }
-            at = put_varint_at(&mut chunk, at, zigzag(k.wrapping_sub(last)));
+            at = put_varint_at(chunk, at, zigzag(k.wrapping_sub(last)));
             last = k;
         }
         out.extend_from_slice(&chunk[..at]);
