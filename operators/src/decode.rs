@@ -24,6 +24,7 @@ use crate::model::{
 use crate::rows::scan::RowScanner;
 use crate::rows::{EventRow, LabelRow, TelemetryRow};
 use crate::shared_values::SharedValues;
+pub use decompress::decompress_sized;
 use decompress::{decompress_whole, with_context, with_whole_archive, LimitedReader};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;

@@ -63,6 +63,13 @@ pub(super) fn decompress_whole(context: &mut DCtx<'static>, bytes: &[u8], max: u
     context.decompress(archive, bytes).is_ok_and(|written| written == size)
 }
 
+/// [`decompress_whole`] through this thread's kept context, for a frame
+/// read whole elsewhere (the aligned cache's entries): false when its frame
+/// does not state a size within `max`, or it fails, and the caller streams.
+pub fn decompress_sized(bytes: &[u8], max: u64, out: &mut Vec<u8>) -> bool {
+    with_context(|context| decompress_whole(context, bytes, max, out))
+}
+
 /// Counts decompressed bytes and fails once over the limit.
 pub(super) struct LimitedReader<'a, R> {
     pub(super) inner: R,

@@ -14,13 +14,14 @@ pub mod series;
 
 use epiflow_operators::align::channel_series;
 use epiflow_operators::channels::Phase;
+use epiflow_operators::decode::decompress_sized;
 use epiflow_operators::model::{AlignedEpisode, AlignedSource, EpisodeFacts, RowCounts};
 use epiflow_operators::thread_kept::with_kept;
 use serde::{Deserialize, Serialize};
 use series::{bad, put_varint, take, varint};
 use std::cell::RefCell;
 use std::io::{self, Read};
-use zstd::zstd_safe::{CCtx, CParameter, DCtx};
+use zstd::zstd_safe::{CCtx, CParameter};
 
 /// The first bytes of a compact entry: its form and version.
 const MAGIC: &[u8; 8] = b"EPALIGN1";
@@ -113,13 +114,7 @@ thread_local! {
     /// This thread's compression context for entries, reused entry after
     /// entry (its level and flags set again each time, which costs nothing).
     static COMPRESSOR: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
-    /// This thread's decompression context for entries.
-    static DECOMPRESSOR: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
 }
-
-/// The largest body decompressed in one call, into a vector of the size its
-/// frame states; a larger one, or one whose size is not stated, is streamed.
-const MOST_WHOLE_BODY: u64 = 256 << 20;
 
 /// An aligned episode from a cache entry, compact or written before as
 /// Arrow IPC. Anything else is an error saying what is wrong, never a
@@ -153,23 +148,13 @@ fn decode_compact(frame: &[u8]) -> io::Result<AlignedEpisode> {
 
 /// The body of an entry: decompressed in one call when its frame states its
 /// size (every entry [`encode_aligned`] writes does), zstd then writing
-/// straight into it rather than through its window; streamed otherwise.
+/// straight into it rather than through its window; streamed otherwise, or
+/// when that fails (which words the error).
 fn body_of(frame: &[u8]) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
-    let stated = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().filter(|&s| s <= MOST_WHOLE_BODY);
-    match stated {
-        Some(size) => {
-            body.try_reserve_exact(size as usize).map_err(io::Error::other)?;
-            let written =
-                with_kept(&DECOMPRESSOR, DCtx::create, |_| false, |context| context.decompress(&mut body, frame))
-                    .map_err(zstd_error)?;
-            if written as u64 != size {
-                return Err(io::Error::other(format!("{written} bytes where the frame states {size}")));
-            }
-        }
-        None => {
-            zstd::stream::read::Decoder::new(frame)?.read_to_end(&mut body)?;
-        }
+    if !decompress_sized(frame, u64::MAX, &mut body) {
+        body.clear();
+        zstd::stream::read::Decoder::new(frame)?.read_to_end(&mut body)?;
     }
     Ok(body)
 }
